@@ -1,0 +1,20 @@
+/** HTTP header names, spelled once. Node lower-cases incoming names; outgoing ones keep the seeds' casing. */
+export const Headers = {
+  Authorization: 'authorization',
+  TraktApiKey: 'trakt-api-key',
+  ForwardedFor: 'x-forwarded-for',
+  RequestId: 'X-Request-Id',
+  RetryAfter: 'Retry-After',
+  RateLimitLimit: 'X-RateLimit-Limit',
+  RateLimitRemaining: 'X-RateLimit-Remaining',
+  RateLimitReset: 'X-RateLimit-Reset',
+  RateLimitLimitDaily: 'X-RateLimit-Limit-Daily',
+  RateLimitRemainingDaily: 'X-RateLimit-Remaining-Daily',
+  RateLimitLimitDay: 'X-RateLimit-Limit-Day',
+  RateLimitRemainingDay: 'X-RateLimit-Remaining-Day',
+  RateLimitResetDay: 'X-RateLimit-Reset-Day',
+  CreditsRemaining: 'X-Credits-Remaining',
+  TraktRatelimit: 'X-Ratelimit',
+  IetfRateLimitPolicy: 'RateLimit-Policy',
+  IetfRateLimit: 'RateLimit',
+} as const;

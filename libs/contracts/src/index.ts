@@ -1,0 +1,4 @@
+export * from './topics';
+export * from './request-completed';
+export * from './headers';
+export * from './proto-paths';
