@@ -1,0 +1,69 @@
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ProtoFiles } from '@tollgate/contracts';
+import { grpcLoaderOptions } from '@tollgate/platform';
+
+export interface ReserveRequest {
+  reservationId: string;
+  orgId: string;
+  profile: string;
+  method: string;
+  route: string;
+  entities: string[];
+  occurredAt: string;
+}
+
+export interface ReserveReply {
+  granted: boolean;
+  reservationId: string;
+  requested: number;
+  shortfall: number;
+  balance: number;
+}
+
+/** The gateway's port to metering: credit holds and balances. */
+export interface CreditReservations {
+  reserve(req: ReserveRequest): Promise<ReserveReply>;
+  release(reservationId: string, orgId: string): Promise<void>;
+  balance(orgId: string): Promise<number>;
+  close(): void;
+}
+
+type Unary<Req, Res> = (req: Req, opts: { deadline: number }, cb: (err: grpc.ServiceError | null, res: Res) => void) => void;
+
+/** gRPC client of tollgate.metering.v1.Reservations, with a deadline on every call. */
+export class GrpcMeteringClient implements CreditReservations {
+  private readonly client: grpc.Client & Record<string, Unary<unknown, unknown>>;
+
+  constructor(address: string, private readonly timeoutMs = 3000) {
+    const def = protoLoader.loadSync(ProtoFiles.Metering, grpcLoaderOptions);
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      tollgate: { metering: { v1: { Reservations: grpc.ServiceClientConstructor } } };
+    };
+    const Ctor = pkg.tollgate.metering.v1.Reservations;
+    this.client = new Ctor(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Unary<unknown, unknown>>;
+  }
+
+  private call<Req, Res>(method: string, req: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const fn = this.client[method] as Unary<Req, Res>;
+      fn.call(this.client, req, { deadline: Date.now() + this.timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    });
+  }
+
+  reserve(req: ReserveRequest): Promise<ReserveReply> {
+    return this.call('Reserve', req);
+  }
+
+  async release(reservationId: string, orgId: string): Promise<void> {
+    await this.call('Release', { reservationId, orgId });
+  }
+
+  async balance(orgId: string): Promise<number> {
+    return (await this.call<{ orgId: string }, { balance: number }>('GetBalance', { orgId })).balance;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

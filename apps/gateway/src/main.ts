@@ -1,0 +1,79 @@
+import 'reflect-metadata';
+import express from 'express';
+import Redis from 'ioredis';
+import { NestFactory } from '@nestjs/core';
+import { createKafkaMessaging } from '@tollgate/messaging';
+import { connectDatabase, KeyAuthenticator } from '@tollgate/persistence';
+import { ConfigError, configureHttp, createLogger, intFromEnv, onShutdown, runMain, strFromEnv } from '@tollgate/platform';
+import { loadProfile } from '@tollgate/profiles';
+import { CounterStore, MemoryCounterStore, systemClock } from '@tollgate/rate-limit';
+import { RedisCounterStore } from '@tollgate/rate-limit-redis';
+import { GrpcMeteringClient } from './clients/metering-client';
+import { Upstream } from './clients/upstream';
+import { GatewayModule } from './gateway.module';
+import { GatewayPipeline } from './pipeline/gateway-pipeline';
+
+runMain('gateway', async () => {
+  const logger = createLogger('gateway');
+  const port = intFromEnv('GATEWAY_PORT', 8080);
+  const host = strFromEnv('GATEWAY_HOST', '127.0.0.1');
+  const profile = loadProfile(strFromEnv('TOLLGATE_PROFILE', 'trackyard'));
+  const trustedProxies = strFromEnv('TRUSTED_PROXIES', '').split(',').map((s) => s.trim()).filter(Boolean);
+
+  const ds = await connectDatabase({ migrate: false, poolSize: intFromEnv('GATEWAY_DB_POOL', 5) });
+  const messaging = createKafkaMessaging({ clientId: 'tollgate-gateway', log: (_l, message, extra) => logger.warn({ msg: message, ...extra }) });
+  await messaging.ensureTopics();
+  const events = await messaging.publisher();
+
+  let limits: CounterStore = new MemoryCounterStore();
+  let redis: Redis | null = null;
+  if (process.env.REDIS_URL) {
+    redis = new Redis(process.env.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
+    try {
+      await redis.connect();
+    } catch (e) {
+      throw new ConfigError(`Redis is not reachable at REDIS_URL=${process.env.REDIS_URL} (${(e as Error).message})`);
+    }
+    limits = new RedisCounterStore(redis, { prefix: 'tollgate:' });
+  }
+
+  const credits = new GrpcMeteringClient(strFromEnv('METERING_GRPC_URL', '127.0.0.1:50052'));
+  const upstream = new Upstream(strFromEnv('UPSTREAM_URL', 'http://127.0.0.1:8090'));
+  const query = new Upstream(strFromEnv('QUERY_URL', 'http://127.0.0.1:8082'), 5000);
+  const pipeline = new GatewayPipeline({
+    profile,
+    auth: new KeyAuthenticator(ds, intFromEnv('KEY_CACHE_TTL_MS', 2000)),
+    limits,
+    credits,
+    upstream,
+    query,
+    events,
+    trustedProxies,
+    clock: systemClock,
+  });
+
+  const app = await NestFactory.create(
+    GatewayModule.register([
+      { name: 'postgres', check: async () => (await ds.query('SELECT 1')).length === 1 },
+      { name: 'kafka', check: () => messaging.ping() },
+    ]),
+    { logger, bodyParser: false },
+  );
+  configureHttp(app, 'gateway');
+  if (trustedProxies.length > 0) (app.getHttpAdapter().getInstance() as express.Express).set('trust proxy', false);
+  const base = profile.base_path.replace(/\/+$/, '') || '/';
+  app.use(base, express.raw({ type: () => true, limit: '10mb' }), pipeline.middleware);
+  app.enableShutdownHooks();
+  await app.listen(port, host);
+  logger.log(`gateway ready: http://${host}:${port}${base === '/' ? '' : base} (profile ${profile.name}, limits in ${redis ? 'Redis' : 'memory'})`);
+
+  onShutdown(async () => {
+    await app.close();
+    await messaging.close();
+    credits.close();
+    await upstream.close();
+    await query.close();
+    await redis?.quit();
+    await ds.destroy();
+  });
+});

@@ -1,0 +1,249 @@
+import { Account, Allocation, LedgerEntryDraft } from '@tollgate/billing';
+import { EntityManager } from 'typeorm';
+import { HeldReservation } from './meter-event';
+
+/**
+ * SQL for the ledger and its projections. Every function takes the transaction's EntityManager and does one
+ * round trip, whatever the number of rows (arrays through unnest): metering writes a whole Kafka batch with
+ * a handful of statements.
+ */
+export interface LockedAccount {
+  account: Account;
+  profile: string;
+}
+
+interface AccountRow {
+  org_id: string;
+  plan: Account['plan'];
+  balance: string;
+  debt: string;
+  next_seq: string;
+  allowance_month: string | null;
+  allowance_spent: string;
+  granted_one_time: string[];
+  buckets: Account['buckets'];
+  profile: string;
+}
+
+export function toAccount(r: AccountRow): Account {
+  return {
+    orgId: r.org_id,
+    plan: r.plan,
+    balance: Number(r.balance),
+    debt: Number(r.debt),
+    nextSeq: Number(r.next_seq),
+    allowanceMonth: r.allowance_month,
+    allowanceSpent: Number(r.allowance_spent),
+    grantedOneTime: r.granted_one_time,
+    buckets: r.buckets,
+  };
+}
+
+const accountColumns = `a.org_id, a.plan, a.balance, a.debt, a.next_seq, a.allowance_month, a.allowance_spent,
+  a.granted_one_time, a.buckets, o.profile`;
+
+/** Locks the accounts (in org order, so two writers never deadlock) and returns them. */
+export async function lockAccounts(m: EntityManager, orgIds: string[]): Promise<Map<string, LockedAccount>> {
+  const rows: AccountRow[] = await m.query(
+    `SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id
+      WHERE a.org_id = ANY($1::text[]) ORDER BY a.org_id FOR UPDATE OF a`,
+    [orgIds],
+  );
+  return new Map(rows.map((r) => [r.org_id, { account: toAccount(r), profile: r.profile }]));
+}
+
+export async function readAccount(m: EntityManager, orgId: string): Promise<LockedAccount | null> {
+  const rows: AccountRow[] = await m.query(
+    `SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id WHERE a.org_id = $1`,
+    [orgId],
+  );
+  return rows[0] ? { account: toAccount(rows[0]), profile: rows[0].profile } : null;
+}
+
+export async function insertAccount(m: EntityManager, a: Account): Promise<void> {
+  await m.query(
+    `INSERT INTO accounts (org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [a.orgId, JSON.stringify(a.plan), a.balance, a.debt, a.nextSeq, a.allowanceMonth, a.allowanceSpent, a.grantedOneTime, JSON.stringify(a.buckets)],
+  );
+}
+
+export async function saveAccounts(m: EntityManager, accounts: Account[]): Promise<void> {
+  if (accounts.length === 0) return;
+  await m.query(
+    `UPDATE accounts a SET plan = u.plan, balance = u.balance, debt = u.debt, next_seq = u.next_seq,
+            allowance_month = u.allowance_month, allowance_spent = u.allowance_spent,
+            granted_one_time = ARRAY(SELECT jsonb_array_elements_text(u.granted_one_time)),
+            buckets = u.buckets, updated_at = now()
+       FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[])
+             AS t(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)) u
+      WHERE a.org_id = u.org_id`,
+    [
+      accounts.map((a) => a.orgId),
+      accounts.map((a) => JSON.stringify(a.plan)),
+      accounts.map((a) => a.balance),
+      accounts.map((a) => a.debt),
+      accounts.map((a) => a.nextSeq),
+      accounts.map((a) => a.allowanceMonth),
+      accounts.map((a) => a.allowanceSpent),
+      accounts.map((a) => JSON.stringify(a.grantedOneTime)),
+      accounts.map((a) => JSON.stringify(a.buckets)),
+    ],
+  );
+}
+
+/** Appends entries and queues each for publication on tollgate.ledger.v1 (transactional outbox). */
+export async function appendEntries(m: EntityManager, entries: LedgerEntryDraft[]): Promise<void> {
+  if (entries.length === 0) return;
+  const iso = entries.map((e) => new Date(e.occurredAt).toISOString());
+  await m.query(
+    `WITH inserted AS (
+       INSERT INTO ledger_entries (org_id, seq, type, amount, balance_after, cause, occurred_at, bucket_id, detail)
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::timestamptz[], $8::text[], $9::jsonb[])
+       RETURNING org_id, seq, type, amount, balance_after, cause, occurred_at, recorded_at, bucket_id, detail)
+     INSERT INTO ledger_outbox (org_id, seq, payload)
+     SELECT org_id, seq, jsonb_build_object('org_id', org_id, 'seq', seq, 'type', type, 'amount', amount,
+              'balance_after', balance_after, 'cause', cause, 'occurred_at', occurred_at, 'recorded_at', recorded_at,
+              'bucket_id', bucket_id, 'detail', detail)
+       FROM inserted`,
+    [
+      entries.map((e) => e.orgId),
+      entries.map((e) => e.seq),
+      entries.map((e) => e.type),
+      entries.map((e) => e.amount),
+      entries.map((e) => e.balanceAfter),
+      entries.map((e) => e.cause),
+      iso,
+      entries.map((e) => e.bucketId),
+      entries.map((e) => JSON.stringify(e.detail)),
+    ],
+  );
+}
+
+export interface UsageRow {
+  eventId: string;
+  orgId: string;
+  occurredAt: string;
+  method: string;
+  route: string;
+  path: string;
+  statusCode: number;
+  credits: number;
+  costReason: string;
+  responseTimeMs: number;
+  requestId: string | null;
+  decision: string;
+  apiKeyId: string | null;
+  entities: number;
+}
+
+export async function insertUsage(m: EntityManager, rows: UsageRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await m.query(
+    `INSERT INTO usage_records (event_id, org_id, occurred_at, method, route, path, status_code, credits, cost_reason,
+                                response_time_ms, request_id, decision, api_key_id, entities)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[],
+                          $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::int[])`,
+    [
+      rows.map((r) => r.eventId),
+      rows.map((r) => r.orgId),
+      rows.map((r) => r.occurredAt),
+      rows.map((r) => r.method),
+      rows.map((r) => r.route),
+      rows.map((r) => r.path),
+      rows.map((r) => r.statusCode),
+      rows.map((r) => r.credits),
+      rows.map((r) => r.costReason),
+      rows.map((r) => r.responseTimeMs),
+      rows.map((r) => r.requestId),
+      rows.map((r) => r.decision),
+      rows.map((r) => r.apiKeyId),
+      rows.map((r) => r.entities),
+    ],
+  );
+}
+
+/** Bumps the exact per-org usage counts by the rows just inserted. */
+export async function countUsage(m: EntityManager, rows: UsageRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const perOrg = new Map<string, number>();
+  for (const r of rows) perOrg.set(r.orgId, (perOrg.get(r.orgId) ?? 0) + 1);
+  await m.query(
+    `INSERT INTO usage_totals (org_id, total) SELECT * FROM unnest($1::text[], $2::bigint[])
+     ON CONFLICT (org_id) DO UPDATE SET total = usage_totals.total + EXCLUDED.total`,
+    [[...perOrg.keys()], [...perOrg.values()]],
+  );
+}
+
+/** Event ids of the batch that were metered before (redelivery, replay, a restart after the DB commit). */
+export async function alreadyMetered(m: EntityManager, eventIds: string[]): Promise<Set<string>> {
+  if (eventIds.length === 0) return new Set();
+  const rows: Array<{ event_id: string }> = await m.query(
+    `SELECT event_id FROM usage_records WHERE event_id = ANY($1::text[])`,
+    [eventIds],
+  );
+  return new Set(rows.map((r) => r.event_id));
+}
+
+/** Re-access windows for the (org, entity) pairs of a batch, per org. */
+export async function loadWindows(m: EntityManager, orgIds: string[], entityIds: string[]): Promise<Map<string, Map<string, number>>> {
+  const out = new Map<string, Map<string, number>>();
+  if (orgIds.length === 0) return out;
+  const rows: Array<{ org_id: string; entity_id: string; last_charged_at: Date }> = await m.query(
+    `SELECT w.org_id, w.entity_id, w.last_charged_at
+       FROM reaccess_windows w JOIN unnest($1::text[], $2::text[]) AS p(org_id, entity_id)
+         ON w.org_id = p.org_id AND w.entity_id = p.entity_id`,
+    [orgIds, entityIds],
+  );
+  for (const r of rows) {
+    const m2 = out.get(r.org_id) ?? new Map<string, number>();
+    m2.set(r.entity_id, r.last_charged_at.getTime());
+    out.set(r.org_id, m2);
+  }
+  return out;
+}
+
+export async function saveWindows(m: EntityManager, rows: Array<{ orgId: string; entityId: string; at: number }>): Promise<void> {
+  if (rows.length === 0) return;
+  await m.query(
+    `INSERT INTO reaccess_windows (org_id, entity_id, last_charged_at)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+     ON CONFLICT (org_id, entity_id) DO UPDATE SET last_charged_at = GREATEST(reaccess_windows.last_charged_at, EXCLUDED.last_charged_at)`,
+    [rows.map((r) => r.orgId), rows.map((r) => r.entityId), rows.map((r) => new Date(r.at).toISOString())],
+  );
+}
+
+/** Held reservations among `ids`, locked until the transaction ends. */
+export async function lockHeldReservations(m: EntityManager, ids: string[]): Promise<Map<string, HeldReservation & { orgId: string }>> {
+  if (ids.length === 0) return new Map();
+  const rows: Array<{ id: string; org_id: string; credits: string; allocation: Allocation[] }> = await m.query(
+    `SELECT id, org_id, credits, allocation FROM reservations WHERE id = ANY($1::text[]) AND status = 'held' FOR UPDATE`,
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.id, { id: r.id, orgId: r.org_id, credits: Number(r.credits), allocation: r.allocation }]));
+}
+
+export async function closeReservations(m: EntityManager, ids: string[], status: 'settled' | 'released' | 'expired', by: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await m.query(
+    `UPDATE reservations r SET status = $3, closed_at = now(), closed_by = u.by
+       FROM unnest($1::text[], $2::text[]) AS u(id, by) WHERE r.id = u.id AND r.status = 'held'`,
+    [ids, by, status],
+  );
+}
+
+export async function storeOffset(m: EntityManager, groupId: string, topic: string, partition: number, nextOffset: string): Promise<void> {
+  await m.query(
+    `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+    [groupId, topic, partition, nextOffset],
+  );
+}
+
+export async function storedOffsets(m: EntityManager, groupId: string, topic: string, partitions: number[]): Promise<Map<number, string>> {
+  const rows: Array<{ partition: number; next_offset: string }> = await m.query(
+    `SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])`,
+    [groupId, topic, partitions],
+  );
+  return new Map(rows.map((r) => [r.partition, String(r.next_offset)]));
+}

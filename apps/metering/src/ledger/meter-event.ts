@@ -1,0 +1,61 @@
+import {
+  Account,
+  Allocation,
+  applyCharges,
+  charge,
+  CostReason,
+  LedgerEntryDraft,
+  priceCall,
+  PricedCall,
+  Pricing,
+  settle,
+} from '@tollgate/billing';
+import { RequestCompletedV1 } from '@tollgate/contracts';
+
+/** A reservation still holding credits for the call the event reports. */
+export interface HeldReservation {
+  id: string;
+  credits: number;
+  allocation: Allocation[];
+}
+
+export interface MeteredCall {
+  account: Account;
+  entries: LedgerEntryDraft[];
+  priced: PricedCall;
+  reason: CostReason;
+}
+
+/**
+ * Folds one request-completed event into an org's account. Pure: the caller loads the state and stores the
+ * result. The event's `occurred_at` is the only clock: monthly resets and re-access windows follow it.
+ * - With a held reservation: the hold is settled (charged on 2xx, released otherwise; entities charged
+ *   meanwhile by a concurrent call are free now, so the hold is partly released).
+ * - Without one (eventual mode, another producer, or a hold that timed out): charged now; this is the only
+ *   way a balance can go below zero, and the ledger shows it.
+ * `windows` is updated in place with the entities this call paid for.
+ */
+export function meterEvent(
+  account: Account,
+  event: RequestCompletedV1,
+  pricing: Pricing,
+  windows: Map<string, number>,
+  reservation: HeldReservation | null,
+): MeteredCall {
+  const at = Date.parse(event.occurred_at);
+  const decision = event.decision ?? 'forwarded';
+  const forwarded = decision === 'forwarded';
+  const priced = priceCall(pricing, { statusCode: event.status_code, forwarded, entities: event.entities }, windows, at);
+  const cause = `event:${event.event_id}`;
+  const decided = reservation
+    ? settle(account, reservation.id, reservation.allocation, priced.credits, at, cause)
+    : charge(account, priced.credits, at, cause);
+  applyCharges(windows, priced.chargedEntities, at);
+  return { account: decided.account, entries: decided.entries, priced, reason: forwarded ? priced.reason : rejectionReason(decision) };
+}
+
+function rejectionReason(decision: NonNullable<RequestCompletedV1['decision']>): CostReason {
+  if (decision === 'rate_limited') return 'rate_limited';
+  if (decision === 'insufficient_credits') return 'insufficient_credits';
+  return 'rejected';
+}

@@ -1,0 +1,82 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { MeteringConsumerGroup, ProtoFiles, ProtoPackages, Topics } from '@tollgate/contracts';
+import { createKafkaMessaging } from '@tollgate/messaging';
+import { connectDatabase } from '@tollgate/persistence';
+import {
+  adminToken,
+  configureHttp,
+  consumerLag,
+  createLogger,
+  fieldValidationPipe,
+  grpcServerOptions,
+  intFromEnv,
+  onShutdown,
+  runMain,
+  strFromEnv,
+} from '@tollgate/platform';
+import { AdminService } from './admin/admin.service';
+import { RequestCompletedConsumer } from './ledger/request-completed.consumer';
+import { MeteringModule } from './metering.module';
+import { LedgerOutboxRelay } from './outbox/ledger-outbox-relay';
+import { ProfileCatalog } from './profile-catalog';
+import { ReservationService } from './reservations/reservation.service';
+
+runMain('metering', async () => {
+  const logger = createLogger('metering');
+  const port = intFromEnv('METERING_PORT', 8081);
+  const grpcPort = intFromEnv('METERING_GRPC_PORT', 50052);
+  const host = strFromEnv('METERING_HOST', '127.0.0.1');
+  const token = adminToken();
+  const catalog = ProfileCatalog.load(strFromEnv('TOLLGATE_PROFILE', 'trackyard'));
+
+  const ds = await connectDatabase({ migrate: true, poolSize: intFromEnv('METERING_DB_POOL', 10) });
+  const messaging = createKafkaMessaging({
+    clientId: 'tollgate-metering',
+    log: (level, message, extra) => (level === 'error' ? logger.error({ msg: message, ...extra }) : logger.warn({ msg: message, ...extra })),
+  });
+  await messaging.ensureTopics();
+  const publisher = await messaging.publisher();
+
+  const reservations = new ReservationService(ds, catalog);
+  const admin = new AdminService(ds, catalog);
+  const app = await NestFactory.create(MeteringModule.register({ ds, messaging, admin, reservations, adminToken: token.token }), { logger });
+  configureHttp(app, 'metering');
+  app.useGlobalPipes(fieldValidationPipe());
+  const openapi = SwaggerModule.createDocument(app, new DocumentBuilder().setTitle('Tollgate admin API').addBearerAuth().build());
+  SwaggerModule.setup('docs', app, openapi, { jsonDocumentUrl: 'docs/openapi.json' });
+  app.connectMicroservice(grpcServerOptions(ProtoPackages.Metering, ProtoFiles.Metering, `${host}:${grpcPort}`));
+  app.enableShutdownHooks();
+  await app.startAllMicroservices();
+  await app.listen(port, host);
+
+  const consumer = new RequestCompletedConsumer(ds, catalog, publisher);
+  const batches = messaging.batchConsumer({
+    groupId: MeteringConsumerGroup,
+    topic: Topics.RequestCompleted,
+    storedOffsets: (topic, partitions) => consumer.storedOffsets(topic, partitions),
+    handle: (batch) => consumer.handle(batch),
+    partitionsConsumedConcurrently: intFromEnv('METERING_PARTITIONS_CONCURRENTLY', 3),
+  });
+  await batches.start();
+  const relay = new LedgerOutboxRelay(ds, publisher);
+  relay.start();
+  const sweeper = setInterval(() => void reservations.expireStale().catch((e: Error) => logger.error({ msg: 'reservation sweep failed', error: e.message })), 5000);
+  const lagProbe = setInterval(() => void messaging.lag(MeteringConsumerGroup, Topics.RequestCompleted).then((n) => consumerLag.set(n)).catch(() => undefined), 10000);
+  sweeper.unref();
+  lagProbe.unref();
+
+  if (token.isDefault) logger.warn(`admin API uses the development token "${token.token}"; set TOLLGATE_ADMIN_TOKEN`);
+  logger.log(`metering ready: admin http://${host}:${port}, gRPC ${host}:${grpcPort}, profile ${catalog.active.name}`);
+
+  onShutdown(async () => {
+    clearInterval(sweeper);
+    clearInterval(lagProbe);
+    await batches.stop();
+    await relay.stop();
+    await app.close();
+    await messaging.close();
+    await ds.destroy();
+  });
+});

@@ -1,0 +1,40 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { Messaging } from '@tollgate/messaging';
+import { HealthController, ReadinessChecks } from '@tollgate/platform';
+import { AdminController } from './admin/admin.controller';
+import { AdminTokenGuard } from './admin/admin.guard';
+import { AdminService } from './admin/admin.service';
+import { ReservationService } from './reservations/reservation.service';
+import { ReservationsGrpcController } from './reservations/reservations.grpc.controller';
+
+export interface MeteringDeps {
+  ds: DataSource;
+  messaging: Messaging;
+  admin: AdminService;
+  reservations: ReservationService;
+  adminToken: string;
+}
+
+/** Wiring only: the services are built in main.ts from the infrastructure they need. */
+@Module({})
+export class MeteringModule {
+  static register(deps: MeteringDeps): DynamicModule {
+    return {
+      module: MeteringModule,
+      controllers: [AdminController, ReservationsGrpcController, HealthController],
+      providers: [
+        { provide: AdminService, useValue: deps.admin },
+        { provide: ReservationService, useValue: deps.reservations },
+        { provide: AdminTokenGuard, useValue: new AdminTokenGuard(deps.adminToken) },
+        {
+          provide: ReadinessChecks,
+          useValue: [
+            { name: 'postgres', check: async () => (await deps.ds.query('SELECT 1')).length === 1 },
+            { name: 'kafka', check: () => deps.messaging.ping() },
+          ],
+        },
+      ],
+    };
+  }
+}

@@ -1,0 +1,159 @@
+import { DataSource } from 'typeorm';
+import { Account, projectAccount } from '@tollgate/billing';
+import { Principal } from '@tollgate/persistence';
+import { Profile } from '@tollgate/profiles';
+
+export interface UsageParams {
+  limit: number;
+  offset: number;
+  cursor: { occurredAt: string; id: string } | null;
+}
+
+/** Effective limit numbers for an org: org override > plan > the profile's default. */
+export function effectiveLimits(profile: Profile, planName: string, overrides: Record<string, number>) {
+  const plan = profile.plans.find((p) => p.name === planName);
+  return profile.limits.map((l) => ({
+    name: l.name,
+    period_seconds: l.period_seconds,
+    limit: overrides[l.name] ?? plan?.limits[l.name] ?? l.limit,
+    subject: l.subject,
+  }));
+}
+
+const perCaller = new Set(['key', 'client', 'user', 'application']);
+
+/** Read models for /me and /usage. Every query is scoped to the principal's org: no parameter can widen it. */
+export class AccountViews {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly profiles: (name: string) => Profile | undefined,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  async me(principal: Principal) {
+    const rows: Array<Record<string, unknown>> = await this.ds.query(
+      `SELECT org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets
+         FROM accounts WHERE org_id = $1`,
+      [principal.orgId],
+    );
+    const r = rows[0];
+    const profile = this.profiles(principal.profile);
+    const limits = profile ? effectiveLimits(profile, principal.plan, principal.limitOverrides) : [];
+    const pick = (period: number) => limits.find((l) => l.period_seconds === period && perCaller.has(l.subject))?.limit ?? null;
+    // The month's allowance shows as reset at 00:00 UTC on the 1st even before any event arrives.
+    const account = r ? projectAccount(toAccount(r), this.clock()) : null;
+    return {
+      tier: principal.plan,
+      credits_remaining: account?.balance ?? 0,
+      monthly_allowance: account?.plan.monthlyAllowance ?? 0,
+      rate_limit: { requests_per_minute: pick(60), requests_per_day: pick(86400) },
+      limits: limits.map(({ name, period_seconds, limit }) => ({ name, period_seconds, limit })),
+    };
+  }
+
+  async usage(principal: Principal, p: UsageParams) {
+    const [totals, rows] = await Promise.all([
+      this.ds.query(`SELECT total FROM usage_totals WHERE org_id = $1`, [principal.orgId]) as Promise<Array<{ total: string }>>,
+      (p.cursor
+        ? this.ds.query(
+            `SELECT id, occurred_at, method, route, path, status_code, credits, cost_reason, response_time_ms, request_id, decision
+               FROM usage_records WHERE org_id = $1 AND (occurred_at, id) < ($2::timestamptz, $3::bigint)
+              ORDER BY occurred_at DESC, id DESC LIMIT $4`,
+            [principal.orgId, p.cursor.occurredAt, p.cursor.id, p.limit],
+          )
+        : this.ds.query(
+            `SELECT id, occurred_at, method, route, path, status_code, credits, cost_reason, response_time_ms, request_id, decision
+               FROM usage_records WHERE org_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2 OFFSET $3`,
+            [principal.orgId, p.limit, p.offset],
+          )) as Promise<UsageRecordRow[]>,
+    ]);
+    const last = rows[rows.length - 1];
+    return {
+      usage: rows.map(toUsage),
+      total_count: Number(totals[0]?.total ?? 0),
+      offset: p.offset,
+      limit: p.limit,
+      next_cursor: rows.length === p.limit && last ? encodeCursor(last.occurred_at.toISOString(), last.id) : null,
+    };
+  }
+}
+
+interface UsageRecordRow {
+  id: string;
+  occurred_at: Date;
+  method: string;
+  route: string;
+  path: string;
+  status_code: number;
+  credits: string;
+  cost_reason: string;
+  response_time_ms: number;
+  request_id: string | null;
+  decision: string;
+}
+
+function toUsage(r: UsageRecordRow) {
+  return {
+    // The seed's format: seconds precision, UTC.
+    timestamp: r.occurred_at.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    endpoint: r.route,
+    status_code: r.status_code,
+    credits_consumed: Number(r.credits),
+    response_time_ms: Math.round(r.response_time_ms),
+    method: r.method,
+    path: r.path,
+    cost_reason: r.cost_reason,
+    decision: r.decision,
+    request_id: r.request_id,
+  };
+}
+
+function toAccount(r: Record<string, unknown>): Account {
+  return {
+    orgId: r.org_id as string,
+    plan: r.plan as Account['plan'],
+    balance: Number(r.balance),
+    debt: Number(r.debt),
+    nextSeq: Number(r.next_seq),
+    allowanceMonth: r.allowance_month as string | null,
+    allowanceSpent: Number(r.allowance_spent),
+    grantedOneTime: r.granted_one_time as string[],
+    buckets: r.buckets as Account['buckets'],
+  };
+}
+
+export function encodeCursor(occurredAt: string, id: string): string {
+  return Buffer.from(`${occurredAt}|${id}`, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { occurredAt: string; id: string } | null {
+  const [occurredAt, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (!occurredAt || !id || Number.isNaN(Date.parse(occurredAt)) || !/^\d{1,19}$/.test(id)) return null;
+  return { occurredAt, id };
+}
+
+export type UsageParamsResult = { ok: true; params: UsageParams } | { ok: false; field: string; problem: string };
+
+/** `limit` 1..500 (default 50), `offset` >= 0 (default 0), `cursor` from a previous page. */
+export function parseUsageParams(q: { limit?: unknown; offset?: unknown; cursor?: unknown }): UsageParamsResult {
+  const int = (v: unknown) => (typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : typeof v === 'number' && Number.isInteger(v) ? v : NaN);
+  let limit = 50;
+  let offset = 0;
+  if (q.limit !== undefined && q.limit !== '') {
+    limit = int(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) return { ok: false, field: 'limit', problem: `must be a whole number from 1 to 500 (got "${String(q.limit)}")` };
+  }
+  if (q.offset !== undefined && q.offset !== '') {
+    offset = int(q.offset);
+    if (!Number.isInteger(offset) || offset < 0) return { ok: false, field: 'offset', problem: `must be a whole number, 0 or more (got "${String(q.offset)}")` };
+  }
+  let cursor = null;
+  if (typeof q.cursor === 'string' && q.cursor !== '') {
+    cursor = decodeCursor(q.cursor);
+    if (!cursor) return { ok: false, field: 'cursor', problem: 'is not a cursor this API returned' };
+    if (offset !== 0) return { ok: false, field: 'offset', problem: 'cannot be combined with cursor' };
+  } else if (q.cursor !== undefined && typeof q.cursor !== 'string') {
+    return { ok: false, field: 'cursor', problem: 'must be a single string' };
+  }
+  return { ok: true, params: { limit, offset, cursor } };
+}

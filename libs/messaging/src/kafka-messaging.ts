@@ -1,0 +1,267 @@
+import { Admin, Consumer, Kafka, logLevel, Producer } from 'kafkajs';
+import { TopicPartitions } from '@tollgate/contracts';
+import {
+  BatchConsumer,
+  BatchConsumerOptions,
+  IncomingBatch,
+  Messaging,
+  OutgoingMessage,
+  Publisher,
+} from './messaging';
+
+export const DefaultBrokers = '127.0.0.1:9092';
+
+export function kafkaBrokers(env: NodeJS.ProcessEnv = process.env): string[] {
+  return (env.KAFKA_BROKERS || DefaultBrokers).split(',').map((b) => b.trim()).filter(Boolean);
+}
+
+export class KafkaUnavailableError extends Error {}
+
+export interface KafkaMessagingOptions {
+  clientId: string;
+  brokers?: string[];
+  log?: (level: 'error' | 'warn' | 'info', message: string, extra?: Record<string, unknown>) => void;
+}
+
+export function createKafkaMessaging(opts: KafkaMessagingOptions): Messaging {
+  return new KafkaMessaging(opts);
+}
+
+class KafkaMessaging implements Messaging {
+  private readonly kafka: Kafka;
+  private readonly brokers: string[];
+  private admin: Admin | null = null;
+  private readonly closers: Array<() => Promise<void>> = [];
+
+  constructor(private readonly opts: KafkaMessagingOptions) {
+    this.brokers = opts.brokers ?? kafkaBrokers();
+    const log = opts.log;
+    this.kafka = new Kafka({
+      clientId: opts.clientId,
+      brokers: this.brokers,
+      connectionTimeout: 3000,
+      requestTimeout: 30000,
+      retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 },
+      logLevel: logLevel.WARN,
+      logCreator: () => ({ level, log: entry }) => {
+        if (!log) return;
+        const { message, ...extra } = entry.log as { message: string } & Record<string, unknown>;
+        log(level <= logLevel.ERROR ? 'error' : 'warn', `kafka: ${message}`, extra);
+      },
+    });
+  }
+
+  private async connectedAdmin(): Promise<Admin> {
+    if (this.admin) return this.admin;
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+    } catch (e) {
+      throw new KafkaUnavailableError(
+        `Kafka is not reachable at ${this.brokers.join(',')} (${(e as Error).message}). Start a broker or set KAFKA_BROKERS.`,
+      );
+    }
+    this.admin = admin;
+    this.closers.push(() => admin.disconnect());
+    return admin;
+  }
+
+  async ensureTopics(): Promise<void> {
+    const admin = await this.connectedAdmin();
+    const existing = new Set(await admin.listTopics());
+    const missing = Object.entries(TopicPartitions).filter(([t]) => !existing.has(t));
+    if (missing.length === 0) return;
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map(([topic, numPartitions]) => ({ topic, numPartitions, replicationFactor: 1 })),
+    }).catch((e: Error & { type?: string }) => {
+      // Several apps start together: another one may have created them first.
+      if (e.type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(e.message)) throw e;
+    });
+  }
+
+  async publisher(): Promise<Publisher> {
+    const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    try {
+      await producer.connect();
+    } catch (e) {
+      throw new KafkaUnavailableError(`Kafka is not reachable at ${this.brokers.join(',')} (${(e as Error).message}).`);
+    }
+    const publisher = new SerialisedPublisher(producer);
+    this.closers.push(() => publisher.close());
+    return publisher;
+  }
+
+  batchConsumer(options: BatchConsumerOptions): BatchConsumer {
+    const consumer = new OffsetStoringConsumer(this.kafka, options, this.opts.log);
+    this.closers.push(() => consumer.stop());
+    return consumer;
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      const admin = await this.connectedAdmin();
+      await admin.describeCluster();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async lag(groupId: string, topic: string): Promise<number> {
+    const admin = await this.connectedAdmin();
+    const [ends, committed] = await Promise.all([
+      admin.fetchTopicOffsets(topic),
+      admin.fetchOffsets({ groupId, topics: [topic] }),
+    ]);
+    const done = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+    return ends.reduce((sum, p) => sum + Math.max(0, Number(p.high) - Math.max(0, done.get(p.partition) ?? 0)), 0);
+  }
+
+  async close(): Promise<void> {
+    for (const close of this.closers.reverse()) await close().catch(() => undefined);
+    this.closers.length = 0;
+    this.admin = null;
+  }
+}
+
+/**
+ * An idempotent producer must not have two sends in flight (kafkajs can then fail with out-of-order
+ * sequence errors), so sends are serialised. Calls made while a send is in flight are coalesced into the
+ * next send: under load this batches naturally, and an idle gateway pays no linger delay.
+ */
+class SerialisedPublisher implements Publisher {
+  private queue: Array<{ topic: string; messages: OutgoingMessage[]; resolve: () => void; reject: (e: Error) => void }> = [];
+  private sending = false;
+  private closed = false;
+
+  constructor(private readonly producer: Producer) {}
+
+  publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('publisher is closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ topic, messages, resolve, reject });
+      if (!this.sending) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.sending = true;
+    while (this.queue.length > 0) {
+      const pending = this.queue;
+      this.queue = [];
+      const byTopic = new Map<string, OutgoingMessage[]>();
+      for (const p of pending) {
+        const list = byTopic.get(p.topic) ?? [];
+        for (const m of p.messages) list.push(m);
+        byTopic.set(p.topic, list);
+      }
+      try {
+        await this.producer.sendBatch({
+          acks: -1,
+          topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+        });
+        for (const p of pending) p.resolve();
+      } catch (e) {
+        for (const p of pending) p.reject(e as Error);
+      }
+    }
+    this.sending = false;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.sending) await new Promise((r) => setTimeout(r, 5));
+    await this.producer.disconnect();
+  }
+}
+
+class OffsetStoringConsumer implements BatchConsumer {
+  private consumer: Consumer | null = null;
+  /** Next offset to process per partition, as last stored; messages below it are already metered. */
+  private readonly resumeAt = new Map<number, bigint>();
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly options: BatchConsumerOptions,
+    private readonly log?: KafkaMessagingOptions['log'],
+  ) {}
+
+  async start(): Promise<void> {
+    const { groupId, topic } = this.options;
+    const consumer = this.kafka.consumer({
+      groupId,
+      sessionTimeout: 10000,
+      heartbeatInterval: 1000,
+      maxBytesPerPartition: 4 * 1024 * 1024,
+      maxWaitTimeInMs: 100,
+      allowAutoTopicCreation: false,
+    });
+    this.consumer = consumer;
+
+    // On every assignment, seek each partition to the offset stored with the data. Kafka's own committed
+    // offset can lag behind it (a crash between the database commit and the Kafka commit), never lead it.
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.resumeAt.clear();
+      const partitions = e.payload.memberAssignment[topic] ?? [];
+      void this.loadStored(partitions, true).catch((err: Error) =>
+        this.log?.('error', `consumer: could not seek to stored offsets: ${err.message}`),
+      );
+    });
+
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 1,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        // A fetch may start before the seek above lands: filter by the stored offset, loading it if needed.
+        if (!this.resumeAt.has(batch.partition)) await this.loadStored([batch.partition], false);
+        const from = this.resumeAt.get(batch.partition) ?? -1n;
+        const messages = batch.messages.filter((m) => BigInt(m.offset) >= from);
+        const last = batch.messages[batch.messages.length - 1]!;
+        const nextOffset = (BigInt(last.offset) + 1n).toString();
+        if (messages.length > 0) {
+          // Crash before handle() commits: nothing was stored; the batch is fetched again from the stored offset.
+          await this.options.handle({
+            topic: batch.topic,
+            partition: batch.partition,
+            nextOffset,
+            messages: messages.map((m) => ({
+              offset: m.offset,
+              key: m.key,
+              value: m.value,
+              headers: Object.fromEntries(
+                Object.entries(m.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? String(v[0]) : String(v ?? '')]),
+              ),
+            })),
+          } satisfies IncomingBatch);
+        }
+        this.resumeAt.set(batch.partition, BigInt(nextOffset));
+        resolveOffset(last.offset);
+        await heartbeat();
+        // Crash here (after the database commit, before Kafka's): the database holds the offset; the seek on
+        // re-assignment skips the batch, and event_id deduplication would catch it anyway.
+        await this.consumer?.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset }]);
+      },
+    });
+  }
+
+  private async loadStored(partitions: number[], seek: boolean): Promise<void> {
+    if (!this.consumer || partitions.length === 0) return;
+    const stored = await this.options.storedOffsets(this.options.topic, partitions);
+    for (const partition of partitions) {
+      const offset = stored.get(partition);
+      this.resumeAt.set(partition, offset === undefined ? -1n : BigInt(offset));
+      if (seek && offset !== undefined) this.consumer.seek({ topic: this.options.topic, partition, offset });
+    }
+  }
+
+  async stop(): Promise<void> {
+    const c = this.consumer;
+    this.consumer = null;
+    if (c) await c.disconnect().catch(() => undefined);
+  }
+}

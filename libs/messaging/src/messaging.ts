@@ -1,0 +1,64 @@
+/**
+ * The one small interface Tollgate uses Kafka through. Apps depend on these types; only kafka-messaging.ts
+ * knows kafkajs.
+ */
+export interface OutgoingMessage {
+  key: string;
+  value: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+export interface IncomingMessage {
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+}
+
+export interface IncomingBatch {
+  topic: string;
+  partition: number;
+  messages: IncomingMessage[];
+  /** Offset after the last message of the batch. */
+  nextOffset: string;
+}
+
+export interface Publisher {
+  /** Resolves once the broker acknowledged every message (acks=all, idempotent, sends serialised). */
+  publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface BatchConsumerOptions {
+  groupId: string;
+  topic: string;
+  /**
+   * Where to resume each partition, from the store that commits offsets with the data (the database).
+   * Called on every assignment; partitions missing from the map start at the beginning.
+   */
+  storedOffsets(topic: string, partitions: number[]): Promise<Map<number, string>>;
+  /**
+   * Handles one partition's batch. It must store the batch's effects and `batch.nextOffset` atomically;
+   * when it resolves, the offset is also committed to Kafka (only for lag monitoring: the stored offset wins).
+   * Messages below the stored offset are already filtered out.
+   */
+  handle(batch: IncomingBatch): Promise<void>;
+  partitionsConsumedConcurrently?: number;
+}
+
+export interface BatchConsumer {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface Messaging {
+  /** Creates the project's topics when missing (idempotent). */
+  ensureTopics(): Promise<void>;
+  publisher(): Promise<Publisher>;
+  batchConsumer(options: BatchConsumerOptions): BatchConsumer;
+  /** True when the cluster answers (for readiness). */
+  ping(): Promise<boolean>;
+  /** Committed-vs-end offsets per partition (for the consumer lag metric). */
+  lag(groupId: string, topic: string): Promise<number>;
+  close(): Promise<void>;
+}

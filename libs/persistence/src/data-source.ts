@@ -1,0 +1,60 @@
+import { DataSource } from 'typeorm';
+import { InitialSchema1732300000000 } from './migrations/1732300000000-InitialSchema';
+
+export const DefaultDatabaseUrl = 'postgres://postgres@127.0.0.1:5432/tollgate';
+
+export function databaseUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DATABASE_URL || DefaultDatabaseUrl;
+}
+
+/** The URL without its password, safe to print. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<unparseable DATABASE_URL>';
+  }
+}
+
+/** Migrations only; `synchronize` stays off. Entities are not used: the hot paths are set-based SQL. */
+export function createDataSource(url = databaseUrl(), poolSize = 10): DataSource {
+  return new DataSource({
+    type: 'postgres',
+    url,
+    synchronize: false,
+    migrationsRun: false,
+    migrations: [InitialSchema1732300000000],
+    migrationsTableName: 'typeorm_migrations',
+    extra: { max: poolSize, connectionTimeoutMillis: 5000, application_name: 'tollgate' },
+    logging: ['error'],
+  });
+}
+
+export class DatabaseUnavailableError extends Error {}
+
+/** Connects (and migrates when asked); a failure names the database and what went wrong, not a stack. */
+export async function connectDatabase(opts: { url?: string; migrate: boolean; poolSize?: number }): Promise<DataSource> {
+  const url = opts.url ?? databaseUrl();
+  const ds = createDataSource(url, opts.poolSize);
+  try {
+    await ds.initialize();
+  } catch (e) {
+    throw new DatabaseUnavailableError(
+      `PostgreSQL is not reachable at ${redactUrl(url)} (${(e as Error).message}). Start it or set DATABASE_URL.`,
+    );
+  }
+  if (opts.migrate) {
+    // Several apps may start together: a session-level advisory lock makes migrations run once.
+    const runner = ds.createQueryRunner();
+    try {
+      await runner.query('SELECT pg_advisory_lock(727274)');
+      await ds.runMigrations({ transaction: 'each' });
+    } finally {
+      await runner.query('SELECT pg_advisory_unlock(727274)').catch(() => undefined);
+      await runner.release();
+    }
+  }
+  return ds;
+}

@@ -1,0 +1,3 @@
+export * from './data-source';
+export * from './api-keys';
+export * from './authenticator';

@@ -1,0 +1,29 @@
+/** Reading the environment: every variable is documented in .env.example. */
+export class ConfigError extends Error {}
+
+export function intFromEnv(name: string, fallback: number, env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`environment: ${name}: must be a whole number (got "${raw}")`);
+  return n;
+}
+
+export function strFromEnv(name: string, fallback: string, env: NodeJS.ProcessEnv = process.env): string {
+  const raw = env[name];
+  return raw === undefined || raw === '' ? fallback : raw;
+}
+
+export const DevelopmentAdminToken = 'dev-admin-token-change-me';
+
+/**
+ * The admin token. Production refuses to start without one; development falls back to a printed default.
+ */
+export function adminToken(env: NodeJS.ProcessEnv = process.env): { token: string; isDefault: boolean } {
+  const token = env.TOLLGATE_ADMIN_TOKEN;
+  if (token) return { token, isDefault: false };
+  if (env.NODE_ENV === 'production') {
+    throw new ConfigError('environment: TOLLGATE_ADMIN_TOKEN: must be set when NODE_ENV=production (it guards the admin API)');
+  }
+  return { token: DevelopmentAdminToken, isDefault: true };
+}

@@ -1,0 +1,45 @@
+import { Counter, Histogram, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** One registry per process; every app exposes it on GET /metrics. */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+export const httpRequests = new Counter({
+  name: 'tollgate_http_requests_total',
+  help: 'HTTP requests answered, by app, route and status',
+  labelNames: ['app', 'route', 'status'] as const,
+  registers: [registry],
+});
+
+export const decisions = new Counter({
+  name: 'tollgate_decisions_total',
+  help: 'Gateway decisions by profile and outcome',
+  labelNames: ['profile', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const creditsCharged = new Counter({
+  name: 'tollgate_credits_charged_total',
+  help: 'Credits charged by metering',
+  registers: [registry],
+});
+
+export const eventsMetered = new Counter({
+  name: 'tollgate_events_metered_total',
+  help: 'request-completed events by result (metered, duplicate, dead_lettered)',
+  labelNames: ['result'] as const,
+  registers: [registry],
+});
+
+export const ledgerAppendSeconds = new Histogram({
+  name: 'tollgate_ledger_append_seconds',
+  help: 'Time to append one Kafka batch (entries, projections, offsets) in one transaction',
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+  registers: [registry],
+});
+
+export const consumerLag = new Gauge({
+  name: 'tollgate_consumer_lag_messages',
+  help: 'Messages of tollgate.request-completed.v1 not yet committed by metering',
+  registers: [registry],
+});
