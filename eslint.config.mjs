@@ -16,4 +16,5 @@ export default tseslint.config(
   },
   { files: ['scripts/**/*.js', '*.js', '*.mjs'], rules: { '@typescript-eslint/no-require-imports': 'off', 'no-console': 'off' } },
   { files: ['test/**/*.ts', 'apps/**/main.ts', 'apps/**/replay.ts'], rules: { 'no-console': 'off' } },
+  { files: ['**/*.spec.ts', 'test/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
 );

@@ -58,6 +58,8 @@ runMain('metering', async () => {
     storedOffsets: (topic, partitions) => consumer.storedOffsets(topic, partitions),
     handle: (batch) => consumer.handle(batch),
     partitionsConsumedConcurrently: intFromEnv('METERING_PARTITIONS_CONCURRENTLY', 3),
+    // Crash tests only: die between the database commit and the Kafka offset commit.
+    afterStored: process.env.TOLLGATE_FAILPOINT === 'metering-after-db-commit' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
   });
   await batches.start();
   const relay = new LedgerOutboxRelay(ds, publisher);

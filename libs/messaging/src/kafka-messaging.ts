@@ -239,6 +239,7 @@ class OffsetStoringConsumer implements BatchConsumer {
             })),
           } satisfies IncomingBatch);
         }
+        this.options.afterStored?.();
         this.resumeAt.set(batch.partition, BigInt(nextOffset));
         resolveOffset(last.offset);
         await heartbeat();

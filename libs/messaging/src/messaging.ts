@@ -44,6 +44,8 @@ export interface BatchConsumerOptions {
    */
   handle(batch: IncomingBatch): Promise<void>;
   partitionsConsumedConcurrently?: number;
+  /** Failpoint for crash tests: runs after `handle` stored the batch, before the Kafka offset commit. */
+  afterStored?: () => void;
 }
 
 export interface BatchConsumer {

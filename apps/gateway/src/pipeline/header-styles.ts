@@ -37,7 +37,7 @@ const styles: Record<Profile['headers']['style'], (h: HeaderInput) => Record<str
     return out;
   },
   // BeatPass: the most restrictive applicable limit (the refusing one on a 429), on every response.
-  beatpass: (h) => {
+  beatpass: (h): Record<string, string> => {
     const w = h.throttled && h.rate?.refusedBy ? h.rate.refusedBy : mostRestrictive(h.rate?.windows ?? []);
     if (!w) return {};
     return {
@@ -47,7 +47,7 @@ const styles: Record<Profile['headers']['style'], (h: HeaderInput) => Record<str
     };
   },
   // Trakt: the X-Ratelimit JSON describes the bucket that refused; nothing on success.
-  trakt: (h) => {
+  trakt: (h): Record<string, string> => {
     const w = h.throttled ? h.rate?.refusedBy : null;
     if (!w) return {};
     const until = new Date(w.resetAtMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -89,7 +89,7 @@ function ietf(rate: RateDecision | null, nowMs: number): Record<string, string> 
 }
 
 export function rateLimitHeaders(profile: Profile, h: HeaderInput, nowMs: number): Record<string, string> {
-  const out = styles[profile.headers.style](h);
+  const out = styles[profile.headers.style]!(h);
   if (profile.headers.standard_headers) Object.assign(out, ietf(h.rate, nowMs));
   if (h.throttled && h.rate) out[Headers.RetryAfter] = String(Math.max(1, h.rate.retryAfterSeconds));
   return out;

@@ -49,11 +49,12 @@ export class RequestCompletedConsumer {
     private readonly ds: DataSource,
     private readonly catalog: ProfileCatalog,
     private readonly deadLetters: Publisher,
+    readonly groupId: string = MeteringConsumerGroup,
     private readonly clock: () => number = Date.now,
   ) {}
 
   storedOffsets(topic: string, partitions: number[]): Promise<Map<number, string>> {
-    return storedOffsets(this.ds.manager, MeteringConsumerGroup, topic, partitions);
+    return storedOffsets(this.ds.manager, this.groupId, topic, partitions);
   }
 
   async handle(batch: IncomingBatch): Promise<void> {
@@ -74,7 +75,7 @@ export class RequestCompletedConsumer {
     const result = await this.ds.transaction('READ COMMITTED', async (m) => {
       const outcome = await this.meter(m, events, dead);
       if (dead.length > 0) await this.publishDeadLetters(batch, dead);
-      await storeOffset(m, MeteringConsumerGroup, batch.topic, batch.partition, batch.nextOffset);
+      await storeOffset(m, this.groupId, batch.topic, batch.partition, batch.nextOffset);
       return outcome;
     });
     stop();

@@ -1,0 +1,102 @@
+import { eventually, json, Stack, uniqueId } from '../support/stack';
+
+/** One paid call end to end: gateway -> upstream -> Kafka -> metering -> ledger -> /me and /usage. */
+describe('walking skeleton (trackyard)', () => {
+  let stack: Stack;
+  const base = '/api/external/v1';
+
+  beforeAll(async () => {
+    stack = await Stack.start({ profile: 'trackyard' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  const search = (key: string | null, body: unknown = { query: 'upbeat music' }) =>
+    fetch(stack.gatewayUrl(`${base}/search`), {
+      method: 'POST',
+      headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
+  it('charges one credit for a successful search, and the ledger, /me and /usage agree within 2 seconds', async () => {
+    const { orgId, key } = await stack.orgWithKey('starter', uniqueId('skeleton'));
+
+    const res = await search(key);
+    expect(res.status).toBe(200);
+    expect((await json(res)).results.length).toBeGreaterThan(0);
+    expect(res.headers.get('x-ratelimit-limit')).toBe('10');
+    expect(res.headers.get('x-ratelimit-remaining')).toBe('9');
+    expect(res.headers.get('x-ratelimit-limit-daily')).toBe('1000');
+    expect(res.headers.get('x-ratelimit-remaining-daily')).toBe('999');
+    expect(res.headers.get('x-credits-remaining')).toBe('499');
+
+    const auth = { authorization: `Bearer ${key}` };
+    const usage = await eventually(async () => {
+      const u = await json(await fetch(stack.gatewayUrl(`${base}/usage`), { headers: auth }));
+      return u.total_count === 1 ? u : null;
+    }, 2000, 50);
+    expect(usage.usage[0]).toMatchObject({ endpoint: '/search', status_code: 200, credits_consumed: 1, cost_reason: 'charged' });
+
+    const me = await json(await fetch(stack.gatewayUrl(`${base}/me`), { headers: auth }));
+    expect(me).toEqual({
+      tier: 'starter',
+      credits_remaining: 499,
+      monthly_allowance: 500,
+      rate_limit: { requests_per_minute: 10, requests_per_day: 1000 },
+      limits: expect.any(Array),
+    });
+
+    const ledger = await stack.admin<{ entries: Array<{ type: string; amount: number; balance_after: number; seq: number }> }>('GET', `/admin/orgs/${orgId}/ledger?limit=500`);
+    const entries = ledger.body.entries;
+    expect(entries.map((e) => e.type)).toEqual(['grant', 'reservation', 'release', 'charge']);
+    expect(entries.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    expect(entries.reduce((s, e) => s + e.amount, 0)).toBe(499);
+    expect(entries[entries.length - 1]!.balance_after).toBe(499);
+    const org = await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`);
+    expect(org.body.balance).toBe(499);
+  });
+
+  it('answers 401 JSON without a key or with a wrong one, and charges nothing', async () => {
+    const missing = await search(null);
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get('content-type')).toMatch(/application\/json/);
+    expect(await json(missing)).toHaveProperty('error');
+    const wrong = await search('tg_live_not-a-real-key');
+    expect(wrong.status).toBe(401);
+  });
+
+  it('answers 404 JSON for an unknown route', async () => {
+    const res = await fetch(stack.gatewayUrl(`${base}/no-such-route`));
+    expect(res.status).toBe(404);
+    expect(await json(res)).toHaveProperty('error');
+  });
+
+  it('does not charge a call the upstream answers with 400', async () => {
+    const { key } = await stack.orgWithKey('starter', uniqueId('bad-query'));
+    const res = await search(key, { filters: {} });
+    expect(res.status).toBe(400);
+    const auth = { authorization: `Bearer ${key}` };
+    const usage = await eventually(async () => {
+      const u = await json(await fetch(stack.gatewayUrl(`${base}/usage`), { headers: auth }));
+      return u.total_count === 1 ? u : null;
+    });
+    expect(usage.usage[0]).toMatchObject({ status_code: 400, credits_consumed: 0, cost_reason: 'free_status' });
+    const me = await json(await fetch(stack.gatewayUrl(`${base}/me`), { headers: auth }));
+    expect(me.credits_remaining).toBe(500);
+  });
+
+  it('rejects a malformed admin body with a 400 that names the field, and writes nothing', async () => {
+    const id = uniqueId('badbody');
+    const res = await stack.admin<{ fields: Array<{ field: string }> }>('POST', '/admin/orgs', { id, name: 'x' });
+    expect(res.status).toBe(400);
+    expect(res.body.fields.map((f) => f.field)).toContain('plan');
+    expect((await stack.admin('GET', `/admin/orgs/${id}`)).status).toBe(404);
+  });
+
+  it('guards the admin API with the admin token', async () => {
+    const res = await fetch(`http://127.0.0.1:${stack.ports.metering}/admin/orgs/anything`, { headers: { authorization: 'Bearer wrong' } });
+    expect(res.status).toBe(401);
+  });
+});

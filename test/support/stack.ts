@@ -1,0 +1,236 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+/**
+ * Starts the built apps (dist/) as real processes on free ports, against the Kafka and PostgreSQL of the
+ * environment (KAFKA_BROKERS, DATABASE_URL: `npm test` provides both). Used by the e2e tests and `npm run up`.
+ */
+export type AppName = 'gateway' | 'metering' | 'query' | 'example-upstream';
+
+export interface StackPorts {
+  gateway: number;
+  metering: number;
+  meteringGrpc: number;
+  query: number;
+  queryGrpc: number;
+  upstream: number;
+}
+
+export const repoRoot = findRoot();
+
+function findRoot(): string {
+  // Works from test/support (ts-jest) and from dist/test/support (compiled).
+  const parts = __dirname.split('/');
+  const i = parts.lastIndexOf('dist');
+  return i >= 0 ? parts.slice(0, i).join('/') : join(__dirname, '..', '..');
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface StackOptions {
+  profile: string;
+  adminToken?: string;
+  env?: Record<string, string>;
+  /** Extra gateways sharing the same metering (and Redis when REDIS_URL is in env). */
+  extraGateways?: number;
+  /** Fixed ports (npm run up uses the documented defaults); missing ones are picked free. */
+  ports?: Partial<StackPorts>;
+  /** Print every app's output, prefixed with its name. */
+  streamLogs?: boolean;
+}
+
+export class Stack {
+  readonly processes = new Map<string, ChildProcess>();
+  readonly logs = new Map<string, string[]>();
+  readonly adminToken: string;
+  extraGatewayPorts: number[] = [];
+
+  private constructor(readonly ports: StackPorts, private readonly opts: StackOptions) {
+    this.adminToken = opts.adminToken ?? 'test-admin-token';
+  }
+
+  static async start(opts: StackOptions): Promise<Stack> {
+    const fixed = opts.ports ?? {};
+    const ports: StackPorts = {
+      gateway: fixed.gateway ?? (await freePort()),
+      metering: fixed.metering ?? (await freePort()),
+      meteringGrpc: fixed.meteringGrpc ?? (await freePort()),
+      query: fixed.query ?? (await freePort()),
+      queryGrpc: fixed.queryGrpc ?? (await freePort()),
+      upstream: fixed.upstream ?? (await freePort()),
+    };
+    const stack = new Stack(ports, opts);
+    try {
+      await stack.startApp('example-upstream');
+      await stack.startApp('metering');
+      await stack.startApp('query');
+      await stack.startApp('gateway');
+      for (let i = 0; i < (opts.extraGateways ?? 0); i++) {
+        const port = await freePort();
+        stack.extraGatewayPorts.push(port);
+        await stack.startApp('gateway', `gateway-${i + 2}`, { GATEWAY_PORT: String(port) });
+      }
+    } catch (e) {
+      await stack.stop();
+      throw e;
+    }
+    return stack;
+  }
+
+  env(): Record<string, string> {
+    const p = this.ports;
+    return {
+      ...(process.env as Record<string, string>),
+      NODE_ENV: 'test',
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      TOLLGATE_PROFILE: this.opts.profile,
+      TOLLGATE_ADMIN_TOKEN: this.adminToken,
+      GATEWAY_PORT: String(p.gateway),
+      METERING_PORT: String(p.metering),
+      METERING_GRPC_PORT: String(p.meteringGrpc),
+      METERING_GRPC_URL: `127.0.0.1:${p.meteringGrpc}`,
+      QUERY_PORT: String(p.query),
+      QUERY_GRPC_PORT: String(p.queryGrpc),
+      QUERY_URL: `http://127.0.0.1:${p.query}`,
+      EXAMPLE_UPSTREAM_PORT: String(p.upstream),
+      UPSTREAM_URL: `http://127.0.0.1:${p.upstream}`,
+      ...(this.opts.env ?? {}),
+    };
+  }
+
+  healthUrl(app: AppName, port?: number): string {
+    const p = this.ports;
+    const ports: Record<AppName, number> = { gateway: p.gateway, metering: p.metering, query: p.query, 'example-upstream': p.upstream };
+    return `http://127.0.0.1:${port ?? ports[app]}/health/ready`;
+  }
+
+  async startApp(app: AppName, name: string = app, extraEnv: Record<string, string> = {}): Promise<void> {
+    const child = spawn(process.execPath, [join(repoRoot, 'dist', 'apps', app, 'src', 'main.js')], {
+      env: { ...this.env(), ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const log: string[] = [];
+    this.logs.set(name, log);
+    const keep = (b: Buffer) => {
+      log.push(b.toString('utf8'));
+      if (log.length > 400) log.shift();
+      if (this.opts.streamLogs || process.env.STACK_LOGS) process.stderr.write(prefixLines(name, b.toString('utf8')));
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.processes.set(name, child);
+    const port = extraEnv.GATEWAY_PORT ? Number(extraEnv.GATEWAY_PORT) : undefined;
+    await this.waitReady(name, this.healthUrl(app, port), child);
+  }
+
+  private async waitReady(name: string, url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${this.logs.get(name)?.join('')}`);
+      try {
+        const res = await fetch(url);
+        if (res.status === 200) return;
+      } catch {
+        /* not listening yet */
+      }
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    throw new Error(`${name} not ready at ${url} after ${timeoutMs} ms:\n${this.logs.get(name)?.join('')}`);
+  }
+
+  /** SIGKILL: no shutdown hooks, no flush. For crash tests. */
+  kill(name: string): Promise<void> {
+    return this.stopProcess(name, 'SIGKILL');
+  }
+
+  async stopProcess(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.processes.get(name);
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      child.kill(signal);
+    });
+  }
+
+  async stop(): Promise<void> {
+    for (const name of ['gateway', ...this.extraGatewayPorts.map((_, i) => `gateway-${i + 2}`), 'query', 'metering', 'example-upstream']) {
+      await this.stopProcess(name);
+    }
+  }
+
+  // ---- clients ------------------------------------------------------------------------------------------
+
+  gatewayUrl(path: string, port = this.ports.gateway): string {
+    return `http://127.0.0.1:${port}${path}`;
+  }
+
+  async admin<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const res = await fetch(`http://127.0.0.1:${this.ports.metering}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.adminToken}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
+  }
+
+  /** Creates an org on `plan` and one key; returns both. */
+  async orgWithKey(plan: string, id?: string): Promise<{ orgId: string; key: string; keyId: string }> {
+    const org = await this.admin<{ id: string }>('POST', '/admin/orgs', { id, name: `test ${id ?? ''}`, plan });
+    if (org.status !== 201) throw new Error(`create org failed: ${org.status} ${JSON.stringify(org.body)}`);
+    const key = await this.admin<{ id: string; key: string }>('POST', `/admin/orgs/${org.body.id}/keys`, { name: 'test' });
+    if (key.status !== 201) throw new Error(`create key failed: ${key.status} ${JSON.stringify(key.body)}`);
+    return { orgId: org.body.id, key: key.body.key, keyId: key.body.id };
+  }
+}
+
+function prefixLines(name: string, text: string): string {
+  return text.split('\n').filter((l) => l.length > 0).map((l) => `[${name}] ${l}\n`).join('');
+}
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Polls until `fn` returns a truthy value (or throws after `timeoutMs`). */
+export async function eventually<T>(fn: () => Promise<T | null | undefined | false>, timeoutMs = 10_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** Parses a JSON response body for assertions. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function json(res: Response): Promise<any> {
+  const text = await res.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`not JSON (status ${res.status}): ${text.slice(0, 200)}`);
+  }
+}
