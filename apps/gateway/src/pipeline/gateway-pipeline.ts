@@ -132,6 +132,7 @@ export class GatewayPipeline {
         const balance = await this.balanceOf(principal.orgId);
         if (balance < needed) return this.insufficientCredits(call, needed, needed - Math.max(0, balance));
         call.credits = balance - needed;
+        this.spendLocally(principal.orgId, needed);
       }
     }
 
@@ -162,6 +163,7 @@ export class GatewayPipeline {
           const balance = await this.balanceOf(principal.orgId);
           if (balance <= 0) return this.insufficientCredits(call, entities.length, entities.length);
           call.credits = balance;
+          this.spendLocally(principal.orgId, entities.length);
         }
       }
     }
@@ -336,6 +338,12 @@ export class GatewayPipeline {
 
   private rememberBalance(orgId: string, balance: number): void {
     this.balances.set(orgId, { balance, at: this.d.clock.now() });
+  }
+
+  /** Eventual mode: what this gateway admitted comes off its cached balance until the next refresh. */
+  private spendLocally(orgId: string, credits: number): void {
+    const hit = this.balances.get(orgId);
+    if (hit) hit.balance -= credits;
   }
 
   /** The last known balance, at most 1 s old (eventual mode and the credits header of free answers). */
