@@ -1,0 +1,181 @@
+/* eslint-disable no-console */
+import { performance } from 'node:perf_hooks';
+import { credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import Redis from 'ioredis';
+import { Client } from 'pg';
+import { join } from 'node:path';
+import { v7 as uuidv7 } from 'uuid';
+import { CounterCheck, MemoryCounterStore } from '@tollgate/rate-limit';
+import { RedisCounterStore } from '@tollgate/rate-limit-redis';
+import { requestCompleted, testKafka } from '../support/kafka';
+import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
+
+/**
+ * `npm run bench`: the hot paths, measured on this machine against the real broker, database and Redis.
+ * Prints a table; docs/BENCHMARKS.md keeps the results with the machine and the date.
+ * Sizes can be lowered for a quick look: BENCH_EVENTS, BENCH_USAGE_ROWS.
+ */
+interface Row {
+  name: string;
+  n: number;
+  p50: string;
+  p99: string;
+  throughput: string;
+}
+
+const rows: Row[] = [];
+const ms = (v: number) => `${v.toFixed(3)} ms`;
+
+function percentiles(samples: number[]): { p50: number; p99: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+async function timeEach(name: string, n: number, fn: (i: number) => unknown | Promise<unknown>, concurrency = 1): Promise<void> {
+  const samples: number[] = [];
+  const started = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const t = performance.now();
+      await fn(i);
+      samples.push(performance.now() - t);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  const { p50, p99 } = percentiles(samples);
+  rows.push({ name, n, p50: ms(p50), p99: ms(p99), throughput: `${Math.round(n / seconds)}/s` });
+  console.error(`bench: ${name} done`);
+}
+
+function checksFor(i: number): CounterCheck[] {
+  const key = `bench:key:${i % 1000}`;
+  return [
+    { subjectKey: `${key}:minute`, rule: { name: 'minute', periodSeconds: 60, limit: 1_000_000 } },
+    { subjectKey: `${key}:day`, rule: { name: 'day', periodSeconds: 86_400, limit: 1_000_000 } },
+  ];
+}
+
+async function rateLimits(): Promise<void> {
+  const memory = new MemoryCounterStore();
+  for (let i = 0; i < 20_000; i++) memory.consume(checksFor(i), Date.now()); // warm-up
+  await timeEach('rate-limit check, memory (2 windows)', 200_000, (i) => memory.consume(checksFor(i), Date.now()));
+  const redis = new Redis(process.env.REDIS_URL || 'redis://127.0.0.1:6379');
+  const store = new RedisCounterStore(redis, { prefix: `bench:${uuidv7()}:` });
+  for (let i = 0; i < 2000; i++) await store.consume(checksFor(i), Date.now());
+  await timeEach('rate-limit check, Redis loopback (2 windows)', 20_000, (i) => store.consume(checksFor(i), Date.now()));
+  await timeEach('rate-limit check, Redis, 32 in flight', 50_000, (i) => store.consume(checksFor(i), Date.now()), 32);
+  redis.disconnect();
+}
+
+async function metering(stack: Stack): Promise<void> {
+  const n = Number(process.env.BENCH_EVENTS || 100_000);
+  const orgs = await Promise.all(Array.from({ length: 20 }, (_, i) => stack.orgWithKey('starter', uniqueId(`bench-${i}`))));
+  // Metering is stopped while the backlog is produced, so the run measures folding alone.
+  await stack.stopProcess('metering');
+  const kafka = testKafka();
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const at = Date.now() - 60_000;
+  for (let i = 0; i < n; i += 5000) {
+    const messages = [];
+    for (let j = i; j < Math.min(n, i + 5000); j++) {
+      const org = orgs[j % orgs.length]!;
+      messages.push({ key: org.orgId, value: JSON.stringify(requestCompleted({ org_id: org.orgId, occurred_at: new Date(at + j).toISOString(), status_code: j % 10 === 0 ? 500 : 200 })) });
+    }
+    await producer.send({ topic: 'tollgate.request-completed.v1', messages, acks: -1 });
+  }
+  await producer.disconnect();
+  const db = new Client({ connectionString: process.env.DATABASE_URL });
+  await db.connect();
+  const counted = async () => Number((await db.query(`SELECT COALESCE(SUM(total), 0) AS n FROM usage_totals WHERE org_id = ANY($1)`, [orgs.map((o) => o.orgId)])).rows[0].n);
+  const before = await counted();
+  const started = performance.now();
+  await stack.startApp('metering');
+  await eventually(async () => (await counted()) - before >= n, 600_000, 200);
+  const seconds = (performance.now() - started) / 1000;
+  rows.push({ name: `metering: ${n} events (20 orgs, 90% charged), incl. start-up`, n, p50: '-', p99: '-', throughput: `${Math.round(n / seconds)} events/s` });
+  await db.end();
+}
+
+async function reservations(stack: Stack): Promise<void> {
+  const definition = loadSync(join(repoRoot, 'libs/contracts/src/proto/metering.proto'), { keepCase: true, longs: String, defaults: true });
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const pkg = loadPackageDefinition(definition) as any;
+  const client = new pkg.tollgate.metering.v1.Reservations(`127.0.0.1:${stack.ports.meteringGrpc}`, credentials.createInsecure());
+  const orgs = await Promise.all(Array.from({ length: 8 }, (_, i) => stack.orgWithKey('pro', uniqueId(`bench-res-${i}`))));
+  const reserve = (i: number) =>
+    new Promise((resolve, reject) =>
+      client.Reserve(
+        { reservation_id: uuidv7(), org_id: orgs[i % orgs.length]!.orgId, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurred_at: new Date().toISOString() },
+        new Metadata(),
+        (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res)),
+      ),
+    );
+  for (let i = 0; i < 200; i++) await reserve(i);
+  await timeEach('reservation (gRPC Reserve, 1 org at a time)', 2000, reserve);
+  await timeEach('reservation (gRPC Reserve, 16 in flight, 8 orgs)', 4000, reserve, 16);
+  client.close();
+}
+
+async function queries(stack: Stack): Promise<void> {
+  const n = Number(process.env.BENCH_USAGE_ROWS || 1_000_000);
+  const { orgId, key } = await stack.orgWithKey('starter', uniqueId('bench-usage'));
+  const db = new Client({ connectionString: process.env.DATABASE_URL });
+  await db.connect();
+  // Rows written straight into the read model: this measures reading, not metering.
+  await db.query(
+    `INSERT INTO usage_records (event_id, org_id, occurred_at, method, route, path, status_code, credits, cost_reason, response_time_ms, request_id, decision)
+     SELECT gen_random_uuid()::text, $1, now() - (g || ' seconds')::interval, 'POST', '/search', '/api/external/v1/search', 200, 1, 'charged', 40, 'req-' || g, 'forwarded'
+       FROM generate_series(1, $2) g`,
+    [orgId, n],
+  );
+  await db.query(`INSERT INTO usage_totals (org_id, total) VALUES ($1, $2) ON CONFLICT (org_id) DO UPDATE SET total = usage_totals.total + $2`, [orgId, n]);
+  await db.query(`ANALYZE usage_records`);
+  await db.end();
+  const base = `http://127.0.0.1:${stack.ports.query}/api/external/v1`;
+  const get = async (path: string) => {
+    const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${key}` } });
+    if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
+    return res.json() as Promise<{ next_cursor: string | null }>;
+  };
+  await timeEach('GET /me (query service)', 2000, () => get('/me'));
+  await timeEach(`GET /usage?limit=50 (${n} rows)`, 2000, () => get('/usage?limit=50'));
+  await timeEach(`GET /usage?limit=50&offset=500000 (${n} rows)`, 50, () => get(`/usage?limit=50&offset=${Math.floor(n / 2)}`));
+  let cursor: string | null = null;
+  await timeEach(`GET /usage?limit=500&cursor= (walk, ${n} rows)`, 400, async () => {
+    const page = await get(`/usage?limit=500${cursor ? `&cursor=${cursor}` : ''}`);
+    cursor = page.next_cursor;
+  });
+}
+
+async function main(): Promise<void> {
+  const only = process.argv.slice(2);
+  const want = (name: string) => only.length === 0 || only.includes(name);
+  const started = new Date();
+  if (want('rate-limit')) await rateLimits();
+  if (want('metering') || want('reservations') || want('query')) {
+    const stack = await Stack.start({ profile: 'trackyard' });
+    try {
+      if (want('reservations')) await reservations(stack);
+      if (want('query')) await queries(stack);
+      if (want('metering')) await metering(stack);
+    } finally {
+      await stack.stop();
+    }
+  }
+  const os = await import('node:os');
+  console.log(`\nTollgate benchmarks, ${started.toISOString()}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`);
+  console.log('| benchmark | n | p50 | p99 | throughput |');
+  console.log('| --- | ---: | ---: | ---: | ---: |');
+  for (const r of rows) console.log(`| ${r.name} | ${r.n} | ${r.p50} | ${r.p99} | ${r.throughput} |`);
+}
+
+main().catch((e: Error) => {
+  console.error(`bench: ${e.stack ?? e.message}`);
+  process.exit(1);
+});
