@@ -41,6 +41,8 @@ export interface Account {
   allowanceMonth: string | null;
   /** Credits spent from allowance in `allowanceMonth` (for plan changes mid-month). */
   allowanceSpent: number;
+  /** Names of plans whose one-time credits were already granted: re-entering a plan never grants them twice. */
+  grantedOneTime: string[];
   buckets: CreditBucket[];
 }
 

@@ -1,0 +1,433 @@
+import { assertInstant, monthOf, startOfMonth, startOfNextMonth } from './time';
+import { Account, Allocation, BucketKind, CreditBucket, Decided, LedgerEntryDraft, LedgerEntryType, PlanTerms } from './types';
+
+/**
+ * The credit deciders: given an account and a command, the ledger entries to append and the account after them.
+ *
+ * Invariants every decider keeps (and checks before it returns, so a broken projection is never stored):
+ * - balance === previous balance + sum(entry amounts); each entry's balanceAfter is the running balance;
+ * - balance === sum(bucket.remaining) - debt, with remaining >= 0 and debt >= 0, all whole credits;
+ * - debt > 0 only while every bucket is empty: anything that adds credits to a bucket pays debt off first;
+ * - seq is gapless: entries get nextSeq, nextSeq + 1, ...; no entry has amount 0;
+ * - the input account is never mutated.
+ * Each decider first rolls the account forward to its `at` (expiries, monthly allowance) and returns those
+ * entries too, so whatever command comes first after midnight on the 1st writes the month's reset.
+ */
+
+/** The outcome of a credit hold: all or nothing. */
+export interface Reserved {
+  granted: boolean;
+  requested: number;
+  /** Credits missing for the hold (0 when granted): requested - max(0, balance). */
+  shortfall: number;
+  /** Where the hold came from, bucket by bucket; empty when nothing was held. */
+  allocation: Allocation[];
+  decided: Decided;
+}
+
+// ---------------------------------------------------------------------------------------------- commands
+
+/** Opens an org's account with its plan's one-time credits and this month's allowance, both caused by `cause`. */
+export function openAccount(orgId: string, plan: PlanTerms, at: number, cause: string): Decided {
+  assertInstant(at);
+  assertPlan(plan);
+  const books = new Books({
+    orgId,
+    plan: { ...plan },
+    balance: 0,
+    debt: 0,
+    nextSeq: 1,
+    allowanceMonth: null,
+    allowanceSpent: 0,
+    grantedOneTime: [],
+    buckets: [],
+  });
+  if (plan.oneTimeCredits > 0) grantOneTime(books, plan, at, cause);
+  if (plan.monthlyAllowance > 0) grantAllowance(books, monthOf(at), at, cause);
+  return books.decided();
+}
+
+/**
+ * Brings the account to `at`: buckets whose expiry is at or before `at` expire (an explicit `expiry` entry for
+ * their unspent credits), and a plan with a monthly allowance gets the allowance of `at`'s month once.
+ * Never goes back in time: for an `at` earlier than one already rolled to, nothing qualifies and nothing happens.
+ */
+export function rollForward(account: Account, at: number): Decided {
+  return booksAt(account, at).decided();
+}
+
+/** The account as it stands at `now` (a read model: `/me` shows the new allowance at 00:00 on the 1st). */
+export function projectAccount(account: Account, now: number): Account {
+  return rollForward(account, now).account;
+}
+
+/**
+ * Holds `credits` for a call before it is answered, all or nothing, from the soonest-expiring buckets first.
+ * A hold never creates debt: it is refused when the balance can't cover it.
+ */
+export function reserve(account: Account, reservationId: string, credits: number, at: number): Reserved {
+  assertName(reservationId, 'reservationId');
+  assertCredits(credits, 'credits');
+  const books = booksAt(account, at);
+  const balance = books.account.balance;
+  if (credits === 0) return { granted: true, requested: 0, shortfall: 0, allocation: [], decided: books.decided() };
+  if (balance < credits) {
+    return { granted: false, requested: credits, shortfall: credits - Math.max(0, balance), allocation: [], decided: books.decided() };
+  }
+  const { allocation } = take(books, credits, {
+    type: 'reservation',
+    cause: `reservation:${reservationId}`,
+    at,
+    detail: { reservation_id: reservationId },
+    intoDebt: false,
+  });
+  return { granted: true, requested: credits, shortfall: 0, allocation, decided: books.decided() };
+}
+
+/**
+ * Settles a hold when the call's event arrives: the hold is given back (`release`), then the call's price is
+ * charged (`charge`) from the same buckets first, then the others by soonest expiry, and whatever is still
+ * uncovered becomes debt. A 2xx fixed call therefore writes release +1, charge -1; a non-2xx call only the release.
+ * Credits whose bucket expired while they were held can still pay this call (the hold was taken for it); what
+ * they don't pay expires at once, as it would have without the hold.
+ */
+export function settle(
+  account: Account,
+  reservationId: string,
+  allocation: readonly Allocation[],
+  chargeCredits: number,
+  at: number,
+  cause: string,
+): Decided {
+  assertName(reservationId, 'reservationId');
+  assertAllocation(allocation);
+  assertCredits(chargeCredits, 'chargeCredits');
+  const books = booksAt(account, at);
+  const detail = { reservation_id: reservationId };
+  const expiredMeanwhile = giveBack(books, allocation, at, cause, detail);
+  take(books, chargeCredits, {
+    type: 'charge',
+    cause,
+    at,
+    detail,
+    intoDebt: true,
+    first: allocation.map((a) => a.bucketId),
+    expiredMeanwhile,
+  });
+  expireHeld(books, expiredMeanwhile, at, cause, detail);
+  return books.decided();
+}
+
+/** Gives a hold back without charging (non-2xx, gateway cancel, timeout). */
+export function release(account: Account, reservationId: string, allocation: readonly Allocation[], at: number, cause: string): Decided {
+  assertName(reservationId, 'reservationId');
+  assertAllocation(allocation);
+  const books = booksAt(account, at);
+  const detail = { reservation_id: reservationId };
+  expireHeld(books, giveBack(books, allocation, at, cause, detail), at, cause, detail);
+  return books.decided();
+}
+
+/**
+ * Charges a call that held nothing (eventual enforcement, another producer, a hold that timed out): soonest
+ * expiry first, and what the buckets can't cover becomes debt. This is the only way a balance goes below zero.
+ */
+export function charge(account: Account, credits: number, at: number, cause: string): Decided {
+  assertCredits(credits, 'credits');
+  const books = booksAt(account, at);
+  take(books, credits, { type: 'charge', cause, at, detail: {}, intoDebt: true });
+  return books.decided();
+}
+
+/**
+ * Adds bought or operator-granted credits in their own bucket (`expiresAt` null = never expires). Outstanding
+ * debt is paid first: the entry shows the whole `amount`, the bucket keeps `amount - paid-off debt`.
+ */
+export function grantTopUp(account: Account, amount: number, expiresAt: number | null, bucketId: string, at: number, cause: string): Decided {
+  assertCredits(amount, 'amount');
+  assertName(bucketId, 'bucketId');
+  assertInstant(at);
+  if (expiresAt !== null) {
+    assertInstant(expiresAt, 'expiresAt');
+    if (expiresAt <= at) throw new RangeError(`a top-up must expire after it is granted (expiresAt ${expiresAt} <= at ${at})`);
+  }
+  const books = booksAt(account, at);
+  if (amount === 0) return books.decided();
+  if (books.bucket(bucketId)) throw new Error(`bucket "${bucketId}" already exists on account ${account.orgId}`);
+  const bucket: CreditBucket = { id: bucketId, kind: 'top_up', expiresAt, remaining: 0 };
+  books.account.buckets.push(bucket);
+  const paid = books.fill(bucket, amount);
+  books.post('top_up', amount, cause, at, bucketId, {
+    expires_at: expiresAt === null ? null : new Date(expiresAt).toISOString(),
+    ...(paid > 0 ? { paid_debt: paid } : {}),
+  });
+  return books.decided();
+}
+
+/**
+ * Switches the plan. This month's allowance becomes what the new plan would have left after what was already
+ * spent, max(0, new allowance - allowanceSpent), by one `adjustment` entry on the allowance bucket (created when
+ * missing). The new plan's one-time credits are granted unless that plan granted them before.
+ */
+export function changePlan(account: Account, newPlan: PlanTerms, at: number, cause: string): Decided {
+  assertPlan(newPlan);
+  const books = booksAt(account, at);
+  const a = books.account;
+  const fromPlan = a.plan.name;
+  a.plan = { ...newPlan };
+
+  let bucket = books.currentAllowance();
+  if (!bucket && newPlan.monthlyAllowance > 0) {
+    const month = monthOf(at);
+    // Spending recorded for an older month (a plan without allowance doesn't roll allowanceMonth) is not this month's.
+    if (a.allowanceMonth !== month) {
+      a.allowanceMonth = month;
+      a.allowanceSpent = 0;
+    }
+    bucket = { id: allowanceBucketId(month), kind: 'allowance', expiresAt: startOfNextMonth(at), remaining: 0 };
+    a.buckets.push(bucket);
+  }
+  if (bucket) {
+    const delta = Math.max(0, newPlan.monthlyAllowance - a.allowanceSpent) - bucket.remaining;
+    // Withdrawing allowance is not spending it: allowanceSpent only counts credits that paid for calls or debt.
+    if (delta > 0) books.fill(bucket, delta);
+    else bucket.remaining += delta;
+    books.post('adjustment', delta, cause, at, bucket.id, { from_plan: fromPlan, to_plan: newPlan.name, month: a.allowanceMonth });
+  }
+
+  if (newPlan.oneTimeCredits > 0 && !a.grantedOneTime.includes(newPlan.name)) grantOneTime(books, newPlan, at, cause);
+  return books.decided();
+}
+
+// ---------------------------------------------------------------------------------------------- the books
+
+/** A working copy of one account while a decider runs: every change goes through here, entries included. */
+class Books {
+  readonly account: Account;
+  readonly entries: LedgerEntryDraft[] = [];
+
+  constructor(from: Account) {
+    this.account = {
+      ...from,
+      plan: { ...from.plan },
+      grantedOneTime: [...from.grantedOneTime],
+      buckets: from.buckets.map((b) => ({ ...b })),
+    };
+  }
+
+  /** Appends an entry and moves the balance; callers change buckets/debt by the same amount. 0 writes nothing. */
+  post(type: LedgerEntryType, amount: number, cause: string, occurredAt: number, bucketId: string | null, detail: Record<string, unknown>): void {
+    if (amount === 0) return;
+    const a = this.account;
+    a.balance += amount;
+    this.entries.push({ orgId: a.orgId, seq: a.nextSeq, type, amount, balanceAfter: a.balance, cause, occurredAt, bucketId, detail });
+    a.nextSeq += 1;
+  }
+
+  bucket(id: string): CreditBucket | undefined {
+    return this.account.buckets.find((b) => b.id === id);
+  }
+
+  /** The allowance bucket of `allowanceMonth`, while it is live. */
+  currentAllowance(): CreditBucket | undefined {
+    const month = this.account.allowanceMonth;
+    return month === null ? undefined : this.bucket(allowanceBucketId(month));
+  }
+
+  /** Adds credits to a bucket, paying debt off first. Returns the debt paid off. */
+  fill(bucket: CreditBucket, credits: number): number {
+    const a = this.account;
+    const paid = Math.min(a.debt, credits);
+    a.debt -= paid;
+    bucket.remaining += credits - paid;
+    // Allowance that pays debt is spent allowance, or a plan change could hand it out again.
+    if (bucket === this.currentAllowance()) a.allowanceSpent += paid;
+    return paid;
+  }
+
+  /** Takes credits out of a bucket to pay for a call (held or charged). */
+  drain(bucket: CreditBucket, credits: number): void {
+    bucket.remaining -= credits;
+    if (bucket === this.currentAllowance()) this.account.allowanceSpent += credits;
+  }
+
+  decided(): Decided {
+    assertConsistent(this.account);
+    return { account: this.account, entries: this.entries };
+  }
+}
+
+/** A working copy rolled forward to `at`: the first step of every decider. */
+function booksAt(account: Account, at: number): Books {
+  assertInstant(at);
+  const books = new Books(account);
+  const a = books.account;
+
+  // Expiries are dated when they happened (the bucket's expiry), not when a command noticed them; their cause
+  // names the bucket, so the same roll gives the same entries whichever command triggers it.
+  const expired = a.buckets.filter((b) => b.expiresAt !== null && b.expiresAt <= at).sort(bySpendingOrder);
+  for (const b of expired) books.post('expiry', -b.remaining, `expiry:${b.id}`, b.expiresAt ?? at, b.id, { kind: b.kind });
+  a.buckets = a.buckets.filter((b) => !expired.includes(b));
+
+  const month = monthOf(at);
+  // 'YYYY-MM' strings order like the months they name.
+  if (a.plan.monthlyAllowance > 0 && (a.allowanceMonth === null || month > a.allowanceMonth)) {
+    grantAllowance(books, month, startOfMonth(at), `reset:${month}`);
+  }
+  return books;
+}
+
+/** The plan's allowance for `month`, expiring at the start of the next one; allowanceSpent starts over. */
+function grantAllowance(books: Books, month: string, at: number, cause: string): void {
+  const a = books.account;
+  const id = allowanceBucketId(month);
+  if (books.bucket(id)) throw new Error(`allowance of ${month} was already granted to account ${a.orgId}`);
+  a.allowanceMonth = month;
+  a.allowanceSpent = 0;
+  const bucket: CreditBucket = { id, kind: 'allowance', expiresAt: startOfNextMonth(at), remaining: 0 };
+  a.buckets.push(bucket);
+  const credits = a.plan.monthlyAllowance;
+  const paid = books.fill(bucket, credits);
+  books.post('grant', credits, cause, at, id, { plan: a.plan.name, month, ...(paid > 0 ? { paid_debt: paid } : {}) });
+}
+
+/** A plan's one-time credits: never expire, never granted twice for the same plan name. */
+function grantOneTime(books: Books, plan: PlanTerms, at: number, cause: string): void {
+  const a = books.account;
+  const id = `one_time:${plan.name}`;
+  if (books.bucket(id)) throw new Error(`one-time credits of plan "${plan.name}" already exist on account ${a.orgId}`);
+  a.grantedOneTime.push(plan.name);
+  const bucket: CreditBucket = { id, kind: 'one_time', expiresAt: null, remaining: 0 };
+  a.buckets.push(bucket);
+  const paid = books.fill(bucket, plan.oneTimeCredits);
+  books.post('grant', plan.oneTimeCredits, cause, at, id, { plan: plan.name, ...(paid > 0 ? { paid_debt: paid } : {}) });
+}
+
+interface TakeOptions {
+  type: 'reservation' | 'charge';
+  cause: string;
+  at: number;
+  detail: Record<string, unknown>;
+  /** May the part no bucket covers become debt? (Charges yes, holds never.) */
+  intoDebt: boolean;
+  /** Buckets to take from before the spending order (a settled hold's own buckets). */
+  first?: readonly string[];
+  /** Released credits of buckets that expired while held: spendable by this call only. */
+  expiredMeanwhile?: Map<string, number>;
+}
+
+/** Takes credits bucket by bucket, one entry per bucket, then into debt if allowed. */
+function take(books: Books, credits: number, o: TakeOptions): { allocation: Allocation[]; uncovered: number } {
+  const a = books.account;
+  const first = [...new Set(o.first ?? [])];
+  const order = [...first, ...[...a.buckets].sort(bySpendingOrder).map((b) => b.id).filter((id) => !first.includes(id))];
+  const allocation: Allocation[] = [];
+  let need = credits;
+  for (const id of order) {
+    if (need === 0) break;
+    const held = o.expiredMeanwhile?.get(id);
+    const bucket = held === undefined ? books.bucket(id) : undefined;
+    const n = Math.min(need, held ?? bucket?.remaining ?? 0);
+    if (n === 0) continue;
+    if (held !== undefined) o.expiredMeanwhile?.set(id, held - n);
+    else if (bucket) books.drain(bucket, n);
+    books.post(o.type, -n, o.cause, o.at, id, o.detail);
+    allocation.push({ bucketId: id, credits: n });
+    need -= n;
+  }
+  if (need > 0 && o.intoDebt) {
+    a.debt += need;
+    books.post(o.type, -need, o.cause, o.at, null, { ...o.detail, debt: need });
+    need = 0;
+  }
+  return { allocation, uncovered: need };
+}
+
+/**
+ * Gives held credits back to the buckets they came from. Credits of a bucket that no longer exists (it expired
+ * while they were held) are returned separately, for the caller to spend on the settled call or expire.
+ */
+function giveBack(books: Books, allocation: readonly Allocation[], at: number, cause: string, detail: Record<string, unknown>): Map<string, number> {
+  const a = books.account;
+  const expiredMeanwhile = new Map<string, number>();
+  for (const { bucketId, credits } of allocation) {
+    if (credits === 0) continue;
+    const bucket = books.bucket(bucketId);
+    if (bucket) {
+      // The hold counted as spent allowance when it was taken; given back, it no longer does.
+      if (bucket === books.currentAllowance()) a.allowanceSpent -= credits;
+      books.fill(bucket, credits);
+    } else {
+      expiredMeanwhile.set(bucketId, (expiredMeanwhile.get(bucketId) ?? 0) + credits);
+    }
+    books.post('release', credits, cause, at, bucketId, detail);
+  }
+  return expiredMeanwhile;
+}
+
+/** Released credits whose bucket expired while they were held expire now, as they would have without the hold. */
+function expireHeld(books: Books, expiredMeanwhile: Map<string, number>, at: number, cause: string, detail: Record<string, unknown>): void {
+  for (const [bucketId, credits] of expiredMeanwhile) {
+    books.post('expiry', -credits, cause, at, bucketId, { ...detail, expired_while_held: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- rules
+
+const kindOrder: Record<BucketKind, number> = { allowance: 0, one_time: 1, top_up: 2 };
+
+/**
+ * Spending order: soonest expiry first, never-expiring last; on equal expiry this month's allowance, then
+ * one-time credits, then top-ups, then bucket id (so the order is total and replays identically).
+ */
+function bySpendingOrder(x: CreditBucket, y: CreditBucket): number {
+  if (x.expiresAt !== y.expiresAt) {
+    if (x.expiresAt === null) return 1;
+    if (y.expiresAt === null) return -1;
+    return x.expiresAt - y.expiresAt;
+  }
+  return kindOrder[x.kind] - kindOrder[y.kind] || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
+}
+
+function allowanceBucketId(month: string): string {
+  return `allowance:${month}`;
+}
+
+function assertCredits(n: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`${what} must be a whole number of credits, 0 or more (got ${String(n)})`);
+}
+
+function assertName(s: string, what: string): void {
+  if (typeof s !== 'string' || s.length === 0) throw new RangeError(`${what} must be a non-empty string`);
+}
+
+function assertPlan(plan: PlanTerms): void {
+  assertName(plan.name, 'plan name');
+  assertCredits(plan.oneTimeCredits, `plan "${plan.name}" oneTimeCredits`);
+  assertCredits(plan.monthlyAllowance, `plan "${plan.name}" monthlyAllowance`);
+}
+
+function assertAllocation(allocation: readonly Allocation[]): void {
+  for (const a of allocation) {
+    assertName(a.bucketId, 'allocation bucketId');
+    assertCredits(a.credits, `allocation credits of "${a.bucketId}"`);
+  }
+}
+
+/** The projection's own invariants; a decider that would break them throws instead of returning. */
+function assertConsistent(a: Account): void {
+  const problems: string[] = [];
+  let inBuckets = 0;
+  const ids = new Set<string>();
+  for (const b of a.buckets) {
+    if (!Number.isSafeInteger(b.remaining) || b.remaining < 0) problems.push(`bucket ${b.id} has ${b.remaining} remaining`);
+    if (ids.has(b.id)) problems.push(`bucket ${b.id} appears twice`);
+    ids.add(b.id);
+    inBuckets += b.remaining;
+  }
+  if (!Number.isSafeInteger(a.debt) || a.debt < 0) problems.push(`debt is ${a.debt}`);
+  if (!Number.isSafeInteger(a.allowanceSpent) || a.allowanceSpent < 0) problems.push(`allowanceSpent is ${a.allowanceSpent}`);
+  if (a.balance !== inBuckets - a.debt) problems.push(`balance ${a.balance} != buckets ${inBuckets} - debt ${a.debt}`);
+  if (a.debt > 0 && inBuckets > 0) problems.push(`debt ${a.debt} outstanding while buckets hold ${inBuckets}`);
+  if (problems.length > 0) throw new Error(`billing invariant broken on account ${a.orgId}: ${problems.join('; ')}`);
+}
