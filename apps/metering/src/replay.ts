@@ -10,8 +10,8 @@ import { connectDatabase } from '@tollgate/persistence';
  * source of truth and append-only).
  *
  * What is checked per org: balance = sum of entries; next_seq = last seq + 1; sequence gapless from 1;
- * balance_after a running sum; each live bucket's remaining = the sum of its entries, and a bucket gone from the
- * projection sums to 0; balance = sum(bucket remaining) - debt.
+ * balance_after a running sum; each live bucket's remaining = the sum of its entries (less what they paid off as
+ * debt, `detail.paid_debt`), and a bucket gone from the projection sums to 0; balance = sum(bucket remaining) - debt.
  *
  * `--source kafka` (re-deriving the ledger from the event topic into a scratch schema) is not built yet: the
  * command says so and exits 2 rather than pretend.
@@ -67,7 +67,7 @@ export async function replay(ds: DataSource, opts: Options, progress: (done: num
       `INSERT INTO accounts_replay (org_id, balance, next_seq, buckets)
        SELECT o.org_id, COALESCE(SUM(e.amount), 0), COALESCE(MAX(e.seq), 0) + 1,
               COALESCE((SELECT jsonb_object_agg(b.bucket_id, b.total) FROM
-                (SELECT bucket_id, SUM(amount) AS total FROM ledger_entries WHERE org_id = o.org_id AND bucket_id IS NOT NULL GROUP BY bucket_id) b), '{}'::jsonb)
+                (SELECT bucket_id, SUM(amount - COALESCE((detail->>'paid_debt')::bigint, 0)) AS total FROM ledger_entries WHERE org_id = o.org_id AND bucket_id IS NOT NULL GROUP BY bucket_id) b), '{}'::jsonb)
          FROM unnest($1::text[]) AS o(org_id) LEFT JOIN ledger_entries e ON e.org_id = o.org_id
         GROUP BY o.org_id`,
       [chunk],

@@ -190,9 +190,10 @@ export function changePlan(account: Account, newPlan: PlanTerms, at: number, cau
   if (bucket) {
     const delta = Math.max(0, newPlan.monthlyAllowance - a.allowanceSpent) - bucket.remaining;
     // Withdrawing allowance is not spending it: allowanceSpent only counts credits that paid for calls or debt.
-    if (delta > 0) books.fill(bucket, delta);
+    let paid = 0;
+    if (delta > 0) paid = books.fill(bucket, delta);
     else bucket.remaining += delta;
-    books.post('adjustment', delta, cause, at, bucket.id, { from_plan: fromPlan, to_plan: newPlan.name, month: a.allowanceMonth });
+    books.post('adjustment', delta, cause, at, bucket.id, { from_plan: fromPlan, to_plan: newPlan.name, month: a.allowanceMonth, ...(paid > 0 ? { paid_debt: paid } : {}) });
   }
 
   if (newPlan.oneTimeCredits > 0 && !a.grantedOneTime.includes(newPlan.name)) grantOneTime(books, newPlan, at, cause);
@@ -353,14 +354,16 @@ function giveBack(books: Books, allocation: readonly Allocation[], at: number, c
   for (const { bucketId, credits } of allocation) {
     if (credits === 0) continue;
     const bucket = books.bucket(bucketId);
+    let paid = 0;
     if (bucket) {
       // The hold counted as spent allowance when it was taken; given back, it no longer does.
       if (bucket === books.currentAllowance()) a.allowanceSpent -= credits;
-      books.fill(bucket, credits);
+      paid = books.fill(bucket, credits);
     } else {
       expiredMeanwhile.set(bucketId, (expiredMeanwhile.get(bucketId) ?? 0) + credits);
     }
-    books.post('release', credits, cause, at, bucketId, detail);
+    // `paid_debt`: what of it went to debt rather than into the bucket (replay checks buckets against entries).
+    books.post('release', credits, cause, at, bucketId, paid > 0 ? { ...detail, paid_debt: paid } : detail);
   }
   return expiredMeanwhile;
 }
