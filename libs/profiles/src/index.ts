@@ -1,0 +1,8 @@
+export * from './profile.types';
+export { ProfileError } from './profile-error';
+export { parseProfile } from './parse-profile';
+export { loadAllProfiles, loadProfile, profileNames, profilesDir } from './load-profile';
+export { expandUpstreamPath, RouteTable } from './route-table';
+export type { RouteMatch } from './route-table';
+export { readEntityIds } from './entity-ids';
+export { errorBodyVariables, renderErrorBody } from './error-bodies';
