@@ -1,4 +1,4 @@
-/* eslint-disable no-console */
+ 
 import { performance } from 'node:perf_hooks';
 import { credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -104,7 +104,7 @@ async function metering(stack: Stack): Promise<void> {
 
 async function reservations(stack: Stack): Promise<void> {
   const definition = loadSync(join(repoRoot, 'libs/contracts/src/proto/metering.proto'), { keepCase: true, longs: String, defaults: true });
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+   
   const pkg = loadPackageDefinition(definition) as any;
   const client = new pkg.tollgate.metering.v1.Reservations(`127.0.0.1:${stack.ports.meteringGrpc}`, credentials.createInsecure());
   const orgs = await Promise.all(Array.from({ length: 8 }, (_, i) => stack.orgWithKey('pro', uniqueId(`bench-res-${i}`))));

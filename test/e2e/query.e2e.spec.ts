@@ -188,15 +188,15 @@ describe('query service (trackyard)', () => {
 
   // ---- a gRPC client from the .proto file, as another language would build one ---------------------------
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+   
   function grpcClient(): any {
     const definition = loadSync(join(repoRoot, 'libs/contracts/src/proto/query.proto'), { keepCase: true, longs: String, defaults: true });
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+     
     const pkg = loadPackageDefinition(definition) as any;
     return new pkg.tollgate.query.v1.Accounts(`127.0.0.1:${stack.ports.queryGrpc}`, credentials.createInsecure());
   }
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+   
   function call<T>(client: any, method: string, request: unknown, key: string | null): Promise<T> {
     const md = new Metadata();
     if (key) md.set('authorization', `Bearer ${key}`);

@@ -225,7 +225,7 @@ export async function eventually<T>(fn: () => Promise<T | null | undefined | fal
 }
 
 /** Parses a JSON response body for assertions. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export async function json(res: Response): Promise<any> {
   const text = await res.text();
   try {

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { Messaging } from '@tollgate/messaging';
 import { HealthController, ReadinessChecks } from '@tollgate/platform';
 import { AdminController } from './admin/admin.controller';
-import { AdminTokenGuard } from './admin/admin.guard';
+import { AdminToken, AdminTokenGuard } from './admin/admin.guard';
 import { AdminService } from './admin/admin.service';
 import { ReservationService } from './reservations/reservation.service';
 import { ReservationsGrpcController } from './reservations/reservations.grpc.controller';
@@ -26,7 +26,8 @@ export class MeteringModule {
       providers: [
         { provide: AdminService, useValue: deps.admin },
         { provide: ReservationService, useValue: deps.reservations },
-        { provide: AdminTokenGuard, useValue: new AdminTokenGuard(deps.adminToken) },
+        { provide: AdminToken, useValue: deps.adminToken },
+        AdminTokenGuard,
         {
           provide: ReadinessChecks,
           useValue: [

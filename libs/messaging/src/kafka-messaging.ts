@@ -1,4 +1,4 @@
-import { Admin, Consumer, Kafka, logLevel, Producer } from 'kafkajs';
+import { Admin, Consumer, Kafka, logLevel, Partitioners, Producer } from 'kafkajs';
 import { TopicPartitions } from '@tollgate/contracts';
 import {
   BatchConsumer,
@@ -45,7 +45,7 @@ class KafkaMessaging implements Messaging {
       logLevel: logLevel.WARN,
       logCreator: () => ({ level, log: entry }) => {
         if (!log) return;
-        const { message, ...extra } = entry.log as { message: string } & Record<string, unknown>;
+        const { message, ...extra } = entry as { message: string } & Record<string, unknown>;
         log(level <= logLevel.ERROR ? 'error' : 'warn', `kafka: ${message}`, extra);
       },
     });
@@ -81,7 +81,7 @@ class KafkaMessaging implements Messaging {
   }
 
   async publisher(): Promise<Publisher> {
-    const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
     try {
       await producer.connect();
     } catch (e) {

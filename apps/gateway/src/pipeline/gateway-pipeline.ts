@@ -67,9 +67,11 @@ export class GatewayPipeline {
   };
 
   private async handle(req: Request, res: Response, next: NextFunction): Promise<void> {
-    const match = this.routes.match(req.method, req.path);
+    // Mounted under the base path, so Express's req.path has it cut off; routes match on the full path.
+    const fullPath = req.baseUrl + req.path;
+    const match = this.routes.match(req.method, fullPath);
     if (!match.route) {
-      if (reservedPaths.has(req.path) || req.path.startsWith('/docs')) return next();
+      if (reservedPaths.has(fullPath) || fullPath.startsWith('/docs')) return next();
       return this.error(res, 404, 'not_found', {});
     }
     const nowMs = this.d.clock.now();

@@ -1,12 +1,15 @@
-import { CanActivate, ExecutionContext, Injectable, UnauthorizedException } from '@nestjs/common';
+import { CanActivate, ExecutionContext, Inject, Injectable, UnauthorizedException } from '@nestjs/common';
 import { timingSafeEqual, createHash } from 'node:crypto';
+
+/** DI token for the admin token the guard compares against. */
+export const AdminToken = Symbol('AdminToken');
 
 /** `Authorization: Bearer $TOLLGATE_ADMIN_TOKEN`, compared in constant time. */
 @Injectable()
 export class AdminTokenGuard implements CanActivate {
   private readonly expected: Buffer;
 
-  constructor(token: string) {
+  constructor(@Inject(AdminToken) token: string) {
     this.expected = createHash('sha256').update(token).digest();
   }
 
