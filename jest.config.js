@@ -8,7 +8,7 @@ const base = {
   testEnvironment: 'node',
   rootDir: __dirname,
   moduleNameMapper: paths,
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', isolatedModules: true }] },
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }] },
 };
 module.exports = {
   projects: [

@@ -119,8 +119,9 @@ async function ensureKafka({ log = () => undefined, fresh = false } = {}) {
     if (!(await kafkaAnswers(brokers))) throw new Error(`Kafka is not reachable at KAFKA_BROKERS=${brokers}`);
     return { brokers, started: false, stop: async () => undefined };
   }
-  const port = 9092;
-  const controllerPort = 9093;
+  // TOLLGATE_KAFKA_PORT moves the local broker (and its controller, one port up), e.g. for a second checkout.
+  const port = Number(process.env.TOLLGATE_KAFKA_PORT || 9092);
+  const controllerPort = port + 1;
   const brokers = `127.0.0.1:${port}`;
   if (await portOpen('127.0.0.1', port)) {
     if (await kafkaAnswers(brokers)) {
