@@ -41,16 +41,6 @@ runMain('metering', async () => {
 
   const reservations = new ReservationService(ds, catalog);
   const admin = new AdminService(ds, catalog);
-  const app = await NestFactory.create(MeteringModule.register({ ds, messaging, admin, reservations, adminToken: token.token }), { logger });
-  configureHttp(app, 'metering');
-  app.useGlobalPipes(fieldValidationPipe());
-  const openapi = SwaggerModule.createDocument(app, new DocumentBuilder().setTitle('Tollgate admin API').addBearerAuth().build());
-  SwaggerModule.setup('docs', app, openapi, { jsonDocumentUrl: 'docs/openapi.json' });
-  app.connectMicroservice(grpcServerOptions(ProtoPackages.Metering, ProtoFiles.Metering, `${host}:${grpcPort}`));
-  app.enableShutdownHooks();
-  await app.startAllMicroservices();
-  await app.listen(port, host);
-
   const consumer = new RequestCompletedConsumer(ds, catalog, publisher);
   const batches = messaging.batchConsumer({
     groupId: MeteringConsumerGroup,
@@ -61,6 +51,19 @@ runMain('metering', async () => {
     // Crash tests only: die between the database commit and the Kafka offset commit.
     afterStored: process.env.TOLLGATE_FAILPOINT === 'metering-after-db-commit' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
   });
+  const app = await NestFactory.create(
+    MeteringModule.register({ ds, messaging, admin, reservations, adminToken: token.token, consuming: () => batches.joined() }),
+    { logger },
+  );
+  configureHttp(app, 'metering');
+  app.useGlobalPipes(fieldValidationPipe());
+  const openapi = SwaggerModule.createDocument(app, new DocumentBuilder().setTitle('Tollgate admin API').addBearerAuth().build());
+  SwaggerModule.setup('docs', app, openapi, { jsonDocumentUrl: 'docs/openapi.json' });
+  app.connectMicroservice(grpcServerOptions(ProtoPackages.Metering, ProtoFiles.Metering, `${host}:${grpcPort}`));
+  app.enableShutdownHooks();
+  await app.startAllMicroservices();
+  await app.listen(port, host);
+
   await batches.start();
   const relay = new LedgerOutboxRelay(ds, publisher);
   relay.start();

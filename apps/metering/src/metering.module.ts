@@ -14,6 +14,8 @@ export interface MeteringDeps {
   admin: AdminService;
   reservations: ReservationService;
   adminToken: string;
+  /** The ledger consumer is in its group: a metering that is not consuming is not ready. */
+  consuming: () => boolean;
 }
 
 /** Wiring only: the services are built in main.ts from the infrastructure they need. */
@@ -33,6 +35,7 @@ export class MeteringModule {
           useValue: [
             { name: 'postgres', check: async () => (await deps.ds.query('SELECT 1')).length === 1 },
             { name: 'kafka', check: () => deps.messaging.ping() },
+            { name: 'consumer', check: () => Promise.resolve(deps.consuming()) },
           ],
         },
       ],

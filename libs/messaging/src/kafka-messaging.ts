@@ -180,6 +180,7 @@ class OffsetStoringConsumer implements BatchConsumer {
   private consumer: Consumer | null = null;
   /** Next offset to process per partition, as last stored; messages below it are already metered. */
   private readonly resumeAt = new Map<number, bigint>();
+  private member = false;
 
   constructor(
     private readonly kafka: Kafka,
@@ -201,7 +202,10 @@ class OffsetStoringConsumer implements BatchConsumer {
 
     // On every assignment, seek each partition to the offset stored with the data. Kafka's own committed
     // offset can lag behind it (a crash between the database commit and the Kafka commit), never lead it.
+    consumer.on(consumer.events.CRASH, () => (this.member = false));
+    consumer.on(consumer.events.STOP, () => (this.member = false));
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.member = true;
       this.resumeAt.clear();
       const partitions = e.payload.memberAssignment[topic] ?? [];
       void this.loadStored(partitions, true).catch((err: Error) =>
@@ -260,7 +264,12 @@ class OffsetStoringConsumer implements BatchConsumer {
     }
   }
 
+  joined(): boolean {
+    return this.member;
+  }
+
   async stop(): Promise<void> {
+    this.member = false;
     const c = this.consumer;
     this.consumer = null;
     if (c) await c.disconnect().catch(() => undefined);

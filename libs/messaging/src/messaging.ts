@@ -51,6 +51,8 @@ export interface BatchConsumerOptions {
 export interface BatchConsumer {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** True while the consumer is a member of its group (joined, not crashed or stopped): for readiness. */
+  joined(): boolean;
 }
 
 export interface Messaging {
