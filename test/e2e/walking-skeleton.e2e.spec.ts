@@ -99,4 +99,22 @@ describe('walking skeleton (trackyard)', () => {
     const res = await fetch(`http://127.0.0.1:${stack.ports.metering}/admin/orgs/anything`, { headers: { authorization: 'Bearer wrong' } });
     expect(res.status).toBe(401);
   });
+
+  it('serves OpenAPI documents generated from the code on the gateway, the query service and the admin API', async () => {
+    const gateway = await json(await fetch(stack.gatewayUrl('/docs/openapi.json')));
+    expect(Object.keys(gateway.paths)).toEqual(expect.arrayContaining([`${base}/search`, `${base}/download-track`, `${base}/me`, `${base}/usage`]));
+    const query = await json(await fetch(`http://127.0.0.1:${stack.ports.query}/docs/openapi.json`));
+    expect(Object.keys(query.paths)).toEqual(expect.arrayContaining([`${base}/me`, `${base}/usage`]));
+    const admin = await json(await fetch(`http://127.0.0.1:${stack.ports.metering}/docs/openapi.json`));
+    expect(Object.keys(admin.paths)).toEqual(expect.arrayContaining(['/admin/orgs', '/admin/orgs/{org}/credits', '/admin/orgs/{org}/ledger']));
+  });
+
+  it('serves health and Prometheus metrics on every app', async () => {
+    for (const port of [stack.ports.gateway, stack.ports.metering, stack.ports.query, stack.ports.upstream]) {
+      expect((await fetch(`http://127.0.0.1:${port}/health/live`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/health/ready`)).status).toBe(200);
+    }
+    const metrics = await (await fetch(`http://127.0.0.1:${stack.ports.gateway}/metrics`)).text();
+    expect(metrics).toMatch(/tollgate_/);
+  });
 });

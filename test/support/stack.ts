@@ -26,16 +26,23 @@ function findRoot(): string {
   return i >= 0 ? parts.slice(0, i).join('/') : join(__dirname, '..', '..');
 }
 
+/**
+ * A port that is free now, picked at random below Linux's ephemeral range (32768+): ports handed out by the OS
+ * for port 0 are also what outgoing connections (Kafka, PostgreSQL clients) use, so they collide more often.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
@@ -73,10 +80,10 @@ export class Stack {
     };
     const stack = new Stack(ports, opts);
     try {
-      await stack.startApp('example-upstream');
-      await stack.startApp('metering');
-      await stack.startApp('query');
-      await stack.startApp('gateway');
+      await stack.startWithFreshPorts('example-upstream', ['upstream']);
+      await stack.startWithFreshPorts('metering', ['metering', 'meteringGrpc']);
+      await stack.startWithFreshPorts('query', ['query', 'queryGrpc']);
+      await stack.startWithFreshPorts('gateway', ['gateway']);
       for (let i = 0; i < (opts.extraGateways ?? 0); i++) {
         const port = await freePort();
         stack.extraGatewayPorts.push(port);
@@ -87,6 +94,19 @@ export class Stack {
       throw e;
     }
     return stack;
+  }
+
+  /** A port picked free can be taken before the app binds it: then the app gets new ports and starts again. */
+  private async startWithFreshPorts(app: AppName, ports: Array<keyof StackPorts>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startApp(app);
+      } catch (e) {
+        const fixed = ports.some((p) => this.opts.ports?.[p] !== undefined);
+        if (fixed || attempt >= 3 || !/EADDRINUSE/.test((e as Error).message)) throw e;
+        for (const p of ports) (this.ports as unknown as Record<string, number>)[p] = await freePort();
+      }
+    }
   }
 
   env(): Record<string, string> {

@@ -10,6 +10,7 @@ import { CounterStore, MemoryCounterStore, systemClock } from '@tollgate/rate-li
 import { RedisCounterStore } from '@tollgate/rate-limit-redis';
 import { GrpcMeteringClient } from './clients/metering-client';
 import { Upstream } from './clients/upstream';
+import { gatewayOpenApi } from './docs/gateway-openapi';
 import { GatewayModule } from './gateway.module';
 import { GatewayPipeline } from './pipeline/gateway-pipeline';
 
@@ -61,6 +62,8 @@ runMain('gateway', async () => {
   );
   configureHttp(app, 'gateway');
   if (trustedProxies.length > 0) (app.getHttpAdapter().getInstance() as express.Express).set('trust proxy', false);
+  const openapi = gatewayOpenApi(profile);
+  app.use('/docs/openapi.json', (_req: express.Request, res: express.Response) => void res.json(openapi));
   const base = profile.base_path.replace(/\/+$/, '') || '/';
   app.use(base, express.raw({ type: () => true, limit: '10mb' }), pipeline.middleware);
   app.enableShutdownHooks();
