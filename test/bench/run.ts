@@ -94,11 +94,15 @@ async function metering(stack: Stack): Promise<void> {
   await db.connect();
   const counted = async () => Number((await db.query(`SELECT COALESCE(SUM(total), 0) AS n FROM usage_totals WHERE org_id = ANY($1)`, [orgs.map((o) => o.orgId)])).rows[0].n);
   const before = await counted();
-  const started = performance.now();
+  const launched = performance.now();
   await stack.startApp('metering');
-  await eventually(async () => (await counted()) - before >= n, 600_000, 200);
-  const seconds = (performance.now() - started) / 1000;
-  rows.push({ name: `metering: ${n} events (20 orgs, 90% charged), incl. start-up`, n, p50: '-', p99: '-', throughput: `${Math.round(n / seconds)} events/s` });
+  // Timed from the moment metering is ready (consumer in its group), so start-up is not counted as folding.
+  const started = performance.now();
+  const atReady = (await counted()) - before;
+  await eventually(async () => (await counted()) - before >= n, 600_000, 50);
+  const done = performance.now();
+  rows.push({ name: `metering: ${n} events backlog (20 orgs, 90% charged)`, n: n - atReady, p50: '-', p99: '-', throughput: `${Math.round((n - atReady) / ((done - started) / 1000))} events/s` });
+  rows.push({ name: `metering: same, including process start-up`, n, p50: '-', p99: '-', throughput: `${Math.round(n / ((done - launched) / 1000))} events/s` });
   await db.end();
 }
 
@@ -145,7 +149,7 @@ async function queries(stack: Stack): Promise<void> {
   };
   await timeEach('GET /me (query service)', 2000, () => get('/me'));
   await timeEach(`GET /usage?limit=50 (${n} rows)`, 2000, () => get('/usage?limit=50'));
-  await timeEach(`GET /usage?limit=50&offset=500000 (${n} rows)`, 50, () => get(`/usage?limit=50&offset=${Math.floor(n / 2)}`));
+  await timeEach(`GET /usage?limit=50&offset=${Math.floor(n / 2)} (${n} rows)`, 50, () => get(`/usage?limit=50&offset=${Math.floor(n / 2)}`));
   let cursor: string | null = null;
   await timeEach(`GET /usage?limit=500&cursor= (walk, ${n} rows)`, 400, async () => {
     const page = await get(`/usage?limit=500${cursor ? `&cursor=${cursor}` : ''}`);
