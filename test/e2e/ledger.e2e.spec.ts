@@ -47,6 +47,18 @@ describe('metering ledger (trackyard, events from another producer)', () => {
     expectLedgerConsistent(await ledger(orgId), 498);
   });
 
+  it('publishes every ledger entry on tollgate.ledger.v1 once, keyed by org, in sequence order', async () => {
+    const { orgId } = await stack.orgWithKey('starter', uniqueId('outbox'));
+    await produce(kafka, [{ key: orgId, value: JSON.stringify(requestCompleted({ org_id: orgId })) }]);
+    await eventually(async () => (await charges(orgId)).length === 1);
+    const entries = await ledger(orgId);
+    const published = (await collect(kafka, Topics.Ledger, (seen) => seen.filter((m) => m.key === orgId).length >= entries.length))
+      .filter((m) => m.key === orgId)
+      .map((m) => JSON.parse(m.value!.toString('utf8')) as Entry);
+    expect(published.map((e) => e.seq)).toEqual(entries.map((e) => e.seq));
+    expect(published.map((e) => [e.type, e.amount])).toEqual(entries.map((e) => [e.type, e.amount]));
+  });
+
   it('meters events that arrive out of order once each', async () => {
     const { orgId } = await stack.orgWithKey('starter', uniqueId('order'));
     const t = Date.now();
