@@ -39,7 +39,8 @@ export class ReservationService {
   ) {}
 
   async reserve(cmd: ReserveCommand): Promise<ReserveOutcome> {
-    return this.ds.transaction('READ COMMITTED', async (m) => {
+    // PostgreSQL's default isolation (READ COMMITTED) is what this needs: the row lock serialises an org.
+    return this.ds.transaction(async (m) => {
       const locked = (await lockAccounts(m, [cmd.orgId])).get(cmd.orgId);
       if (!locked) throw new UnknownOrgError(`unknown org "${cmd.orgId}"`);
       const existing: Array<{ credits: string }> = await m.query(`SELECT credits FROM reservations WHERE id = $1 AND org_id = $2`, [cmd.reservationId, cmd.orgId]);
@@ -84,7 +85,7 @@ export class ReservationService {
 
   /** Gives a hold back now. Returns false when it was not held (unknown, settled or already released). */
   async release(reservationId: string, orgId: string, status: 'released' | 'expired' = 'released'): Promise<boolean> {
-    return this.ds.transaction('READ COMMITTED', (m) => this.releaseIn(m, reservationId, orgId, status));
+    return this.ds.transaction((m) => this.releaseIn(m, reservationId, orgId, status));
   }
 
   private async releaseIn(m: EntityManager, reservationId: string, orgId: string, status: 'released' | 'expired'): Promise<boolean> {
