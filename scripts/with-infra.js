@@ -2,7 +2,7 @@
 // `node scripts/with-infra.js <command ...>`: runs a command (the test suite, the benchmarks) with real Kafka
 // and PostgreSQL in its environment, started the way `npm run up` starts them, and stops what it started.
 // Tests get their own database (`tollgate_test`, recreated each run) and, when the broker is ours, fresh
-// broker data, so every run starts from nothing.
+// broker data, so every run starts from nothing. With DATABASE_URL set, both are kept.
 const { spawn } = require('node:child_process');
 const { ensureKafka, ensureDatabase, defaultDatabaseUrl } = require('./infra');
 
@@ -20,7 +20,8 @@ async function main() {
   if (!cmd) throw new Error('usage: with-infra.js <command> [args...]');
   const fresh = !process.env.DATABASE_URL;
   const databaseUrl = await ensureDatabase(testDatabaseUrl(), { log, fresh });
-  const kafka = await ensureKafka({ log, fresh: true });
+  // Fresh broker data only with a fresh database: offsets stored in a kept database belong to the kept log.
+  const kafka = await ensureKafka({ log, fresh });
   const child = spawn(cmd, args, {
     stdio: 'inherit',
     shell: false,

@@ -257,10 +257,33 @@ class OffsetStoringConsumer implements BatchConsumer {
   private async loadStored(partitions: number[], seek: boolean): Promise<void> {
     if (!this.consumer || partitions.length === 0) return;
     const stored = await this.options.storedOffsets(this.options.topic, partitions);
+    if (stored.size > 0) await this.dropOffsetsBeyondLog(stored);
     for (const partition of partitions) {
       const offset = stored.get(partition);
       this.resumeAt.set(partition, offset === undefined ? -1n : BigInt(offset));
       if (seek && offset !== undefined) this.consumer.seek({ topic: this.options.topic, partition, offset });
+    }
+  }
+
+  /**
+   * A stored offset past the end of its partition means the topic is not the one the offsets were stored for
+   * (recreated, or the database restored next to another cluster). Resuming there would skip every new event
+   * until the log caught up, so the partition is read again from its start instead: event_id deduplication
+   * keeps that from charging anything twice.
+   */
+  private async dropOffsetsBeyondLog(stored: Map<number, string>): Promise<void> {
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+      for (const p of await admin.fetchTopicOffsets(this.options.topic)) {
+        const offset = stored.get(p.partition);
+        if (offset !== undefined && BigInt(offset) > BigInt(p.high)) {
+          this.log?.('error', `consumer: stored offset ${offset} of ${this.options.topic}[${p.partition}] is past the log end ${p.high} (topic recreated?); re-reading the partition from its start, deduplicated by event_id`);
+          stored.delete(p.partition);
+        }
+      }
+    } finally {
+      await admin.disconnect().catch(() => undefined);
     }
   }
 

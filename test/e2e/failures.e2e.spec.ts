@@ -1,0 +1,100 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { eventually, freePort, json, repoRoot, Stack, uniqueId } from '../support/stack';
+
+/** Bad input and broken dependencies: a clear answer that names what is wrong, and nothing charged or written. */
+describe('failures and bad input (trackyard)', () => {
+  let stack: Stack;
+  const base = '/api/external/v1';
+
+  beforeAll(async () => {
+    stack = await Stack.start({ profile: 'trackyard' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  const search = (port: number, key: string) =>
+    fetch(stack.gatewayUrl(`${base}/search`, port), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'x' }),
+    });
+
+  it('answers 502 JSON when the upstream is down, releases the hold and charges nothing', async () => {
+    const port = await freePort();
+    await stack.startApp('gateway', 'gateway-no-upstream', { GATEWAY_PORT: String(port), UPSTREAM_URL: `http://127.0.0.1:${await freePort()}` });
+    try {
+      const { orgId, key } = await stack.orgWithKey('starter', uniqueId('down'));
+      const res = await search(port, key);
+      expect(res.status).toBe(502);
+      expect(await json(res)).toEqual({ error: 'upstream_unavailable', message: 'The service is temporarily unavailable. Nothing was charged.' });
+      const usage = await eventually(async () => {
+        const u = await json(await fetch(stack.gatewayUrl(`${base}/usage`), { headers: { authorization: `Bearer ${key}` } }));
+        return u.total_count === 1 ? u : null;
+      });
+      expect(usage.usage[0]).toMatchObject({ status_code: 502, credits_consumed: 0, decision: 'upstream_unavailable' });
+      const entries = (await stack.admin<{ entries: Array<{ type: string; amount: number }> }>('GET', `/admin/orgs/${orgId}/ledger`)).body.entries;
+      expect(entries.map((e) => e.type)).toEqual(['grant', 'reservation', 'release']);
+      expect((await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`)).body.balance).toBe(500);
+    } finally {
+      await stack.stopProcess('gateway-no-upstream');
+    }
+  });
+
+  it('throttles repeated invalid keys from one IP with 429 and Retry-After before looking them up', async () => {
+    const port = await freePort();
+    await stack.startApp('gateway', 'gateway-throttle', { GATEWAY_PORT: String(port) });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) statuses.push((await search(port, `tg_live_wrong${i}`)).status);
+      expect(statuses.every((s) => s === 401)).toBe(true);
+      const throttled = await search(port, 'tg_live_wrong-again');
+      expect(throttled.status).toBe(429);
+      expect(Number(throttled.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect((await json(throttled)).error).toBe('rate_limit_exceeded');
+      // A valid key from the same IP is refused too while the throttle lasts: the IP is what is throttled.
+      const { key } = await stack.orgWithKey('starter', uniqueId('throttled-ip'));
+      expect((await search(port, key)).status).toBe(429);
+    } finally {
+      await stack.stopProcess('gateway-throttle');
+    }
+  });
+
+  describe('start-up failures name what is wrong, without a stack trace', () => {
+    const start = (app: string, env: Record<string, string>) =>
+      spawnSync(process.execPath, [join(repoRoot, 'dist/apps', app, 'src/main.js')], {
+        env: { ...stack.env(), METERING_PORT: '0', QUERY_PORT: '0', GATEWAY_PORT: '0', ...env },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+
+    it('PostgreSQL unreachable: names PostgreSQL and where', () => {
+      const r = start('query', { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/tollgate' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/PostgreSQL.*127\.0\.0\.1:1/);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    });
+
+    it('Kafka unreachable: names Kafka and the brokers', () => {
+      const r = start('gateway', { KAFKA_BROKERS: '127.0.0.1:1' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/Kafka.*127\.0\.0\.1:1/);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    });
+
+    it('unknown profile: names the file', () => {
+      const r = start('gateway', { TOLLGATE_PROFILE: 'no-such-profile' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/no-such-profile\.yaml/);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    });
+
+    it('production without an admin token: names the variable', () => {
+      const r = start('metering', { NODE_ENV: 'production', TOLLGATE_ADMIN_TOKEN: '' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/TOLLGATE_ADMIN_TOKEN/);
+    });
+  });
+});
