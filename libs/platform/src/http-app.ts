@@ -1,13 +1,27 @@
-import { INestApplication } from '@nestjs/common';
+import { INestApplication, Logger } from '@nestjs/common';
 import { NextFunction, Request, Response } from 'express';
 import { httpRequests } from './metrics';
 
-/** Common HTTP setup: request counting for /metrics, JSON 404s, no x-powered-by. */
+/**
+ * Common HTTP setup: request counting for /metrics, one structured access-log line per request (verbose level:
+ * LOG_LEVEL=verbose shows them) with its request id, no x-powered-by. The log carries the path without its
+ * query string and never a header, so keys and tokens stay out of it.
+ */
 export function configureHttp(app: INestApplication, name: string): void {
+  const access = new Logger(`${name}:http`);
   const http = app.getHttpAdapter().getInstance() as { disable?: (s: string) => void };
   http.disable?.('x-powered-by');
   app.use((req: Request, res: Response, next: NextFunction) => {
+    const started = process.hrtime.bigint();
     res.on('finish', () => {
+      access.verbose({
+        msg: 'request',
+        request_id: res.getHeader('x-request-id') ?? req.headers['x-request-id'] ?? null,
+        method: req.method,
+        path: req.originalUrl.split('?')[0],
+        status: res.statusCode,
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+      });
       const route = (req as Request & { route?: { path?: string } }).route?.path ?? 'unmatched';
       httpRequests.inc({ app: name, route, status: String(res.statusCode) });
     });

@@ -62,7 +62,7 @@ export class GatewayPipeline {
   readonly middleware = (req: Request, res: Response, next: NextFunction): void => {
     this.handle(req, res, next).catch((e: Error) => {
       if (!res.headersSent) this.json(res, 500, { error: 'internal_error', message: 'Tollgate could not complete the request' });
-      console.error(JSON.stringify({ level: 'error', context: 'gateway', msg: 'request failed', error: e.message }));
+      console.error(JSON.stringify({ level: 'error', context: 'gateway', msg: 'request failed', request_id: res.getHeader('x-request-id') ?? null, path: req.path, error: e.message }));
     });
   };
 
