@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { InitialSchema1732300000000 } from './migrations/1732300000000-InitialSchema';
+import { migrations } from './migrations';
 
 export const DefaultDatabaseUrl = 'postgres://postgres@127.0.0.1:5432/tollgate';
 
@@ -25,7 +25,7 @@ export function createDataSource(url = databaseUrl(), poolSize = 10): DataSource
     url,
     synchronize: false,
     migrationsRun: false,
-    migrations: [InitialSchema1732300000000],
+    migrations,
     migrationsTableName: 'typeorm_migrations',
     extra: { max: poolSize, connectionTimeoutMillis: 5000, application_name: 'tollgate' },
     logging: ['error'],
