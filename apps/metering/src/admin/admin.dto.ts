@@ -36,7 +36,7 @@ export class CreateKeyDto {
 }
 
 export class GrantCreditsDto {
-  @Type(() => Number)
+  // A JSON number, not a string that looks like one: money amounts are never guessed.
   @IsInt()
   @Min(1)
   @Max(1_000_000_000)

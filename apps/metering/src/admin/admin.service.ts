@@ -71,8 +71,9 @@ export class AdminService {
   }
 
   async revokeKey(keyId: string): Promise<void> {
+    // A plain SELECT-shaped statement: TypeORM returns [rows, count] for an UPDATE ... RETURNING.
     const rows: unknown[] = await this.ds.query(
-      `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING id`,
+      `WITH revoked AS (UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING id) SELECT id FROM revoked`,
       [keyId],
     );
     if (rows.length === 0) throw new NotFoundException({ error: 'not_found', message: `key "${keyId}" does not exist` });
