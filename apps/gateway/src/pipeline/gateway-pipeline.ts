@@ -91,13 +91,13 @@ export class GatewayPipeline {
     if (call.route.auth === 'required') {
       const creds = extractCredentials(this.d.profile.identity, req.headers);
       const result = await this.d.auth.authenticate(creds);
-      if (!result.ok || result.principal.profile !== this.d.profile.name) return this.unauthorized(call, creds);
+      if (!result.ok || result.principal.profile !== this.d.profile.name) return await this.unauthorized(call, creds);
       call.principal = result.principal;
     }
 
     if (call.route.login && this.d.profile.lockout) {
       const lockedUntil = await this.lockedUntil(call);
-      if (lockedUntil > nowMs) return this.lockedOut(call, lockedUntil);
+      if (lockedUntil > nowMs) return await this.lockedOut(call, lockedUntil);
     }
 
     const checks = applicableChecks(this.d.profile.limits, this.facts(call, call.route.counts_against_limits), this.planLimits(call.principal), call.principal?.limitOverrides ?? {});
@@ -227,14 +227,15 @@ export class GatewayPipeline {
     return this.error(call.res, 402, 'insufficient_credits', { requested, shortfall }, this.decorate(call, false));
   }
 
-  private unauthorized(call: Call, creds: Credentials): void {
+  private async unauthorized(call: Call, creds: Credentials): Promise<void> {
     decisions.inc({ profile: this.d.profile.name, outcome: 'unauthorized' });
     // Only a presented-but-wrong key counts towards the throttle; a missing one is a client bug, not a guess.
     if (creds.key || creds.userToken) {
       const t = this.d.profile.invalid_key_throttle;
       this.badKeys.consume([{ subjectKey: `${this.d.profile.name}:bad-key:${call.ip}`, rule: { name: 'invalid_key', periodSeconds: t.period_seconds, limit: t.attempts } }], call.nowMs);
     }
-    this.error(call.res, 401, 'unauthorized', {});
+    await this.peekForEveryResponse(call);
+    this.error(call.res, 401, 'unauthorized', {}, this.decorate(call, false));
   }
 
   private invalidKeyCheck(ip: string): { refused: boolean; decision: RateDecision } {
@@ -271,11 +272,27 @@ export class GatewayPipeline {
     }
   }
 
-  private lockedOut(call: Call, untilMs: number): void {
+  private async lockedOut(call: Call, untilMs: number): Promise<void> {
     decisions.inc({ profile: this.d.profile.name, outcome: 'locked_out' });
     const retryAfter = Math.max(1, Math.ceil((untilMs - call.nowMs) / 1000));
-    call.res.setHeader(Headers.RetryAfter, String(retryAfter));
-    this.error(call.res, 429, 'locked_out', { retry_after: retryAfter });
+    await this.peekForEveryResponse(call);
+    // Not `throttled`: the Retry-After is the lockout's, not a window's.
+    this.error(call.res, 429, 'locked_out', { retry_after: retryAfter }, { ...this.decorate(call, false), [Headers.RetryAfter]: String(retryAfter) });
+  }
+
+  /**
+   * BeatPass: "Responses include standard rate limit headers", also the answers given before the limits are
+   * counted (401, login lockout). Those show where the caller stands without counting; without a key the
+   * client is its IP. Other styles show nothing on these answers, so they skip the round trip.
+   */
+  private async peekForEveryResponse(call: Call): Promise<void> {
+    if (this.d.profile.headers.style !== 'beatpass') return;
+    const checks = applicableChecks(this.d.profile.limits, this.facts(call, true), this.planLimits(call.principal), call.principal?.limitOverrides ?? {});
+    try {
+      call.rate = await this.d.limits.peek(checks, call.nowMs);
+    } catch {
+      call.rate = null; // the answer does not depend on the headers: send it without them
+    }
   }
 
   // ---- helpers ------------------------------------------------------------------------------------------
