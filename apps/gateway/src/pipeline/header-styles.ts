@@ -18,7 +18,7 @@ const byName = (rate: RateDecision | null, name: string): WindowStatus | undefin
  * The rate-limit headers of each seed, exactly as its document shows them. Each style returns the full set
  * for one response; `Retry-After` is added by the caller on every 429.
  */
-const styles: Record<Profile['headers']['style'], (h: HeaderInput) => Record<string, string>> = {
+const styles: Record<Profile['headers']['style'], (h: HeaderInput, profile: Profile) => Record<string, string>> = {
   // Trackyard: every authenticated response carries the minute and daily windows and the credits left.
   trackyard: (h) => {
     if (!h.authenticated) return {};
@@ -46,10 +46,12 @@ const styles: Record<Profile['headers']['style'], (h: HeaderInput) => Record<str
       [Headers.RateLimitReset]: String(seconds(w.resetAtMs)),
     };
   },
-  // Trakt: the X-Ratelimit JSON describes the bucket that refused; nothing on success.
-  trakt: (h): Record<string, string> => {
+  // Trakt: the X-Ratelimit JSON describes the bucket that refused; nothing on success. Only the profile's own
+  // buckets: the invalid-key throttle refuses "before the request reaches the API rate limiter", and the seed
+  // says such 429s may not include X-Ratelimit (a bucket name outside its table would mislead a client).
+  trakt: (h, profile): Record<string, string> => {
     const w = h.throttled ? h.rate?.refusedBy : null;
-    if (!w) return {};
+    if (!w || !profile.limits.some((l) => l.name === w.name)) return {};
     const until = new Date(w.resetAtMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
     return {
       [Headers.TraktRatelimit]: JSON.stringify({ name: w.name, period: w.periodSeconds, limit: w.limit, remaining: w.remaining, until }),
@@ -89,7 +91,7 @@ function ietf(rate: RateDecision | null, nowMs: number): Record<string, string> 
 }
 
 export function rateLimitHeaders(profile: Profile, h: HeaderInput, nowMs: number): Record<string, string> {
-  const out = styles[profile.headers.style]!(h);
+  const out = styles[profile.headers.style]!(h, profile);
   if (profile.headers.standard_headers) Object.assign(out, ietf(h.rate, nowMs));
   if (h.throttled && h.rate) out[Headers.RetryAfter] = String(Math.max(1, h.rate.retryAfterSeconds));
   return out;
