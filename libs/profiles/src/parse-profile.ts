@@ -60,6 +60,9 @@ class ProfileReader {
     const headers = this.headers(top.headers);
     const routes = this.list(top.routes, 'routes', true).map((r, i) => this.route(r, `routes[${i}]`));
     this.checkRouteSet(routes);
+    routes.forEach((r, i) => {
+      if (r.auth === 'user' && identity !== 'trakt') this.fail(`routes[${i}].auth`, `user needs identity trakt: a ${identity} profile never carries a user token`);
+    });
     const limits = this.list(top.limits, 'limits', false).map((l, i) => this.limit(l, `limits[${i}]`, identity, routes));
     this.unique(limits.map((l) => l.name), 'limits', 'name', 'limit');
     const plans = this.list(top.plans, 'plans', true).map((p, i) => this.plan(p, `plans[${i}]`, limits));
@@ -125,7 +128,7 @@ class ProfileReader {
     const segments = parsePathTemplate(path);
     if (typeof segments === 'string') this.fail(`${key}.path`, `${segments} (got "${path}")`);
     const category = this.string(o.category, `${key}.category`, categoryPattern, 'lower-case letters, digits, - and _');
-    const auth = o.auth === undefined ? 'required' : this.oneOf(o.auth, `${key}.auth`, ['required', 'none'] as const);
+    const auth = o.auth === undefined ? 'required' : this.oneOf(o.auth, `${key}.auth`, ['required', 'none', 'user'] as const);
     const handler = o.handler === undefined ? 'proxy' : this.oneOf(o.handler, `${key}.handler`, ['proxy', 'me', 'usage'] as const);
     const cost = this.cost(o.cost, `${key}.cost`);
     const countsAgainstLimits =

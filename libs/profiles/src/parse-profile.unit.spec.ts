@@ -148,6 +148,7 @@ describe('parseProfile', () => {
     ['an unknown when', (d) => (d.limits[0].when = 'always'), 'limits[0].when', /one of user, no_user/],
     ['a user subject in a bearer profile', (d) => (d.limits[0].subject = 'user'), 'limits[0].subject', /needs identity trakt/],
     ['a when condition in a bearer profile', (d) => (d.limits[0].when = 'user'), 'limits[0].when', /needs identity trakt/],
+    ['a user-only route in a bearer profile', (d) => (d.routes[0].auth = 'user'), 'routes[0].auth', /needs identity trakt/],
     ['a user limit only for calls without a user', (d) => { d.identity = 'trakt'; Object.assign(d.limits[0], { subject: 'user', when: 'no_user' }); }, 'limits[0].when', /only exists when a user token/],
     ['a per-key limit on anonymous routes only', (d) => (d.limits[1].subject = 'key'), 'limits[1].subject', /auth: none/],
     ['no plans', (d) => (d.plans = []), 'plans', /must not be empty/],

@@ -52,8 +52,11 @@ export interface RouteDefinition {
   upstream_path?: string;
   /** Category for limits: `general`, `media`, `analytics`, `write`, `auth`, `search`, `open`, ... */
   category: string;
-  /** `required`: a valid key or 401; `none`: anonymous, limited by client IP. */
-  auth: 'required' | 'none';
+  /**
+   * `required`: a valid key or 401; `none`: anonymous, limited by client IP; `user` (trakt identity only): a
+   * valid application key AND a user token, or 401 (Trakt's writes act for a user).
+   */
+  auth: 'required' | 'none' | 'user';
   /** `proxy` forwards to the upstream; `me` and `usage` are answered by the query service. */
   handler: 'proxy' | 'me' | 'usage';
   cost: CostRule;

@@ -167,6 +167,10 @@ describe('trakt conformance (seed 003)', () => {
 
     expect((await send('GET', '/shows/1', { app, user })).status).toBe(200);
     expect((await send('POST', '/checkin', { app, user, body: { movie: { ids: { trakt: 1 } } } })).status).toBe(201);
+    // Writes act for a user: with the application key alone they are refused, so none escapes AUTHED_API_POST_LIMIT.
+    const anonymousWrite = await send('POST', '/checkin', { app, body: { movie: { ids: { trakt: 1 } } } });
+    expect([anonymousWrite.status, anonymousWrite.text]).toEqual([401, UnauthorizedBody]);
+    expect((await send('DELETE', '/checkin', { app })).status).toBe(401);
 
     const refused: Array<[string, Answer]> = [
       ['unknown user token', await send('GET', '/shows/1', { app, user: 'tg_user_0000000000000000000000000000000000000000' })],

@@ -34,17 +34,18 @@ function operation(profile: Profile, route: RouteDefinition): Record<string, unk
     '200': { description: route.handler === 'proxy' ? 'The upstream answer, decorated with the profile headers' : `The org's ${route.handler === 'me' ? 'account' : 'usage'}` },
     '429': example('rate_limited'),
   };
-  if (route.auth === 'required') responses['401'] = example('unauthorized');
+  if (route.auth !== 'none') responses['401'] = example('unauthorized');
   if (route.cost.kind !== 'free') responses['402'] = example('insufficient_credits');
   if (route.handler === 'proxy') responses['502'] = example('upstream_unavailable');
-  const identity = profile.identity === 'trakt' ? [{ application: [] }, { application: [], user: [] }] : [{ bearer: [] }];
+  const identity =
+    profile.identity !== 'trakt' ? [{ bearer: [] }] : route.auth === 'user' ? [{ application: [], user: [] }] : [{ application: [] }, { application: [], user: [] }];
   return {
     operationId: `${route.method.toLowerCase()}${route.path.replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
     tags: [route.category],
     summary: `${route.method} ${route.path}`,
     description: `Cost: ${costText(route)}. ${route.counts_against_limits ? `Counts against the ${route.category} limits.` : 'Does not count against rate limits.'}`,
     parameters: params,
-    security: route.auth === 'required' ? identity : [],
+    security: route.auth !== 'none' ? identity : [],
     responses,
   };
 }

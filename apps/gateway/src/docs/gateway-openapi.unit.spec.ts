@@ -11,7 +11,7 @@ describe('gateway OpenAPI document', () => {
     for (const route of profile.routes) {
       const op = doc.paths[`${base}${route.path}`.replace(/:([A-Za-z0-9_]+)/g, '{$1}')]?.[route.method.toLowerCase()];
       expect(op).toBeDefined();
-      expect(op!.security.length > 0).toBe(route.auth === 'required');
+      expect(op!.security.length > 0).toBe(route.auth !== 'none');
       expect('402' in op!.responses).toBe(route.cost.kind !== 'free');
     }
   });

@@ -88,10 +88,12 @@ export class GatewayPipeline {
     const throttle = this.invalidKeyCheck(call.ip);
     if (throttle.refused) return this.throttled(call, throttle.decision, 'invalid_key_throttled');
 
-    if (call.route.auth === 'required') {
+    if (call.route.auth !== 'none') {
       const creds = extractCredentials(this.d.profile.identity, req.headers);
       const result = await this.d.auth.authenticate(creds);
       if (!result.ok || result.principal.profile !== this.d.profile.name) return await this.unauthorized(call, creds);
+      // A valid application key without the user token this route acts for: refused, but not a guessed key.
+      if (call.route.auth === 'user' && result.principal.userId === null) return await this.unauthorized(call, { ...creds, key: null, userToken: null });
       call.principal = result.principal;
     }
 
