@@ -2,3 +2,4 @@ export * from './topics';
 export * from './request-completed';
 export * from './headers';
 export * from './proto-paths';
+export * from './reservations';

@@ -1,25 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { ProtoFiles } from '@tollgate/contracts';
+import { ProtoFiles, ReserveReply, ReserveRequest } from '@tollgate/contracts';
 import { grpcLoaderOptions } from '@tollgate/platform';
-
-export interface ReserveRequest {
-  reservationId: string;
-  orgId: string;
-  profile: string;
-  method: string;
-  route: string;
-  entities: string[];
-  occurredAt: string;
-}
-
-export interface ReserveReply {
-  granted: boolean;
-  reservationId: string;
-  requested: number;
-  shortfall: number;
-  balance: number;
-}
 
 /** The gateway's port to metering: credit holds and balances. */
 export interface CreditReservations {

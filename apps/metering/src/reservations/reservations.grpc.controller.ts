@@ -1,17 +1,8 @@
 import { Controller } from '@nestjs/common';
 import { GrpcMethod, RpcException } from '@nestjs/microservices';
 import { status } from '@grpc/grpc-js';
+import { ReserveRequest } from '@tollgate/contracts';
 import { ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
-
-interface ReserveRequest {
-  reservationId: string;
-  orgId: string;
-  profile: string;
-  method: string;
-  route: string;
-  entities: string[];
-  occurredAt: string;
-}
 
 /** tollgate.metering.v1.Reservations (libs/contracts/src/proto/metering.proto). */
 @Controller()

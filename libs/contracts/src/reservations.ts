@@ -1,0 +1,23 @@
+/**
+ * tollgate.metering.v1.Reservations messages (proto/metering.proto) as TypeScript sees them through
+ * @grpc/proto-loader (camelCase fields). The gateway sends them; metering answers them.
+ */
+export interface ReserveRequest {
+  reservationId: string;
+  orgId: string;
+  profile: string;
+  method: string;
+  /** The route template of the profile (`/companies/:identifier`), not the concrete path. */
+  route: string;
+  entities: string[];
+  /** When the call happened (RFC 3339): decides the month and the re-access window. */
+  occurredAt: string;
+}
+
+export interface ReserveReply {
+  granted: boolean;
+  reservationId: string;
+  requested: number;
+  shortfall: number;
+  balance: number;
+}
