@@ -145,10 +145,13 @@ export class GatewayPipeline {
       const path = joinPath(this.d.profile.base_path, expandUpstreamPath(route.upstream_path ?? route.path, call.params)) + queryString(call.req.originalUrl);
       upstream = await this.d.upstream.send(call.req.method, path, { ...forwardableHeaders(call.req.headers), 'x-request-id': call.requestId }, bodyOf(call.req));
     } catch {
-      // Nothing is charged: the event carries status 502, so metering releases the hold.
+      // Nothing is charged: the hold is given back now, and the event carries status 502.
+      await this.giveBackFixedHold(call, reservationId);
       await this.publish(call, 502, 'upstream_unavailable', [], reservationId);
       return this.error(call.res, 502, 'upstream_unavailable', {}, this.decorate(call, false));
     }
+
+    if (upstream.status < 200 || upstream.status >= 300) await this.giveBackFixedHold(call, reservationId);
 
     if (route.login && this.d.profile.lockout && upstream.status === 401) await this.countFailedLogin(call);
 
@@ -186,6 +189,26 @@ export class GatewayPipeline {
     call.res.status(upstream.status);
     for (const [k, v] of Object.entries(headers)) call.res.setHeader(k, v);
     call.res.end(upstream.body);
+  }
+
+  /**
+   * A fixed-cost call that failed costs nothing ("Failed requests (4xx/5xx errors) don't count against your
+   * balance"), so its hold goes back before the answer: the answer's credits header shows the untouched balance,
+   * and a client retrying at once with its last credit is not refused for a hold metering has yet to settle.
+   * The event still names the reservation; metering finds it released and charges the failed call nothing.
+   * If the release can't be made now, settlement releases it when the event arrives, as before.
+   */
+  private async giveBackFixedHold(call: Call, reservationId: string | null): Promise<void> {
+    const { route, principal } = call;
+    if (!principal || route.cost.kind !== 'fixed' || route.cost.credits <= 0) return;
+    const held = route.cost.credits;
+    if (this.d.profile.credits.enforcement === 'strict') {
+      if (!reservationId) return;
+      const released = await this.d.credits.release(reservationId, principal.orgId).then(() => true, () => false);
+      if (!released) return;
+    }
+    if (call.credits !== null) call.credits += held;
+    this.spendLocally(principal.orgId, -held);
   }
 
   private async answerFromQuery(call: Call): Promise<void> {
