@@ -1,4 +1,4 @@
-import { Account, Allocation, LedgerEntryDraft } from '@tollgate/billing';
+import { Account, Allocation, applyCharges, LedgerEntryDraft } from '@tollgate/billing';
 import { EntityManager } from 'typeorm';
 import { HeldReservation } from './meter-event';
 
@@ -211,6 +211,39 @@ export async function saveWindows(m: EntityManager, rows: Array<{ orgId: string;
      ON CONFLICT (org_id, entity_id) DO UPDATE SET last_charged_at = GREATEST(reaccess_windows.last_charged_at, EXCLUDED.last_charged_at)`,
     [rows.map((r) => r.orgId), rows.map((r) => r.entityId), rows.map((r) => new Date(r.at).toISOString())],
   );
+}
+
+/** A held per-entity reservation: a 2xx call paying for `entities` (only those it charges), its event on the way. */
+export interface PendingEntityHold {
+  id: string;
+  orgId: string;
+  entities: string[];
+  occurredAt: number;
+}
+
+/**
+ * Held reservations of `orgIds` that hold any of `entityIds`. Callers hold the orgs' account locks, and every
+ * hold is written under its org's lock, so the answer cannot change before their transaction ends.
+ */
+export async function pendingEntityHolds(m: EntityManager, orgIds: string[], entityIds: string[]): Promise<PendingEntityHold[]> {
+  if (orgIds.length === 0 || entityIds.length === 0) return [];
+  const rows: Array<{ id: string; org_id: string; entities: string[]; occurred_at: Date }> = await m.query(
+    `SELECT id, org_id, entities, occurred_at FROM reservations
+      WHERE status = 'held' AND org_id = ANY($1::text[]) AND entities && $2::text[]`,
+    [[...new Set(orgIds)], [...new Set(entityIds)]],
+  );
+  return rows.map((r) => ({ id: r.id, orgId: r.org_id, entities: r.entities, occurredAt: r.occurred_at.getTime() }));
+}
+
+/**
+ * `windows` plus the entities `holds` are paying for, as if charged when their calls happened: for pricing
+ * only (the holder's own settlement charges them and records the window). A copy; `windows` is untouched.
+ */
+export function withPendingCharges(windows: Map<string, number>, holds: readonly PendingEntityHold[]): Map<string, number> {
+  if (holds.length === 0) return windows;
+  const out = new Map(windows);
+  for (const h of holds) applyCharges(out, h.entities, h.occurredAt);
+  return out;
 }
 
 /** Held reservations among `ids`, locked until the transaction ends. */

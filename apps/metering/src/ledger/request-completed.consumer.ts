@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
-import { Account, LedgerEntryDraft } from '@tollgate/billing';
+import { Account, applyCharges, LedgerEntryDraft } from '@tollgate/billing';
 import { MeteringConsumerGroup, parseRequestCompleted, RequestCompletedV1, Topics } from '@tollgate/contracts';
 import { IncomingBatch, IncomingMessage, Publisher } from '@tollgate/messaging';
 import { creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
@@ -14,11 +14,13 @@ import {
   loadWindows,
   lockAccounts,
   lockHeldReservations,
+  pendingEntityHolds,
   saveAccounts,
   saveWindows,
   storedOffsets,
   storeOffset,
   UsageRow,
+  withPendingCharges,
 } from './ledger-store';
 import { meterEvent } from './meter-event';
 
@@ -101,6 +103,8 @@ export class RequestCompletedConsumer {
     );
     const pairs = events.flatMap((e) => e.event.entities.map((entity) => [e.event.org_id, entity] as const));
     const windows = await loadWindows(m, pairs.map((p) => p[0]), pairs.map((p) => p[1]));
+    // Holds of other calls that are paying for entities these events returned (see ReservationService.reserve).
+    const pending = await pendingEntityHolds(m, pairs.map((p) => p[0]), pairs.map((p) => p[1]));
 
     const touched = new Map<string, Account>();
     const entries: LedgerEntryDraft[] = [];
@@ -130,9 +134,14 @@ export class RequestCompletedConsumer {
       const orgWindows = windows.get(event.org_id) ?? new Map<string, number>();
       windows.set(event.org_id, orgWindows);
       const account = touched.get(event.org_id) ?? locked.account;
+      // An entity another still-held call is paying for is free here, as it was when that call's reservation
+      // priced this one: its holder's settlement charges it, so the org pays once and never goes below zero.
+      const others = pending.filter((h) => h.orgId === event.org_id && h.id !== event.reservation_id && !settled.includes(h.id));
+      const pricingWindows = withPendingCharges(orgWindows, others);
       let metered;
       try {
-        metered = meterEvent(account, event, pricingOf(route), orgWindows, reservation);
+        metered = meterEvent(account, event, pricingOf(route), pricingWindows, reservation);
+        if (pricingWindows !== orgWindows) applyCharges(orgWindows, metered.priced.chargedEntities, Date.parse(event.occurred_at));
       } catch (e) {
         dead.push({ message, reason: `cannot be metered: ${(e as Error).message}` });
         continue;

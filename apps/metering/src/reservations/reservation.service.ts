@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { Allocation, priceCall, release, reserve } from '@tollgate/billing';
 import { ProfileCatalog, pricingOf } from '../profile-catalog';
-import { appendEntries, closeReservations, loadWindows, lockAccounts, saveAccounts } from '../ledger/ledger-store';
+import { appendEntries, closeReservations, loadWindows, lockAccounts, pendingEntityHolds, saveAccounts, withPendingCharges } from '../ledger/ledger-store';
 
 export interface ReserveCommand {
   reservationId: string;
@@ -52,10 +52,19 @@ export class ReservationService {
       if (!route) throw new UnknownRouteError(`route "${cmd.method} ${cmd.route}" is not in profile "${locked.profile}"`);
       const pricing = pricingOf(route);
       let credits = 0;
+      // What the hold pays for: per-entity holds store only the entities they charge, so one entity is paid by
+      // at most one held reservation of an org at a time (later ones see it pending, below).
+      let payingFor: string[] = [];
       if (pricing.kind === 'fixed') credits = pricing.credits;
       else if (pricing.kind === 'per_entity') {
         const windows = await loadWindows(m, cmd.entities.map(() => cmd.orgId), cmd.entities);
-        credits = priceCall(pricing, { statusCode: 200, forwarded: true, entities: cmd.entities }, windows.get(cmd.orgId) ?? new Map(), cmd.occurredAt).credits;
+        // A company another held call of this org is paying for (its 2xx went out, its event is on the way) is
+        // already paid for: re-fetching it at once is free, not held twice or refused for want of credits.
+        const pending = await pendingEntityHolds(m, [cmd.orgId], cmd.entities);
+        const paid = withPendingCharges(windows.get(cmd.orgId) ?? new Map(), pending);
+        const priced = priceCall(pricing, { statusCode: 200, forwarded: true, entities: cmd.entities }, paid, cmd.occurredAt);
+        credits = priced.credits;
+        payingFor = priced.chargedEntities;
       }
       const r = reserve(locked.account, cmd.reservationId, credits, cmd.occurredAt);
       if (r.decided.entries.length > 0) {
@@ -68,7 +77,7 @@ export class ReservationService {
           `INSERT INTO reservations (id, org_id, credits, allocation, route, entities, occurred_at, expires_at, status)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'held')`,
           [
-            cmd.reservationId, cmd.orgId, credits, JSON.stringify(r.allocation), `${cmd.method} ${cmd.route}`, cmd.entities,
+            cmd.reservationId, cmd.orgId, credits, JSON.stringify(r.allocation), `${cmd.method} ${cmd.route}`, payingFor,
             new Date(cmd.occurredAt).toISOString(),
             new Date(this.clock() + profile.credits.reservation_timeout_seconds * 1000).toISOString(),
           ],
