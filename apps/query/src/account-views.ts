@@ -52,28 +52,27 @@ export class AccountViews {
   }
 
   async usage(principal: Principal, p: UsageParams) {
-    const [totals, rows] = await Promise.all([
-      this.ds.query(`SELECT total FROM usage_totals WHERE org_id = $1`, [principal.orgId]) as Promise<Array<{ total: string }>>,
-      (p.cursor
-        ? this.ds.query(
-            `SELECT id, occurred_at, method, route, path, status_code, credits, cost_reason, response_time_ms, request_id, decision
-               FROM usage_records WHERE org_id = $1 AND (occurred_at, id) < ($2::timestamptz, $3::bigint)
-              ORDER BY occurred_at DESC, id DESC LIMIT $4`,
-            [principal.orgId, p.cursor.occurredAt, p.cursor.id, p.limit],
-          )
-        : this.ds.query(
-            `SELECT id, occurred_at, method, route, path, status_code, credits, cost_reason, response_time_ms, request_id, decision
-               FROM usage_records WHERE org_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2 OFFSET $3`,
-            [principal.orgId, p.limit, p.offset],
-          )) as Promise<UsageRecordRow[]>,
-    ]);
-    const last = rows[rows.length - 1];
+    // One statement, so the page and total_count come from the same snapshot: two parallel queries could see a
+    // batch's usage total committed but not its rows (total_count 1, no row) or the other way round.
+    const page = p.cursor
+      ? { where: `AND (r.occurred_at, r.id) < ($3::timestamptz, $4::bigint)`, tail: `LIMIT $2`, params: [p.cursor.occurredAt, p.cursor.id] }
+      : { where: '', tail: `LIMIT $2 OFFSET $3`, params: [p.offset] };
+    const rows: Array<UsageRecordRow & { total: string }> = await this.ds.query(
+      `SELECT t.total, u.* FROM (SELECT COALESCE((SELECT total FROM usage_totals WHERE org_id = $1), 0) AS total) t
+       LEFT JOIN LATERAL (
+         SELECT r.id, r.occurred_at, r.method, r.route, r.path, r.status_code, r.credits, r.cost_reason, r.response_time_ms, r.request_id, r.decision
+           FROM usage_records r WHERE r.org_id = $1 ${page.where}
+          ORDER BY r.occurred_at DESC, r.id DESC ${page.tail}) u ON true`,
+      [principal.orgId, p.limit, ...page.params],
+    );
+    const records = rows.filter((r) => r.id !== null);
+    const last = records[records.length - 1];
     return {
-      usage: rows.map(toUsage),
-      total_count: Number(totals[0]?.total ?? 0),
+      usage: records.map(toUsage),
+      total_count: Number(rows[0]?.total ?? 0),
       offset: p.offset,
       limit: p.limit,
-      next_cursor: rows.length === p.limit && last ? encodeCursor(last.occurred_at.toISOString(), last.id) : null,
+      next_cursor: records.length === p.limit && last ? encodeCursor(last.occurred_at.toISOString(), last.id) : null,
     };
   }
 }
