@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { freePort, Stack, uniqueId } from '../../support/stack';
+import { pool, roomInWindow, sleep } from '../../support/windows';
 
 /**
  * Conformance of the beatpass profile with its seed (../shared/seeds/002_*.txt), through the real gateway.
@@ -24,32 +25,11 @@ interface Answer {
   text: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits, if needed, until at least `seconds` remain in the current UTC window of `periodSeconds`. */
-async function roomInWindow(periodSeconds: number, seconds: number): Promise<void> {
-  const periodMs = periodSeconds * 1000;
-  const left = periodMs - (Date.now() % periodMs);
-  if (left < seconds * 1000) await sleep(left + 200);
-}
-const roomInMinute = (seconds: number) => roomInWindow(60, seconds);
+/** Waits, if needed, until at least `seconds` remain in the current UTC minute. */
+const roomInMinute = (seconds: number) => roomInWindow(60, seconds * 1000, 200);
 
 /** The end of the UTC minute that contains `ms`, in unix seconds. */
 const minuteEnd = (ms: number) => Math.floor(ms / 60_000) * 60 + 60;
-
-/** `fn(i)` for i in 0..n-1, at most `concurrency` at a time; answers in index order. */
-async function pool<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out = new Array<T>(n);
-  let next = 0;
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await fn(i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
-  return out;
-}
 
 function rl(a: Answer): { limit: number; remaining: number; reset: number } {
   const limit = a.headers.get('x-ratelimit-limit');

@@ -1,5 +1,6 @@
 import { produce, requestCompleted, testKafka } from '../../support/kafka';
 import { eventually, json, Stack, uniqueId } from '../../support/stack';
+import { roomInWindow, sleep } from '../../support/windows';
 
 /**
  * Conformance: the trace profile against its seed (../shared/seeds/004_*.txt). One test per statement of the
@@ -64,12 +65,8 @@ describe('conformance: trace (seed 004)', () => {
 
   const rateLimitHeaders = (res: Response) => [...res.headers.keys()].filter((h) => h.startsWith('x-ratelimit') || h === 'retry-after' || h.startsWith('ratelimit'));
 
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   /** Windows are aligned to the UTC minute: start a burst only when at least `needMs` remain in this minute. */
-  const roomInMinute = async (needMs: number) => {
-    const left = MinuteMs - (Date.now() % MinuteMs);
-    if (left < needMs) await sleep(left + 50);
-  };
+  const roomInMinute = (needMs: number) => roomInWindow(60, needMs, 50);
   /** Waits until between 6 and 15 s remain in this UTC minute, so a wait for the next window is short. */
   const lateInMinute = async () => {
     const left = MinuteMs - (Date.now() % MinuteMs);

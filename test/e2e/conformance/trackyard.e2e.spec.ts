@@ -1,4 +1,5 @@
 import { eventually, json, Stack, uniqueId } from '../../support/stack';
+import { roomInWindow, sleep } from '../../support/windows';
 
 /**
  * Conformance: the trackyard profile against its seeds (../shared/seeds/000_*.txt, and 001_*.txt, a second
@@ -69,11 +70,7 @@ describe('conformance: trackyard (seeds 000, 001)', () => {
   };
 
   /** Windows are aligned to the UTC minute: start a burst only when at least `needMs` remain in this minute. */
-  const roomInMinute = async (needMs: number) => {
-    const left = MinuteMs - (Date.now() % MinuteMs);
-    if (left < needMs) await sleep(left + 50);
-  };
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const roomInMinute = (needMs: number) => roomInWindow(60, needMs, 50);
 
   /** Waits until between 6 and 15 s remain in this UTC minute, so a wait for the next window is short. */
   const lateInMinute = async () => {

@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { freePort, Stack, uniqueId } from '../../support/stack';
+import { pool, roomInWindow, sleep } from '../../support/windows';
 
 /**
  * Conformance of the trakt profile with its seed (../shared/seeds/003_*.txt) and SPEC §3's trakt row, through the
@@ -32,33 +33,10 @@ interface XRatelimit {
   until: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits, if needed, until at least `ms` remain in the current UTC window of `periodSeconds`. */
-async function roomInWindow(periodSeconds: number, ms: number): Promise<void> {
-  const periodMs = periodSeconds * 1000;
-  const left = periodMs - (Date.now() % periodMs);
-  if (left < ms) await sleep(left + 50);
-}
-
 /** The end of the UTC window of `periodSeconds` that contains `ms`, as Trakt writes it: ISO-8601 UTC, whole seconds. */
 function windowEndIso(ms: number, periodSeconds: number): string {
   const periodMs = periodSeconds * 1000;
   return new Date(Math.floor(ms / periodMs) * periodMs + periodMs).toISOString().replace(/\.000Z$/, 'Z');
-}
-
-/** `fn(i)` for i in 0..n-1, at most `concurrency` at a time; answers in index order. */
-async function pool<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out = new Array<T>(n);
-  let next = 0;
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await fn(i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
-  return out;
 }
 
 /**
@@ -187,7 +165,7 @@ describe('trakt conformance (seed 003)', () => {
 
   it('"When a request is rate limited, the API returns a 429 Too Many Requests response"', async () => {
     const { app } = await application({ UNAUTHED_API_GET_LIMIT: 2 });
-    await roomInWindow(300, 5000);
+    await roomInWindow(300, 5000, 50);
     expect((await send('GET', '/shows/trending', { app })).status).toBe(200);
     expect((await send('GET', '/movies/tron', { app })).status).toBe(200);
     const sentAt = Date.now();
@@ -202,7 +180,7 @@ describe('trakt conformance (seed 003)', () => {
   it('"Most API rate limit responses include X-Ratelimit and Retry-After" — X-Ratelimit is {"name","period","limit","remaining","until"} with until in ISO-8601 UTC', async () => {
     const { orgId, app } = await application({ AUTHED_API_GET_LIMIT: 1 });
     const user = await userToken(orgId);
-    await roomInWindow(300, 5000);
+    await roomInWindow(300, 5000, 50);
     expect((await send('GET', '/shows/trending', { app, user })).status).toBe(200);
     const sentAt = Date.now();
     const refused = await send('GET', '/shows/trending', { app, user });
@@ -233,7 +211,7 @@ describe('trakt conformance (seed 003)', () => {
     const { orgId, app } = await application({ UNAUTHED_API_GET_LIMIT: 2, AUTHED_API_GET_LIMIT: 2 });
     const alice = await userToken(orgId);
     const bob = await userToken(orgId);
-    await roomInWindow(300, 5000);
+    await roomInWindow(300, 5000, 50);
 
     // The application's own GETs fill only the application bucket...
     for (let i = 0; i < 2; i++) expect((await send('GET', '/shows/trending', { app })).status).toBe(200);
@@ -278,7 +256,7 @@ describe('trakt conformance (seed 003)', () => {
     const { orgId, app } = await application();
     const alice = await userToken(orgId);
     const bob = await userToken(orgId);
-    await roomInWindow(300, 90_000);
+    await roomInWindow(300, 90_000, 50);
     const sentAt = Date.now();
     const paths = ['/shows/trending', '/shows/breaking-bad', '/movies/tron', '/search/show?query=x'];
     const answers = await pool(1000, 8, (i) => send('GET', paths[i % paths.length]!, { app, user: alice }));
@@ -297,7 +275,7 @@ describe('trakt conformance (seed 003)', () => {
     const { orgId, app } = await application();
     const other = await application();
     const user = await userToken(orgId);
-    await roomInWindow(300, 90_000);
+    await roomInWindow(300, 90_000, 50);
     const sentAt = Date.now();
     const paths = ['/shows/trending', '/shows/42', '/movies/the-matrix', '/search/movie,show?query=y'];
     const answers = await pool(1000, 8, (i) => send('GET', paths[i % paths.length]!, { app }));
@@ -319,7 +297,7 @@ describe('trakt conformance (seed 003)', () => {
     await stack.startApp('gateway', 'gateway-throttle', { GATEWAY_PORT: String(port) });
     try {
       const { app } = await application();
-      await roomInWindow(60, 5000);
+      await roomInWindow(60, 5000, 50);
       for (let i = 0; i < 20; i++) {
         const wrong = await send('GET', '/shows/trending', { app: `tg_live_wrong${i}`, port });
         expect(wrong.status).toBe(401);
