@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAllProfiles, loadProfile, profileNames, profilesDir } from './load-profile';
-import { ProfileError } from './profile-error';
+import { rejection } from './testing/rejection';
 
 // Works on a scratch copy of a shipped profile in a temporary directory.
 const shipped = profilesDir({});
@@ -13,16 +13,6 @@ beforeEach(() => {
   copyFileSync(join(shipped, 'trace.yaml'), join(dir, 'trace.yaml'));
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-function rejection(run: () => unknown): ProfileError {
-  try {
-    run();
-  } catch (e) {
-    if (e instanceof ProfileError) return e;
-    throw e;
-  }
-  throw new Error('expected a ProfileError');
-}
 
 describe('profilesDir', () => {
   it('given no TOLLGATE_PROFILES_DIR, then it is config/profiles under the repository root', () => {

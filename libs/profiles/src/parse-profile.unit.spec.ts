@@ -1,6 +1,6 @@
 import { stringify } from 'yaml';
 import { parseProfile } from './parse-profile';
-import { ProfileError } from './profile-error';
+import { rejection } from './testing/rejection';
 
 type Doc = Record<string, any>;
 
@@ -38,16 +38,6 @@ function validDoc(): Doc {
 }
 
 const parse = (doc: Doc) => parseProfile(stringify(doc), 'sample.yaml');
-
-function rejection(run: () => unknown): ProfileError {
-  try {
-    run();
-  } catch (e) {
-    if (e instanceof ProfileError) return e;
-    throw e;
-  }
-  throw new Error('expected a ProfileError, but the profile was accepted');
-}
 
 describe('parseProfile', () => {
   it('given a valid profile, when parsed, then defaults are filled in and the source is the file', () => {

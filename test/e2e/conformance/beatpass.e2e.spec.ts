@@ -1,5 +1,5 @@
-import { request as httpRequest } from 'node:http';
 import { freePort, Stack, uniqueId } from '../../support/stack';
+import { rawHeaderNames } from '../../support/http';
 import { pool, roomInWindow, sleep } from '../../support/windows';
 
 /**
@@ -499,15 +499,3 @@ describe('beatpass conformance: several gateway instances sharing Redis', () => 
     expect(new Set(answers.map((a) => a.port)).size).toBe(3);
   });
 });
-
-/** Header names exactly as sent on the wire (fetch lower-cases them). */
-function rawHeaderNames(url: string, headers: Record<string, string>): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { headers }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.rawHeaders.filter((_, i) => i % 2 === 0)));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}

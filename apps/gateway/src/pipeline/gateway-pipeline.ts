@@ -2,7 +2,7 @@ import { NextFunction, Request, Response } from 'express';
 import { v7 as uuidv7 } from 'uuid';
 import { Decision, Headers, RequestCompletedV1, Topics } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
-import { Credentials, extractCredentials, KeyAuthenticator, Principal } from '@tollgate/persistence';
+import { extractCredentials, KeyAuthenticator, Principal } from '@tollgate/persistence';
 import { decisions } from '@tollgate/platform';
 import { Profile, readEntityIds, renderErrorBody, RouteDefinition, RouteTable, expandUpstreamPath } from '@tollgate/profiles';
 import { applicableChecks, CallFacts, clientIp, Clock, CounterStore, MemoryCounterStore, RateDecision } from '@tollgate/rate-limit';
@@ -91,9 +91,10 @@ export class GatewayPipeline {
     if (call.route.auth !== 'none') {
       const creds = extractCredentials(this.d.profile.identity, req.headers);
       const result = await this.d.auth.authenticate(creds);
-      if (!result.ok || result.principal.profile !== this.d.profile.name) return await this.unauthorized(call, creds);
+      // Only a presented-but-wrong key counts towards the throttle; a missing one is a client bug, not a guess.
+      if (!result.ok || result.principal.profile !== this.d.profile.name) return await this.unauthorized(call, Boolean(creds.key || creds.userToken));
       // A valid application key without the user token this route acts for: refused, but not a guessed key.
-      if (call.route.auth === 'user' && result.principal.userId === null) return await this.unauthorized(call, { ...creds, key: null, userToken: null });
+      if (call.route.auth === 'user' && result.principal.userId === null) return await this.unauthorized(call, false);
       call.principal = result.principal;
     }
 
@@ -252,10 +253,9 @@ export class GatewayPipeline {
     return this.error(call.res, 402, 'insufficient_credits', { requested, shortfall }, this.decorate(call, false));
   }
 
-  private async unauthorized(call: Call, creds: Credentials): Promise<void> {
+  private async unauthorized(call: Call, guessedKey: boolean): Promise<void> {
     decisions.inc({ profile: this.d.profile.name, outcome: 'unauthorized' });
-    // Only a presented-but-wrong key counts towards the throttle; a missing one is a client bug, not a guess.
-    if (creds.key || creds.userToken) {
+    if (guessedKey) {
       const t = this.d.profile.invalid_key_throttle;
       this.badKeys.consume([{ subjectKey: `${this.d.profile.name}:bad-key:${call.ip}`, rule: { name: 'invalid_key', periodSeconds: t.period_seconds, limit: t.attempts } }], call.nowMs);
     }
