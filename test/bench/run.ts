@@ -9,6 +9,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { CounterCheck, MemoryCounterStore } from '@tollgate/rate-limit';
 import { RedisCounterStore } from '@tollgate/rate-limit-redis';
 import { requestCompleted, testKafka } from '../support/kafka';
+import { gatewayBench, printGatewayTable } from './gateway';
 import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
 
 /**
@@ -161,6 +162,7 @@ async function main(): Promise<void> {
   const only = process.argv.slice(2);
   const want = (name: string) => only.length === 0 || only.includes(name);
   const started = new Date();
+  const gateway = want('gateway') ? await gatewayBench() : null;
   if (want('rate-limit')) await rateLimits();
   if (want('metering') || want('reservations') || want('query')) {
     const stack = await Stack.start({ profile: 'trackyard' });
@@ -174,9 +176,12 @@ async function main(): Promise<void> {
   }
   const os = await import('node:os');
   console.log(`\nTollgate benchmarks, ${started.toISOString()}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`);
-  console.log('| benchmark | n | p50 | p99 | throughput |');
-  console.log('| --- | ---: | ---: | ---: | ---: |');
+  if (rows.length > 0) {
+    console.log('| benchmark | n | p50 | p99 | throughput |');
+    console.log('| --- | ---: | ---: | ---: | ---: |');
+  }
   for (const r of rows) console.log(`| ${r.name} | ${r.n} | ${r.p50} | ${r.p99} | ${r.throughput} |`);
+  if (gateway) printGatewayTable(gateway.rows, gateway.notes);
 }
 
 main().catch((e: Error) => {

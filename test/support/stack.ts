@@ -189,9 +189,10 @@ export class Stack {
   }
 
   async stop(): Promise<void> {
-    for (const name of ['gateway', ...this.extraGatewayPorts.map((_, i) => `gateway-${i + 2}`), 'query', 'metering', 'example-upstream']) {
-      await this.stopProcess(name);
-    }
+    const order = ['gateway', ...this.extraGatewayPorts.map((_, i) => `gateway-${i + 2}`), 'query', 'metering', 'example-upstream'];
+    // Apps a test started under its own name (a second metering, a gateway on another profile) stop first.
+    const others = [...this.processes.keys()].filter((n) => !order.includes(n));
+    for (const name of [...others, ...order]) await this.stopProcess(name);
   }
 
   // ---- clients ------------------------------------------------------------------------------------------
