@@ -40,23 +40,107 @@ const validateSchema = ajv.compile<RequestCompletedV1>(schema);
 /** The future tolerance for `occurred_at`: an event from further ahead is dead-lettered. */
 export const MaxClockSkewMs = 5 * 60 * 1000;
 
-/** Parses and validates raw message bytes. `nowMs` is the consumer's clock, used only for the skew check. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Parses and validates raw message bytes. `nowMs` is the consumer's clock, used only for the skew check.
+ *
+ * Everything that passes is storable as it is: the schema bounds every string and array, and no string carries
+ * a control character (PostgreSQL's text refuses NUL outright, and none belongs in an id or a path) or half a
+ * surrogate pair. A refused event's reason names the field; it is printable, whatever the bytes were.
+ */
 export function parseRequestCompleted(bytes: Buffer | null, nowMs: number): EventValidation {
   if (!bytes || bytes.length === 0) return { ok: false, reason: 'empty message value' };
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return { ok: false, reason: 'value is not valid UTF-8' };
+  }
   let value: unknown;
   try {
-    value = JSON.parse(bytes.toString('utf8'));
+    value = JSON.parse(text);
   } catch (e) {
-    return { ok: false, reason: `value is not JSON: ${(e as Error).message}` };
+    return { ok: false, reason: printable(`value is not JSON: ${(e as Error).message}`) };
   }
   if (!validateSchema(value)) {
     const err = validateSchema.errors?.[0];
     const where = err?.instancePath ? err.instancePath.slice(1).replace(/\//g, '.') : 'event';
     return { ok: false, reason: `schema: ${where} ${err?.message ?? 'is invalid'}` };
   }
+  for (const [field, s] of stringFields(value)) {
+    const at = forbiddenCharacterAt(s);
+    if (at >= 0) return { ok: false, reason: `${field} contains ${describeCodeUnit(s.charCodeAt(at))} at index ${at}` };
+  }
   const occurredMs = Date.parse(value.occurred_at);
+  if (Number.isNaN(occurredMs)) return { ok: false, reason: `occurred_at ${value.occurred_at} is not a time this system can represent` };
   if (occurredMs - nowMs > MaxClockSkewMs) {
     return { ok: false, reason: `occurred_at ${value.occurred_at} is more than 5 minutes in the future` };
   }
   return { ok: true, event: value };
+}
+
+/** Every free-text field of an event, named as a reason names it. Enums and the date-time are checked by the schema. */
+function stringFields(e: RequestCompletedV1): Array<[string, string]> {
+  const out: Array<[string, string]> = [
+    ['event_id', e.event_id],
+    ['org_id', e.org_id],
+    ['subject.id', e.subject.id],
+    ['profile', e.profile],
+    ['route', e.route],
+    ['path', e.path],
+  ];
+  if (e.api_key_id !== null) out.push(['api_key_id', e.api_key_id]);
+  if (e.reservation_id !== null) out.push(['reservation_id', e.reservation_id]);
+  if (e.request_id !== undefined) out.push(['request_id', e.request_id]);
+  e.entities.forEach((id, i) => out.push([`entities.${i}`, id]));
+  return out;
+}
+
+/**
+ * Index of the first code unit that has no place in an id or a path: a C0 control (NUL included), DEL, a C1
+ * control, or a surrogate without its pair (it would be stored as U+FFFD, a different id). -1 when clean.
+ */
+export function forbiddenCharacterAt(s: string): number {
+  for (let i = 0; i < s.length; ) {
+    const n = characterLength(s, i);
+    if (n === 0) return i;
+    i += n;
+  }
+  return -1;
+}
+
+/** Code units of the well-formed, non-control character at `s[i]` (1, or 2 for a surrogate pair); 0 if forbidden. */
+function characterLength(s: string, i: number): 0 | 1 | 2 {
+  const c = s.charCodeAt(i);
+  if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return 0;
+  if (c >= 0xd800 && c <= 0xdbff) {
+    const low = s.charCodeAt(i + 1);
+    return low >= 0xdc00 && low <= 0xdfff ? 2 : 0;
+  }
+  return c >= 0xdc00 && c <= 0xdfff ? 0 : 1;
+}
+
+function describeCodeUnit(c: number): string {
+  const hex = `U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+  if (c === 0) return `a NUL character (${hex})`;
+  if (c >= 0xd800 && c <= 0xdfff) return `an unpaired surrogate (${hex})`;
+  return `a control character (${hex})`;
+}
+
+/**
+ * `text` safe to store, log and send as a header: forbidden characters escaped as \uXXXX, at most `max`
+ * characters (then cut with an ellipsis). Dead-letter reasons go through it: a JSON parser's message quotes the
+ * input it choked on, NUL bytes included.
+ */
+export function printable(text: string, max = 500): string {
+  let out = '';
+  for (let i = 0; i < text.length; ) {
+    const n = characterLength(text, i);
+    const piece = n === 0 ? `\\u${text.charCodeAt(i).toString(16).padStart(4, '0')}` : text.slice(i, i + n);
+    if (out.length + piece.length > max) return `${out}…`;
+    out += piece;
+    i += n === 0 ? 1 : n;
+  }
+  return out;
 }
