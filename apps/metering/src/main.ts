@@ -17,6 +17,7 @@ import {
   strFromEnv,
 } from '@tollgate/platform';
 import { AdminService } from './admin/admin.service';
+import { DeadLetterRelay } from './dead-letters/dead-letter-relay';
 import { RequestCompletedConsumer } from './ledger/request-completed.consumer';
 import { MeteringModule } from './metering.module';
 import { LedgerOutboxRelay } from './outbox/ledger-outbox-relay';
@@ -41,7 +42,7 @@ runMain('metering', async () => {
 
   const reservations = new ReservationService(ds, catalog);
   const admin = new AdminService(ds, catalog);
-  const consumer = new RequestCompletedConsumer(ds, catalog, publisher);
+  const consumer = new RequestCompletedConsumer(ds, catalog);
   const batches = messaging.batchConsumer({
     groupId: MeteringConsumerGroup,
     topic: Topics.RequestCompleted,
@@ -67,6 +68,9 @@ runMain('metering', async () => {
   await batches.start();
   const relay = new LedgerOutboxRelay(ds, publisher);
   relay.start();
+  // Dead letters are recorded with the batch that refused them and sent from here, after its commit.
+  const deadLetters = new DeadLetterRelay(ds, publisher);
+  deadLetters.start();
   const sweeper = setInterval(() => void reservations.expireStale().catch((e: Error) => logger.error({ msg: 'reservation sweep failed', error: e.message })), 5000);
   const lagProbe = setInterval(() => void messaging.lag(MeteringConsumerGroup, Topics.RequestCompleted).then((n) => consumerLag.set(n)).catch(() => undefined), 10000);
   sweeper.unref();
@@ -80,6 +84,7 @@ runMain('metering', async () => {
     clearInterval(lagProbe);
     await batches.stop();
     await relay.stop();
+    await deadLetters.stop();
     await app.close();
     await messaging.close();
     await ds.destroy();

@@ -265,10 +265,32 @@ export async function closeReservations(m: EntityManager, ids: string[], status:
   );
 }
 
+/**
+ * The fence against a consumer that lost its partition in a rebalance but still holds a batch of it: locks the
+ * partition's stored-offset row until the transaction ends and returns the offset. The owner of a partition and
+ * a stale consumer of it queue on this row, and each sees what the other committed: messages below the offset
+ * were metered by whoever stored it. A partition without a row gets one at 0 (nothing metered), so there is
+ * always a row to queue on; it commits only with the batch that stores a real offset.
+ */
+export async function lockOffset(m: EntityManager, groupId: string, topic: string, partition: number): Promise<bigint> {
+  const lock = `SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE`;
+  let rows: Array<{ next_offset: string }> = await m.query(lock, [groupId, topic, partition]);
+  if (rows.length === 0) {
+    await m.query(
+      `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`,
+      [groupId, topic, partition],
+    );
+    rows = await m.query(lock, [groupId, topic, partition]);
+  }
+  return BigInt(rows[0]?.next_offset ?? 0);
+}
+
+/** Stores the next offset to consume; never moves it backwards. */
 export async function storeOffset(m: EntityManager, groupId: string, topic: string, partition: number, nextOffset: string): Promise<void> {
   await m.query(
     `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+     ON CONFLICT (group_id, topic, partition)
+     DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()`,
     [groupId, topic, partition, nextOffset],
   );
 }

@@ -1,9 +1,11 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { Account, applyCharges, LedgerEntryDraft } from '@tollgate/billing';
-import { MeteringConsumerGroup, parseRequestCompleted, RequestCompletedV1, Topics } from '@tollgate/contracts';
-import { IncomingBatch, IncomingMessage, Publisher } from '@tollgate/messaging';
+import { EventValidation, MeteringConsumerGroup, parseRequestCompleted, printable, RequestCompletedV1 } from '@tollgate/contracts';
+import { IncomingBatch, IncomingMessage } from '@tollgate/messaging';
+import { databaseFailure } from '@tollgate/persistence';
 import { creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
+import { recordDeadLetters } from '../dead-letters/dead-letter-store';
 import { ProfileCatalog, pricingOf } from '../profile-catalog';
 import {
   alreadyMetered,
@@ -14,6 +16,7 @@ import {
   loadWindows,
   lockAccounts,
   lockHeldReservations,
+  lockOffset,
   pendingEntityHolds,
   saveAccounts,
   saveWindows,
@@ -24,36 +27,60 @@ import {
 } from './ledger-store';
 import { meterEvent } from './meter-event';
 
-interface DeadLetter {
+/** A message metering will not meter, and why: it becomes a dead letter. */
+interface Refusal {
   message: IncomingMessage;
   reason: string;
+}
+
+export interface RequestCompletedConsumerOptions {
+  groupId?: string;
+  clock?: () => number;
+  /** Raw bytes to a validated event. Tests pass a laxer one to reach what only the database refuses. */
+  parse?: (bytes: Buffer | null, nowMs: number) => EventValidation;
 }
 
 /**
  * message -> validated event -> domain -> one PostgreSQL transaction -> Kafka commit.
  *
+ * Each transaction first locks the partition's stored offset (the fence: messages below it were metered by
+ * another consumer, after a rebalance, and are dropped), then writes the usage rows, ledger entries, projections,
+ * re-access windows, the dead letters of the messages it refused and the new offset, which never moves back.
+ *
+ * Poison: an event the validation lets through but PostgreSQL refuses (a data error, SQLSTATE class 22/23) would
+ * fail its whole batch on every retry and stop the partition. So a batch refused for its data is metered again
+ * message by message, each in its own transaction with its own offset, and the message the database refuses
+ * becomes a dead letter with the database's reason; the partition moves on. A database that is unreachable,
+ * shutting down or deadlocked is not the data's fault: the error goes up, nothing is dead-lettered, and kafkajs
+ * fetches the batch again from the stored offset.
+ *
  * Crash windows (what happens if the process dies ...):
- * 1. before the transaction commits: nothing was written (entries, projections, usage, offset roll back
- *    together); the batch is fetched again from the stored offset and metered once.
+ * 1. before a transaction commits: nothing of it was written (entries, projections, usage, dead letters, offset
+ *    roll back together); the batch is fetched again from the stored offset and metered once. Message by message,
+ *    the messages committed so far stay committed with their offsets; the rest are fetched again.
  * 2. after the commit, before the Kafka offset commit: the database holds the new offset; on re-assignment the
- *    consumer seeks to it and skips the batch. Were it ever redelivered, `usage_records.event_id` (unique)
- *    marks each event as metered and it is skipped: no double charge.
- * 3. after dead letters were published, before the commit: the batch is processed again and its dead letters
- *    are published a second time. The dead-letter topic is at-least-once; its records carry the original
- *    partition and offset, so duplicates are recognisable.
+ *    consumer seeks to it, and the fence drops anything below it that is fetched anyway. Were an event ever
+ *    redelivered at another offset, `usage_records.event_id` (unique) marks it as metered: no double charge.
+ * 3. dead letters are only recorded here; DeadLetterRelay sends them after the commit (at-least-once, see there).
+ *    No Kafka send happens while this transaction holds org rows.
  * 4. after the Kafka commit: nothing is pending.
  * Ledger entries reach tollgate.ledger.v1 through the outbox in the same transaction (see LedgerOutboxRelay).
  */
 export class RequestCompletedConsumer {
   private readonly log = new Logger('metering');
+  readonly groupId: string;
+  private readonly clock: () => number;
+  private readonly parse: NonNullable<RequestCompletedConsumerOptions['parse']>;
 
   constructor(
     private readonly ds: DataSource,
     private readonly catalog: ProfileCatalog,
-    private readonly deadLetters: Publisher,
-    readonly groupId: string = MeteringConsumerGroup,
-    private readonly clock: () => number = Date.now,
-  ) {}
+    options: RequestCompletedConsumerOptions = {},
+  ) {
+    this.groupId = options.groupId ?? MeteringConsumerGroup;
+    this.clock = options.clock ?? Date.now;
+    this.parse = options.parse ?? parseRequestCompleted;
+  }
 
   storedOffsets(topic: string, partitions: number[]): Promise<Map<number, string>> {
     return storedOffsets(this.ds.manager, this.groupId, topic, partitions);
@@ -61,36 +88,102 @@ export class RequestCompletedConsumer {
 
   async handle(batch: IncomingBatch): Promise<void> {
     const stop = ledgerAppendSeconds.startTimer();
-    const dead: DeadLetter[] = [];
-    const events: Array<{ event: RequestCompletedV1; message: IncomingMessage }> = [];
-    const inBatch = new Set<string>();
-    const now = this.clock();
-    for (const message of batch.messages) {
-      const parsed = parseRequestCompleted(message.value, now);
-      if (!parsed.ok) dead.push({ message, reason: parsed.reason });
-      else if (!inBatch.has(parsed.event.event_id)) {
-        inBatch.add(parsed.event.event_id);
-        events.push({ event: parsed.event, message });
-      } else eventsMetered.inc({ result: 'duplicate' });
+    try {
+      await this.fold(batch, batch.messages, batch.nextOffset);
+    } catch (e) {
+      if (databaseFailure(e) !== 'data') throw e;
+      this.log.warn({
+        msg: 'batch refused by the database; metering it message by message',
+        topic: batch.topic,
+        partition: batch.partition,
+        from: batch.messages[0]?.offset,
+        to: batch.messages[batch.messages.length - 1]?.offset,
+        error: printable((e as Error).message),
+      });
+      await this.oneByOne(batch);
     }
-
-    const result = await this.ds.transaction('READ COMMITTED', async (m) => {
-      const outcome = await this.meter(m, events, dead);
-      if (dead.length > 0) await this.publishDeadLetters(batch, dead);
-      await storeOffset(m, this.groupId, batch.topic, batch.partition, batch.nextOffset);
-      return outcome;
-    });
     stop();
+  }
+
+  /** Each message in its own transaction; the one the database refuses for its data is dead-lettered. */
+  private async oneByOne(batch: IncomingBatch): Promise<void> {
+    const last = batch.messages.length - 1;
+    for (const [i, message] of batch.messages.entries()) {
+      const next = i === last ? batch.nextOffset : (BigInt(message.offset) + 1n).toString();
+      try {
+        await this.fold(batch, [message], next);
+      } catch (e) {
+        if (databaseFailure(e) !== 'data') throw e;
+        await this.fold(batch, [message], next, printable(`refused by the database: ${(e as Error).message}`));
+      }
+    }
+  }
+
+  /**
+   * One transaction: `messages` metered (or, with `refusedBecause`, all dead-lettered for that reason) and the
+   * partition's offset moved to `nextOffset`.
+   */
+  private async fold(batch: IncomingBatch, messages: IncomingMessage[], nextOffset: string, refusedBecause?: string): Promise<void> {
+    const now = this.clock();
+    const parsed = messages.map((message) => ({
+      message,
+      validation: refusedBecause === undefined ? this.parse(message.value, now) : ({ ok: false, reason: refusedBecause } as const),
+    }));
+    const result = await this.ds.transaction('READ COMMITTED', async (m) => {
+      const stored = await lockOffset(m, this.groupId, batch.topic, batch.partition);
+      const live = parsed.filter((p) => BigInt(p.message.offset) >= stored);
+      const fenced = { below: parsed.length - live.length, stored };
+      if (live.length === 0) return { metered: 0, duplicates: 0, credits: 0, refused: [] as Refusal[], fenced };
+
+      const refused: Refusal[] = [];
+      const events: Array<{ event: RequestCompletedV1; message: IncomingMessage }> = [];
+      const inBatch = new Set<string>();
+      let repeated = 0;
+      for (const { message, validation } of live) {
+        if (!validation.ok) refused.push({ message, reason: validation.reason });
+        else if (inBatch.has(validation.event.event_id)) repeated++;
+        else {
+          inBatch.add(validation.event.event_id);
+          events.push({ event: validation.event, message });
+        }
+      }
+      const outcome = await this.meter(m, events, refused);
+      await recordDeadLetters(
+        m,
+        refused.map(({ message, reason }) => ({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: message.offset,
+          key: message.key,
+          value: message.value,
+          reason: printable(reason),
+        })),
+      );
+      await storeOffset(m, this.groupId, batch.topic, batch.partition, nextOffset);
+      return { ...outcome, duplicates: outcome.duplicates + repeated, refused, fenced };
+    });
+    if (result.fenced.below > 0) {
+      this.log.warn({
+        msg: 'skipped messages below the stored offset: another consumer metered them (rebalance)',
+        topic: batch.topic,
+        partition: batch.partition,
+        stored: result.fenced.stored.toString(),
+        skipped: result.fenced.below,
+      });
+    }
+    for (const r of result.refused) {
+      this.log.warn({ msg: 'dead-lettered', partition: batch.partition, offset: r.message.offset, reason: printable(r.reason) });
+    }
     eventsMetered.inc({ result: 'metered' }, result.metered);
     eventsMetered.inc({ result: 'duplicate' }, result.duplicates);
-    eventsMetered.inc({ result: 'dead_lettered' }, dead.length);
+    eventsMetered.inc({ result: 'dead_lettered' }, result.refused.length);
     creditsCharged.inc(result.credits);
   }
 
   private async meter(
     m: EntityManager,
     batchEvents: Array<{ event: RequestCompletedV1; message: IncomingMessage }>,
-    dead: DeadLetter[],
+    refused: Refusal[],
   ): Promise<{ metered: number; duplicates: number; credits: number }> {
     const seen = await alreadyMetered(m, batchEvents.map((e) => e.event.event_id));
     const events = batchEvents.filter((e) => !seen.has(e.event.event_id));
@@ -116,16 +209,16 @@ export class RequestCompletedConsumer {
     for (const { event, message } of events) {
       const locked = accounts.get(event.org_id);
       if (!locked) {
-        dead.push({ message, reason: `unknown org_id "${event.org_id}"` });
+        refused.push({ message, reason: `unknown org_id "${event.org_id}"` });
         continue;
       }
       if (locked.profile !== event.profile) {
-        dead.push({ message, reason: `profile "${event.profile}" does not match org ${event.org_id}'s profile "${locked.profile}"` });
+        refused.push({ message, reason: `profile "${event.profile}" does not match org ${event.org_id}'s profile "${locked.profile}"` });
         continue;
       }
       const route = this.catalog.route(event.profile, event.method, event.route);
       if (!route) {
-        dead.push({ message, reason: `route "${event.method} ${event.route}" is not in profile "${event.profile}"` });
+        refused.push({ message, reason: `route "${event.method} ${event.route}" is not in profile "${event.profile}"` });
         continue;
       }
       const held = event.reservation_id ? reservations.get(event.reservation_id) : undefined;
@@ -143,7 +236,7 @@ export class RequestCompletedConsumer {
         metered = meterEvent(account, event, pricingOf(route), pricingWindows, reservation);
         if (pricingWindows !== orgWindows) applyCharges(orgWindows, metered.priced.chargedEntities, Date.parse(event.occurred_at));
       } catch (e) {
-        dead.push({ message, reason: `cannot be metered: ${(e as Error).message}` });
+        refused.push({ message, reason: `cannot be metered: ${(e as Error).message}` });
         continue;
       }
       touched.set(event.org_id, metered.account);
@@ -181,22 +274,5 @@ export class RequestCompletedConsumer {
     await saveWindows(m, windowWrites);
     await closeReservations(m, settled, 'settled', settled.map(() => 'event'));
     return { metered: usage.length, duplicates: seen.size, credits };
-  }
-
-  private async publishDeadLetters(batch: IncomingBatch, dead: DeadLetter[]): Promise<void> {
-    for (const d of dead) this.log.warn({ msg: 'dead-lettered', partition: batch.partition, offset: d.message.offset, reason: d.reason });
-    await this.deadLetters.publish(
-      Topics.RequestCompletedDeadLetter,
-      dead.map((d) => ({
-        key: d.message.key?.toString('utf8') ?? '',
-        value: d.message.value ?? Buffer.alloc(0),
-        headers: {
-          'x-dead-letter-reason': d.reason,
-          'x-original-topic': batch.topic,
-          'x-original-partition': String(batch.partition),
-          'x-original-offset': d.message.offset,
-        },
-      })),
-    );
   }
 }

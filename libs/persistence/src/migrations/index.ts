@@ -1,4 +1,5 @@
 import { InitialSchema1732300000000 } from './1732300000000-InitialSchema';
+import { DeadLetters1796181840252 } from './1796181840252-DeadLetters';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
-export const migrations = [InitialSchema1732300000000];
+export const migrations = [InitialSchema1732300000000, DeadLetters1796181840252];

@@ -1,0 +1,254 @@
+import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+import { DeadLetterHeaders, RequestCompletedV1, Topics } from '@tollgate/contracts';
+import { createKafkaMessaging, IncomingBatch, Messaging, OutgoingMessage, Publisher } from '@tollgate/messaging';
+import { connectDatabase } from '@tollgate/persistence';
+import { collect, requestCompleted, testKafka } from '../../../../test/support/kafka';
+import { AdminService } from '../admin/admin.service';
+import { DeadLetterRelay } from '../dead-letters/dead-letter-relay';
+import { ProfileCatalog } from '../profile-catalog';
+import { RequestCompletedConsumer } from './request-completed.consumer';
+
+/**
+ * The consumer against real PostgreSQL (and Kafka for the dead-letter relay), batches handed to it directly: each
+ * test uses its own topic name and consumer group, so offsets and dead letters are its own.
+ */
+describe('RequestCompletedConsumer (real PostgreSQL)', () => {
+  let ds: DataSource;
+  let db: Client;
+  const catalog = ProfileCatalog.load('trackyard');
+
+  beforeAll(async () => {
+    ds = await connectDatabase({ migrate: true, poolSize: 6 });
+    db = new Client({ connectionString: process.env.DATABASE_URL });
+    await db.connect();
+  });
+
+  afterAll(async () => {
+    await db?.end();
+    await ds?.destroy();
+  });
+
+  const uid = (p: string) => `${p}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+  const newOrg = async () => (await new AdminService(ds, catalog).createOrg({ id: uid('org'), name: 'consumer test', plan: 'starter' })).id;
+  const json = (e: RequestCompletedV1) => JSON.stringify(e);
+  /** Validation as loose as JSON.parse: to reach what only PostgreSQL refuses. */
+  const lax = (bytes: Buffer | null) => ({ ok: true as const, event: JSON.parse(bytes!.toString('utf8')) as RequestCompletedV1 });
+
+  function batchOf(topic: string, first: number, values: Array<string | Buffer>): IncomingBatch {
+    return {
+      topic,
+      partition: 0,
+      messages: values.map((v, i) => ({ offset: String(first + i), key: Buffer.from('key'), value: Buffer.isBuffer(v) ? v : Buffer.from(v), headers: {} })),
+      nextOffset: String(first + values.length),
+    };
+  }
+
+  const charges = async (orgId: string) =>
+    Number((await db.query(`SELECT count(*) AS n FROM ledger_entries WHERE org_id = $1 AND type = 'charge'`, [orgId])).rows[0].n);
+  const metered = async (eventIds: string[]) =>
+    (await db.query(`SELECT event_id FROM usage_records WHERE event_id = ANY($1)`, [eventIds])).rows.map((r: { event_id: string }) => r.event_id);
+  const deadLetters = async (topic: string) =>
+    (await db.query(`SELECT "offset", reason, value, key, sent_at FROM dead_letters WHERE topic = $1 ORDER BY id`, [topic])).rows as Array<{
+      offset: string;
+      reason: string;
+      value: Buffer;
+      key: Buffer;
+      sent_at: Date | null;
+    }>;
+  const storedOffset = async (groupId: string, topic: string) =>
+    (await db.query(`SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = 0`, [groupId, topic])).rows[0]
+      ?.next_offset as string | undefined;
+
+  describe('poison isolation', () => {
+    it('meters a batch PostgreSQL refuses message by message: the others are charged, each refused one is dead-lettered with the database reason, the offset moves past the batch', async () => {
+      const orgId = await newOrg();
+      const topic = uid('poison');
+      const groupId = uid('group');
+      const good = [0, 1, 2].map(() => requestCompleted({ org_id: orgId }));
+      const nulId = json(requestCompleted({ org_id: orgId, event_id: 'abc\u0000def' }));
+      const nulPath = json(requestCompleted({ org_id: orgId, path: '/api/external/v1/search\u0000' }));
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId, parse: lax });
+
+      await consumer.handle(batchOf(topic, 0, [json(good[0]!), nulId, json(good[1]!), nulPath, json(good[2]!)]));
+
+      expect((await metered(good.map((e) => e.event_id))).sort()).toEqual(good.map((e) => e.event_id).sort());
+      expect(await charges(orgId)).toBe(3);
+      const dead = await deadLetters(topic);
+      expect(dead.map((d) => d.offset)).toEqual(['1', '3']);
+      for (const d of dead) expect(d.reason).toMatch(/^refused by the database: invalid byte sequence for encoding "UTF8": 0x00/);
+      expect(dead.map((d) => d.value.toString('utf8'))).toEqual([nulId, nulPath]);
+      expect(dead[0]!.key.toString('utf8')).toBe('key');
+      expect(await storedOffset(groupId, topic)).toBe('5');
+    });
+
+    it('dead-letters an event the validation accepts but PostgreSQL cannot store (year 0000), and meters the rest of the batch', async () => {
+      const orgId = await newOrg();
+      const topic = uid('year0');
+      const groupId = uid('group');
+      const before = requestCompleted({ org_id: orgId });
+      const after = requestCompleted({ org_id: orgId });
+      const ancient = json(requestCompleted({ org_id: orgId, occurred_at: '0000-01-01T00:00:00Z' }));
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId });
+
+      await consumer.handle(batchOf(topic, 0, [json(before), ancient, json(after)]));
+
+      expect(await charges(orgId)).toBe(2);
+      const dead = await deadLetters(topic);
+      expect(dead.map((d) => [d.offset, d.value.toString('utf8')])).toEqual([['1', ancient]]);
+      expect(dead[0]!.reason).toMatch(/^refused by the database: .*out of range/);
+      expect(await storedOffset(groupId, topic)).toBe('3');
+    });
+
+    it('dead-letters nothing while the database is unreachable: the batch fails, and meters normally once it is back', async () => {
+      const orgId = await newOrg();
+      const topic = uid('down');
+      const groupId = uid('group');
+      const good = requestCompleted({ org_id: orgId });
+      const nulId = json(requestCompleted({ org_id: orgId, event_id: 'x\u0000' }));
+      // A real connection failure, as pg reports it when PostgreSQL is down.
+      const refused = await new Client({ host: '127.0.0.1', port: 1, connectionTimeoutMillis: 2000 }).connect().then(
+        () => new Error('connected?'),
+        (e: Error) => e,
+      );
+      expect((refused as Error & { code?: string }).code).toBe('ECONNREFUSED');
+      // The batch's transaction fails on the NUL (a data error, so the batch is isolated), then the database goes
+      // away: the first message's own transaction cannot connect. That message must not be dead-lettered.
+      let calls = 0;
+      const flaky = new Proxy(ds, {
+        get(target, prop, receiver) {
+          if (prop !== 'transaction') return Reflect.get(target, prop, receiver) as unknown;
+          return (...args: unknown[]) => {
+            calls++;
+            if (calls === 2) return Promise.reject(refused);
+            return (target.transaction as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          };
+        },
+      });
+      const consumer = new RequestCompletedConsumer(flaky, catalog, { groupId, parse: lax });
+      const batch = batchOf(topic, 0, [json(good), nulId]);
+
+      await expect(consumer.handle(batch)).rejects.toThrow(/ECONNREFUSED/);
+      expect(await deadLetters(topic)).toEqual([]);
+      expect(await charges(orgId)).toBe(0);
+      expect(await storedOffset(groupId, topic)).toBeUndefined();
+
+      await consumer.handle(batch);
+      expect(await charges(orgId)).toBe(1);
+      expect((await deadLetters(topic)).map((d) => d.offset)).toEqual(['1']);
+      expect(await storedOffset(groupId, topic)).toBe('2');
+    });
+  });
+
+  describe('dead letters leave through the relay, after the commit', () => {
+    let messaging: Messaging;
+    let publisher: Publisher;
+
+    beforeAll(async () => {
+      messaging = createKafkaMessaging({ clientId: 'tollgate-consumer-int' });
+      await messaging.ensureTopics();
+      publisher = await messaging.publisher();
+    });
+
+    afterAll(async () => {
+      await messaging?.close();
+    });
+
+    it('records the refused message with its bytes and reason in the batch transaction; no org row stays locked while Kafka is slow; the relay sends it with its headers', async () => {
+      const orgId = await newOrg();
+      const topic = uid('relay');
+      const groupId = uid('group');
+      const notJson = Buffer.from(`{not json ${topic}`);
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId });
+
+      // A dead-letter send that hangs (a broker that does not answer) does not hold up metering.
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((r) => (release = r));
+      const stalled: Publisher = {
+        publish: async (t: string, messages: OutgoingMessage[]) => {
+          await gate;
+          throw new Error(`broker did not answer (${t}, ${messages.length} messages)`);
+        },
+        close: async () => undefined,
+      };
+      const stuck = new DeadLetterRelay(ds, stalled).publishOnce().catch((e: Error) => e);
+      await consumer.handle(batchOf(topic, 0, [notJson, json(requestCompleted({ org_id: orgId }))]));
+      expect(await charges(orgId)).toBe(1);
+      const locked = await db.query(`SELECT org_id FROM accounts WHERE org_id = $1 FOR UPDATE NOWAIT`, [orgId]);
+      expect(locked.rowCount).toBe(1);
+      release();
+      expect(await stuck).toBeInstanceOf(Error);
+
+      const [recorded] = await deadLetters(topic);
+      expect(recorded).toMatchObject({ offset: '0', sent_at: null });
+      expect(recorded!.value.equals(notJson)).toBe(true);
+      expect(recorded!.reason).toMatch(/^value is not JSON/);
+
+      const relay = new DeadLetterRelay(ds, publisher);
+      while ((await relay.publishOnce()) > 0) {
+        /* until every unsent dead letter is out */
+      }
+      expect((await deadLetters(topic))[0]!.sent_at).toBeInstanceOf(Date);
+      const seen = await collect(testKafka(), Topics.RequestCompletedDeadLetter, (s) => s.some((m) => m.value?.equals(notJson)));
+      const sent = seen.find((m) => m.value?.equals(notJson));
+      expect(sent?.key).toBe('key');
+      expect(sent?.headers).toMatchObject({
+        [DeadLetterHeaders.Reason]: recorded!.reason,
+        [DeadLetterHeaders.OriginalTopic]: topic,
+        [DeadLetterHeaders.OriginalPartition]: '0',
+        [DeadLetterHeaders.OriginalOffset]: '0',
+      });
+    });
+  });
+
+  describe('the stored offset fences a consumer that lost its partition', () => {
+    it('drops a stale batch below the stored offset and never moves the offset back', async () => {
+      const orgId = await newOrg();
+      const topic = uid('fence');
+      const groupId = uid('group');
+      const values = [json(requestCompleted({ org_id: orgId })), '{poison', json(requestCompleted({ org_id: orgId })), json(requestCompleted({ org_id: orgId }))];
+      const owner = new RequestCompletedConsumer(ds, catalog, { groupId });
+      const stale = new RequestCompletedConsumer(ds, catalog, { groupId });
+
+      await owner.handle(batchOf(topic, 0, values));
+      expect(await storedOffset(groupId, topic)).toBe('4');
+      // The previous owner still had offsets 1..2 in flight when the partition moved.
+      await stale.handle(batchOf(topic, 1, values.slice(1, 3)));
+
+      expect(await storedOffset(groupId, topic)).toBe('4');
+      expect((await deadLetters(topic)).map((d) => d.offset)).toEqual(['1']);
+      expect(await charges(orgId)).toBe(3);
+    });
+
+    it('queues behind the transaction that holds the stored offset, then drops what that transaction stored past', async () => {
+      const orgId = await newOrg();
+      const topic = uid('fence-wait');
+      const groupId = uid('group');
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId });
+      await consumer.handle(batchOf(topic, 0, [json(requestCompleted({ org_id: orgId }))]));
+      expect(await storedOffset(groupId, topic)).toBe('1');
+
+      // Another consumer (the partition's new owner) is committing offsets 1..3 right now.
+      const other = new Client({ connectionString: process.env.DATABASE_URL });
+      await other.connect();
+      try {
+        await other.query('BEGIN');
+        await other.query(`SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = 0 FOR UPDATE`, [groupId, topic]);
+        await other.query(`UPDATE consumer_offsets SET next_offset = 4 WHERE group_id = $1 AND topic = $2 AND partition = 0`, [groupId, topic]);
+
+        const late = [1, 2, 3].map(() => requestCompleted({ org_id: orgId }));
+        let settled = false;
+        const handling = consumer.handle(batchOf(topic, 1, late.map(json))).finally(() => (settled = true));
+        await new Promise((r) => setTimeout(r, 500));
+        expect(settled).toBe(false);
+        await other.query('COMMIT');
+        await handling;
+
+        expect(await metered(late.map((e) => e.event_id))).toEqual([]);
+        expect(await storedOffset(groupId, topic)).toBe('4');
+      } finally {
+        await other.end();
+      }
+    });
+  });
+});

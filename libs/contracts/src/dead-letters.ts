@@ -1,0 +1,14 @@
+/**
+ * Kafka headers of a dead letter on `tollgate.request-completed.v1.dlq` (its value and key are the original
+ * message's bytes), and of a dead letter re-driven to its original topic by `npm run dlq -- replay`.
+ */
+export const DeadLetterHeaders = {
+  Reason: 'x-dead-letter-reason',
+  OriginalTopic: 'x-original-topic',
+  OriginalPartition: 'x-original-partition',
+  OriginalOffset: 'x-original-offset',
+  /** The dead letter's id in metering's database (what `npm run dlq -- replay --id` takes). */
+  Id: 'x-dead-letter-id',
+  /** On a replayed message: the id of the dead letter it re-drives. */
+  ReplayOf: 'x-replay-of-dead-letter',
+} as const;
