@@ -1,0 +1,164 @@
+import { DataSource } from 'typeorm';
+import { DeadLetterHeaders } from '@tollgate/contracts';
+import { createKafkaMessaging, OutgoingMessage } from '@tollgate/messaging';
+import { connectDatabase } from '@tollgate/persistence';
+import { DeadLetter, DeadLetterSelection, findDeadLetters, markReplayed } from './dead-letters/dead-letter-store';
+
+/**
+ * `npm run dlq -- list [--pending] [--json]` and `npm run dlq -- replay (--all | --id ID... | --offset N... [--partition P])`
+ *
+ * The dead letters metering recorded (see RequestCompletedConsumer), and re-driving them after a fix: `replay`
+ * publishes each selected dead letter's original key and bytes to its original topic, so metering reads it again
+ * like any other event, and marks it replayed. Replaying is safe to repeat: `event_id` is the idempotency key, so
+ * an event already metered is skipped; one refused again becomes a new dead letter (at its new offset).
+ * `--all` replays the dead letters not replayed yet; `--id` and `--offset` replay those, replayed before or not.
+ */
+export type Command =
+  | { command: 'list'; pending: boolean; json: boolean }
+  | { command: 'replay'; selection: DeadLetterSelection };
+
+export const usage = `usage: npm run dlq -- list [--pending] [--json]
+       npm run dlq -- replay (--all | --id ID [--id ID ...] | --offset N [--offset N ...] [--partition P])`;
+
+export function parseArgs(argv: string[]): Command | string {
+  const [command, ...rest] = argv;
+  if (command === 'list') {
+    let pending = false;
+    let json = false;
+    for (const a of rest) {
+      if (a === '--pending') pending = true;
+      else if (a === '--json') json = true;
+      else return `unknown argument "${a}"`;
+    }
+    return { command, pending, json };
+  }
+  if (command === 'replay') {
+    let all = false;
+    const ids: string[] = [];
+    const offsets: string[] = [];
+    let partition: number | undefined;
+    for (let i = 0; i < rest.length; i++) {
+      const a = rest[i];
+      const value = rest[i + 1];
+      if (a === '--all') all = true;
+      else if (a === '--id' || a === '--offset' || a === '--partition') {
+        if (value === undefined || !/^\d{1,18}$/.test(value)) return `${a} needs a whole number`;
+        i++;
+        if (a === '--id') ids.push(value);
+        else if (a === '--offset') offsets.push(value);
+        else partition = Number(value);
+      } else return `unknown argument "${a}"`;
+    }
+    if (all && (ids.length > 0 || offsets.length > 0)) return '--all replays every pending dead letter: give it alone, or pick with --id / --offset';
+    if (!all && ids.length === 0 && offsets.length === 0) return 'say which dead letters: --all, --id ID or --offset N';
+    if (partition !== undefined && offsets.length === 0) return '--partition narrows --offset: give an --offset too';
+    const selection: DeadLetterSelection = all ? { pending: true } : { ids: ids.length ? ids : undefined, offsets: offsets.length ? offsets : undefined, partition };
+    return { command, selection };
+  }
+  return command === undefined ? 'say list or replay' : `unknown command "${command}"`;
+}
+
+function status(d: DeadLetter): string {
+  if (d.replayedAt) return 'replayed';
+  return d.sentAt ? 'sent' : 'unsent';
+}
+
+function asJson(d: DeadLetter) {
+  return {
+    id: d.id,
+    topic: d.topic,
+    partition: d.partition,
+    offset: d.offset,
+    status: status(d),
+    reason: d.reason,
+    created_at: d.createdAt.toISOString(),
+    sent_at: d.sentAt?.toISOString() ?? null,
+    replayed_at: d.replayedAt?.toISOString() ?? null,
+    replays: d.replays,
+    key: d.key?.toString('utf8') ?? null,
+    /** The original bytes as UTF-8 (lossy where they are not), and how many there were. */
+    value: d.value?.toString('utf8') ?? null,
+    bytes: d.value?.length ?? 0,
+  };
+}
+
+export async function list(ds: DataSource, pending: boolean, json: boolean, out: (s: string) => void): Promise<number> {
+  const letters = await findDeadLetters(ds.manager, { pending });
+  if (json) {
+    out(`${JSON.stringify(letters.map(asJson), null, 2)}\n`);
+    return 0;
+  }
+  out('id\ttopic\tpartition\toffset\tstatus\tcreated_at\treason\n');
+  for (const d of letters) out(`${d.id}\t${d.topic}\t${d.partition}\t${d.offset}\t${status(d)}\t${d.createdAt.toISOString()}\t${d.reason}\n`);
+  out(`dlq: ${letters.length} dead letter(s)${pending ? ' not replayed yet' : ''}\n`);
+  return 0;
+}
+
+/** Publishes the selection to its original topics, then marks it replayed (a crash in between replays again: harmless). */
+export async function replay(
+  ds: DataSource,
+  selection: DeadLetterSelection,
+  publish: (topic: string, messages: OutgoingMessage[]) => Promise<void>,
+  out: (s: string) => void,
+  err: (s: string) => void,
+): Promise<number> {
+  const letters = await findDeadLetters(ds.manager, selection);
+  const missing = (selection.ids ?? []).filter((id) => !letters.some((d) => d.id === id));
+  if (missing.length > 0) {
+    err(`dlq: no dead letter with id ${missing.join(', ')}; nothing replayed\n`);
+    return 1;
+  }
+  if (letters.length === 0) {
+    if (selection.pending) {
+      out('dlq: nothing to replay\n');
+      return 0;
+    }
+    err('dlq: no dead letter at those offsets; nothing replayed\n');
+    return 1;
+  }
+  const byTopic = new Map<string, DeadLetter[]>();
+  for (const d of letters) byTopic.set(d.topic, [...(byTopic.get(d.topic) ?? []), d]);
+  for (const [topic, group] of byTopic) {
+    await publish(
+      topic,
+      group.map((d) => ({ key: d.key?.toString('utf8') ?? '', value: d.value ?? Buffer.alloc(0), headers: { [DeadLetterHeaders.ReplayOf]: d.id } })),
+    );
+    await markReplayed(ds.manager, group.map((d) => d.id));
+    for (const d of group) out(`replayed ${d.id}\t${topic}[${d.partition}]@${d.offset}\t${d.reason}\n`);
+  }
+  out(`dlq: replayed ${letters.length} dead letter(s)\n`);
+  return 0;
+}
+
+async function main(): Promise<number> {
+  const cmd = parseArgs(process.argv.slice(2));
+  if (typeof cmd === 'string') {
+    process.stderr.write(`dlq: ${cmd}\n${usage}\n`);
+    return 2;
+  }
+  const out = (s: string) => process.stdout.write(s);
+  const err = (s: string) => process.stderr.write(s);
+  const ds = await connectDatabase({ migrate: false, poolSize: 2 });
+  try {
+    if (cmd.command === 'list') return await list(ds, cmd.pending, cmd.json, out);
+    const messaging = createKafkaMessaging({ clientId: 'tollgate-dlq' });
+    try {
+      const publisher = await messaging.publisher();
+      return await replay(ds, cmd.selection, (topic, messages) => publisher.publish(topic, messages), out, err);
+    } finally {
+      await messaging.close();
+    }
+  } finally {
+    await ds.destroy();
+  }
+}
+
+if (require.main === module) {
+  main().then(
+    (code) => process.exit(code),
+    (e: Error) => {
+      process.stderr.write(`dlq: ${e.message}\n`);
+      process.exit(1);
+    },
+  );
+}
