@@ -119,7 +119,9 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
     if (name === 'trackyard') text = text.replace(/enforcement:\s*strict/, 'enforcement: eventual');
     writeFileSync(join(dir, `${name}.yaml`), text);
   }
-  const stack = await Stack.start({ profile: 'trackyard', env: { LOG_LEVEL: 'warn' } });
+  // BENCH_CPU_PROF=DIR: every app writes a V8 CPU profile into DIR when it stops (node --cpu-prof).
+  const nodeArgs = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const stack = await Stack.start({ profile: 'trackyard', env: { LOG_LEVEL: 'warn' }, nodeArgs });
   const notes: string[] = [];
   const rows: GatewayRow[] = [];
   try {

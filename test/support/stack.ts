@@ -56,6 +56,8 @@ export interface StackOptions {
   ports?: Partial<StackPorts>;
   /** Print every app's output, prefixed with its name. */
   streamLogs?: boolean;
+  /** Node options for every app (e.g. --cpu-prof for the benchmarks). */
+  nodeArgs?: string[];
 }
 
 export class Stack {
@@ -137,7 +139,7 @@ export class Stack {
   }
 
   async startApp(app: AppName, name: string = app, extraEnv: Record<string, string> = {}): Promise<void> {
-    const child = spawn(process.execPath, [join(repoRoot, 'dist', 'apps', app, 'src', 'main.js')], {
+    const child = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), join(repoRoot, 'dist', 'apps', app, 'src', 'main.js')], {
       env: { ...this.env(), ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

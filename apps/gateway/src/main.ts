@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { createServer } from 'node:http';
 import express from 'express';
 import Redis from 'ioredis';
 import { NestFactory } from '@nestjs/core';
@@ -12,6 +13,7 @@ import { GrpcMeteringClient } from './clients/metering-client';
 import { Upstream } from './clients/upstream';
 import { gatewayOpenApi } from './docs/gateway-openapi';
 import { GatewayModule } from './gateway.module';
+import { EventualCredits, StrictCredits } from './pipeline/credit-policy';
 import { GatewayPipeline } from './pipeline/gateway-pipeline';
 
 runMain('gateway', async () => {
@@ -38,7 +40,9 @@ runMain('gateway', async () => {
     limits = new RedisCounterStore(redis, { prefix: 'tollgate:' });
   }
 
-  const credits = new GrpcMeteringClient(strFromEnv('METERING_GRPC_URL', '127.0.0.1:50052'));
+  const metering = new GrpcMeteringClient(strFromEnv('METERING_GRPC_URL', '127.0.0.1:50052'));
+  // The credit policy is picked once, here: strict holds with metering, eventual trusts the last known balance.
+  const credits = profile.credits.enforcement === 'strict' ? new StrictCredits(metering, systemClock) : new EventualCredits(metering, systemClock);
   const upstream = new Upstream(strFromEnv('UPSTREAM_URL', 'http://127.0.0.1:8090'));
   const query = new Upstream(strFromEnv('QUERY_URL', 'http://127.0.0.1:8082'), 5000);
   const pipeline = new GatewayPipeline({
@@ -64,16 +68,25 @@ runMain('gateway', async () => {
   if (trustedProxies.length > 0) (app.getHttpAdapter().getInstance() as express.Express).set('trust proxy', false);
   const openapi = gatewayOpenApi(profile);
   app.use('/docs/openapi.json', (_req: express.Request, res: express.Response) => void res.json(openapi));
+  await app.init();
+  // Paid calls take a plain Node handler (no framework on the hot path); health, metrics and docs go to Nest.
+  const nest = app.getHttpAdapter().getInstance() as express.Express;
+  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => (pipeline.owns(req.url ?? '/') ? pipeline.serve(req, res) : nest(req, res)));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
   const base = profile.base_path.replace(/\/+$/, '') || '/';
-  app.use(base, express.raw({ type: () => true, limit: '10mb' }), pipeline.middleware);
-  app.enableShutdownHooks();
-  await app.listen(port, host);
-  logger.log(`gateway ready: http://${host}:${port}${base === '/' ? '' : base} (profile ${profile.name}, limits in ${redis ? 'Redis' : 'memory'})`);
+  logger.log(`gateway ready: http://${host}:${port}${base === '/' ? '' : base} (profile ${profile.name}, ${profile.credits.enforcement} credits, limits in ${redis ? 'Redis' : 'memory'})`);
 
   onShutdown(async () => {
+    // Stop taking connections and let the calls in flight finish (their events published), within 8 s.
+    server.closeIdleConnections();
+    await Promise.race([new Promise((r) => server.close(r)), new Promise((r) => setTimeout(r, 8000).unref())]);
+    server.closeAllConnections();
     await app.close();
     await messaging.close();
-    credits.close();
+    metering.close();
     await upstream.close();
     await query.close();
     await redis?.quit();

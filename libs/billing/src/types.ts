@@ -96,6 +96,7 @@ export type CostReason =
   | 'no_entities'
   | 'rate_limited'
   | 'insufficient_credits'
+  | 'given_back' // a 2xx whose hold the gateway gave back: its answer never went out (event not recorded, client gone)
   | 'rejected'; // any other decision Tollgate took before the upstream (401 lockout, 502 ...)
 
 export interface PricedCall {

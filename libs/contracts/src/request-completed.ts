@@ -6,7 +6,16 @@ import schema from './schemas/request-completed.v1.schema.json';
  * Why Tollgate answered as it did. Absent on events from other producers, which are read as `forwarded`.
  * Only `forwarded` calls reached the upstream and can cost credits.
  */
-export type Decision = 'forwarded' | 'rate_limited' | 'insufficient_credits' | 'upstream_unavailable' | 'locked_out';
+export type Decision =
+  | 'forwarded'
+  | 'rate_limited'
+  | 'insufficient_credits'
+  | 'upstream_unavailable'
+  | 'locked_out'
+  /** The upstream answered 2xx but its body could not be read for pricing: not handed out (502). */
+  | 'unpriceable'
+  /** The client closed its connection before the answer: nothing handed out, nothing charged. */
+  | 'client_closed';
 
 /** `tollgate.request-completed.v1`: one per call that reached a decision. Key = org_id. */
 export interface RequestCompletedV1 {

@@ -43,3 +43,10 @@ export const consumerLag = new Gauge({
   help: 'Messages of tollgate.request-completed.v1 not yet committed by metering',
   registers: [registry],
 });
+
+export const dependencyErrors = new Counter({
+  name: 'tollgate_dependency_unavailable_total',
+  help: 'Calls refused with 503 because a dependency was unavailable, by app and dependency (postgres, metering, kafka, redis, query)',
+  labelNames: ['app', 'dependency'] as const,
+  registers: [registry],
+});

@@ -1,3 +1,5 @@
+import { promisify } from 'node:util';
+import { brotliDecompress, gunzip, inflate } from 'node:zlib';
 import { Agent, request } from 'undici';
 
 export interface UpstreamResponse {
@@ -12,25 +14,56 @@ const hopByHop = new Set([
   'host', 'content-length', 'authorization', 'trakt-api-key', 'x-forwarded-for',
 ]);
 
-export function forwardableHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) {
+export function forwardableHeaders(headers: Record<string, string | string[] | undefined>, into: Record<string, string> = {}): Record<string, string> {
+  for (const k in headers) {
+    const v = headers[k];
     if (v === undefined || hopByHop.has(k)) continue;
-    out[k] = Array.isArray(v) ? v.join(', ') : v;
+    into[k] = Array.isArray(v) ? v.join(', ') : v;
   }
-  return out;
+  return into;
+}
+
+const decoders: Record<string, (b: Buffer) => Promise<Buffer>> = {
+  gzip: promisify(gunzip),
+  'x-gzip': promisify(gunzip),
+  deflate: promisify(inflate),
+  br: promisify(brotliDecompress),
+};
+
+/** Largest body a priced answer may decompress to: a bomb is refused, not inflated into memory. */
+const maxDecodedBytes = 64 * 1024 * 1024;
+
+/**
+ * The body as plain bytes, whatever `content-encoding` the upstream chose (it may compress even when asked for
+ * identity: CDNs and proxies do). Throws when it can't be decoded: the caller must not price or hand it out.
+ */
+export async function decodedBody(res: UpstreamResponse): Promise<{ body: Buffer; decoded: boolean }> {
+  const raw = res.headers['content-encoding'];
+  const encoding = (Array.isArray(raw) ? raw.join(',') : raw ?? '').trim().toLowerCase();
+  if (encoding === '' || encoding === 'identity') return { body: res.body, decoded: false };
+  let body = res.body;
+  // Encodings are listed in the order they were applied: undo them from the last.
+  for (const e of encoding.split(',').map((s) => s.trim()).filter((s) => s && s !== 'identity').reverse()) {
+    const decode = decoders[e];
+    if (!decode) throw new Error(`unsupported content-encoding "${e}"`);
+    body = await decode(body);
+    if (body.length > maxDecodedBytes) throw new Error(`decoded body exceeds ${maxDecodedBytes} bytes`);
+  }
+  return { body, decoded: true };
 }
 
 /** The provider's API. One keep-alive pool; bodies are buffered (per-entity pricing reads them). */
 export class Upstream {
   private readonly agent: Agent;
+  private readonly origin: string;
 
-  constructor(private readonly baseUrl: string, private readonly timeoutMs = 30000) {
-    this.agent = new Agent({ connections: 128, pipelining: 1, keepAliveTimeout: 10000 });
+  constructor(baseUrl: string, private readonly timeoutMs = 30000) {
+    this.origin = baseUrl.replace(/\/+$/, '');
+    this.agent = new Agent({ connections: 256, pipelining: 1, keepAliveTimeout: 10000 });
   }
 
   async send(method: string, path: string, headers: Record<string, string>, body: Buffer | null): Promise<UpstreamResponse> {
-    const res = await request(this.baseUrl + path, {
+    const res = await request(this.origin + path, {
       method: method as 'GET',
       headers,
       body: body && body.length > 0 ? body : undefined,
@@ -40,7 +73,7 @@ export class Upstream {
     });
     const chunks: Buffer[] = [];
     for await (const chunk of res.body) chunks.push(chunk as Buffer);
-    return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+    return { status: res.statusCode, headers: res.headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) };
   }
 
   async close(): Promise<void> {

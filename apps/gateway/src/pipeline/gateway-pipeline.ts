@@ -1,13 +1,13 @@
-import { NextFunction, Request, Response } from 'express';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import { v7 as uuidv7 } from 'uuid';
 import { Decision, Headers, RequestCompletedV1, Topics } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
 import { extractCredentials, KeyAuthenticator, Principal } from '@tollgate/persistence';
-import { decisions } from '@tollgate/platform';
+import { decisions, dependencyErrors } from '@tollgate/platform';
 import { Profile, readEntityIds, renderErrorBody, RouteDefinition, RouteTable, expandUpstreamPath } from '@tollgate/profiles';
 import { applicableChecks, CallFacts, clientIp, Clock, CounterStore, MemoryCounterStore, RateDecision } from '@tollgate/rate-limit';
-import { CreditReservations } from '../clients/metering-client';
-import { forwardableHeaders, Upstream, UpstreamResponse } from '../clients/upstream';
+import { decodedBody, forwardableHeaders, Upstream, UpstreamResponse } from '../clients/upstream';
+import { CreditPolicy, HoldOutcome, Need, PaidCall } from './credit-policy';
 import { rateLimitHeaders } from './header-styles';
 
 export interface GatewayDeps {
@@ -15,7 +15,7 @@ export interface GatewayDeps {
   auth: KeyAuthenticator;
   /** Shared counters (Redis when REDIS_URL is set): rate limits and login lockouts. */
   limits: CounterStore;
-  credits: CreditReservations;
+  credits: CreditPolicy;
   upstream: Upstream;
   /** The query service, which answers /me and /usage. */
   query: Upstream;
@@ -28,8 +28,12 @@ type ErrorKind = keyof Profile['errors'];
 
 /** What one call has established so far; each step adds to it. */
 interface Call {
-  req: Request;
-  res: Response;
+  req: IncomingMessage;
+  res: ServerResponse;
+  body: Buffer | null;
+  /** The request target's path (no query string) and its query string (with its `?`, or ''). */
+  path: string;
+  query: string;
   startedAt: bigint;
   nowMs: number;
   requestId: string;
@@ -38,194 +42,306 @@ interface Call {
   ip: string;
   principal: Principal | null;
   rate: RateDecision | null;
+  /** Spendable credits after this call, when known (the credits header). */
   credits: number | null;
+  /** The client closed its connection before its answer was sent. */
+  clientGone: boolean;
 }
 
+/** A hold the call still has: given back if the call ends without handing data out. */
+interface HeldCredits {
+  reservationId: string | null;
+  credits: number;
+}
+
+/** Paths the gateway's Nest part answers even under a base path of `/`. */
 const reservedPaths = new Set(['/health/live', '/health/ready', '/metrics']);
 
+/** A dependency that is down: the call is refused with 503 and Retry-After, and nothing is charged. */
+export class DependencyUnavailable extends Error {
+  constructor(readonly dependency: 'postgres' | 'metering' | 'kafka' | 'redis' | 'query', cause: unknown) {
+    super(`${dependency} is unavailable: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}
+
+const retryAfterSeconds = 2;
+
 /**
- * One call, in order: route -> invalid-key throttle -> authentication -> login lockout -> rate limits ->
- * credits (reserve) -> upstream -> per-entity pricing -> event published -> answer.
- * Every answer that reached a decision for a known org is published as a request-completed event, so
- * /usage shows rejected calls too. An answer is sent only after its event is acknowledged by Kafka.
+ * One call, as steps: route -> invalid-key throttle -> authenticate -> login lockout -> limit -> credits (hold)
+ * -> forward -> price (per-entity) -> record (event, acknowledged by Kafka) -> answer.
+ * Every answer that reached a decision for a known org is published as a request-completed event, so /usage shows
+ * rejected calls too. Data goes out only after its event is acknowledged, and only to a client still connected.
+ *
+ * This is a plain Node request handler (no framework on the paid path); the gateway's server hands it every
+ * request under the profile's base path and gives the rest (health, metrics, docs) to Nest.
  */
 export class GatewayPipeline {
   private readonly routes: RouteTable;
+  private readonly base: string;
   /** Invalid-key attempts are counted per gateway instance: a cheap shield that needs no round trip. */
   private readonly badKeys = new MemoryCounterStore();
-  private readonly balances = new Map<string, { balance: number; at: number }>();
+  private readonly bodyLimit = 10 * 1024 * 1024;
 
   constructor(private readonly d: GatewayDeps) {
     this.routes = new RouteTable(d.profile);
+    this.base = d.profile.base_path.replace(/\/+$/, '');
   }
 
-  readonly middleware = (req: Request, res: Response, next: NextFunction): void => {
-    this.handle(req, res, next).catch((e: Error) => {
-      if (!res.headersSent) this.json(res, 500, { error: 'internal_error', message: 'Tollgate could not complete the request' });
-      console.error(JSON.stringify({ level: 'error', context: 'gateway', msg: 'request failed', request_id: res.getHeader('x-request-id') ?? null, path: req.path, error: e.message }));
-    });
-  };
+  /** Does this request belong to the profile's API (as opposed to health, metrics and docs)? */
+  owns(url: string): boolean {
+    const path = pathOf(url);
+    if (this.base === '') return !reservedPaths.has(path) && !path.startsWith('/docs');
+    return path === this.base || path.startsWith(this.base + '/');
+  }
 
-  private async handle(req: Request, res: Response, next: NextFunction): Promise<void> {
-    // Mounted under the base path, so Express's req.path has it cut off; routes match on the full path.
-    const fullPath = req.baseUrl + req.path;
-    const match = this.routes.match(req.method, fullPath);
-    if (!match.route) {
-      if (reservedPaths.has(fullPath) || fullPath.startsWith('/docs')) return next();
-      return this.error(res, 404, 'not_found', {});
+  /** Reads the body (bounded), then runs the call; never throws. */
+  serve(req: IncomingMessage, res: ServerResponse): void {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > this.bodyLimit) return this.json(res, 413, { error: 'payload_too_large', message: `request bodies are limited to ${this.bodyLimit} bytes` });
+    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+      this.run(req, res, null);
+      return;
     }
-    const nowMs = this.d.clock.now();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > this.bodyLimit) {
+        this.json(res, 413, { error: 'payload_too_large', message: `request bodies are limited to ${this.bodyLimit} bytes` });
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => this.run(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.on('error', () => undefined);
+  }
+
+  private run(req: IncomingMessage, res: ServerResponse, body: Buffer | null): void {
+    this.handle(req, res, body).catch((e: Error) => {
+      if (e instanceof DependencyUnavailable) {
+        dependencyErrors.inc({ app: 'gateway', dependency: e.dependency });
+        if (!res.headersSent) {
+          res.setHeader(Headers.RetryAfter, String(retryAfterSeconds));
+          this.json(res, 503, { error: 'service_unavailable', message: `A dependency (${e.dependency}) is unavailable; nothing was charged. Retry shortly.` });
+        }
+      } else if (!res.headersSent) this.json(res, 500, { error: 'internal_error', message: 'Tollgate could not complete the request' });
+      console.error(JSON.stringify({ level: 'error', context: 'gateway', msg: 'request failed', request_id: res.getHeader(Headers.RequestId) ?? null, path: pathOf(req.url ?? '/'), error: e.message }));
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, body: Buffer | null): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const match = this.routes.match(req.method ?? 'GET', path);
+    if (!match.route) return this.error(res, 404, 'not_found', {});
     const requestId = headerValue(req.headers['x-request-id']) ?? uuidv7();
     res.setHeader(Headers.RequestId, requestId);
     const call: Call = {
-      req, res, nowMs, requestId, route: match.route, params: match.params,
+      req, res, body, path, query: q === -1 ? '' : url.slice(q), requestId, route: match.route, params: match.params,
+      nowMs: this.d.clock.now(),
       startedAt: process.hrtime.bigint(),
       ip: clientIp(req.socket.remoteAddress ?? '', headerValue(req.headers['x-forwarded-for']), this.d.trustedProxies),
-      principal: null, rate: null, credits: null,
+      principal: null, rate: null, credits: null, clientGone: false,
     };
+    res.once('close', () => {
+      if (!res.writableFinished) call.clientGone = true;
+    });
 
-    // Repeated invalid keys from one IP are refused before anything else is looked at.
-    const throttle = this.invalidKeyCheck(call.ip);
-    if (throttle.refused) return this.throttled(call, throttle.decision, 'invalid_key_throttled');
-
-    if (call.route.auth !== 'none') {
-      const creds = extractCredentials(this.d.profile.identity, req.headers);
-      const result = await this.d.auth.authenticate(creds);
-      // Only a presented-but-wrong key counts towards the throttle; a missing one is a client bug, not a guess.
-      if (!result.ok || result.principal.profile !== this.d.profile.name) return await this.unauthorized(call, Boolean(creds.key || creds.userToken));
-      // A valid application key without the user token this route acts for: refused, but not a guessed key.
-      if (call.route.auth === 'user' && result.principal.userId === null) return await this.unauthorized(call, false);
-      call.principal = result.principal;
-    }
-
-    if (call.route.login && this.d.profile.lockout) {
-      const lockedUntil = await this.lockedUntil(call);
-      if (lockedUntil > nowMs) return await this.lockedOut(call, lockedUntil);
-    }
-
-    const checks = applicableChecks(this.d.profile.limits, this.facts(call, call.route.counts_against_limits), this.planLimits(call.principal), call.principal?.limitOverrides ?? {});
-    if (call.route.counts_against_limits) {
-      call.rate = await this.d.limits.consume(checks, nowMs);
-      if (!call.rate.admitted) return this.rateLimited(call);
-    } else {
-      // /me and /usage never count, but still show where the caller stands.
-      call.rate = await this.d.limits.peek(
-        applicableChecks(this.d.profile.limits, this.facts(call, true), this.planLimits(call.principal), call.principal?.limitOverrides ?? {}),
-        nowMs,
-      );
-    }
-
+    if (!this.passesBadKeyThrottle(call)) return;
+    if (!(await this.authenticate(call))) return;
+    if (!(await this.passesLockout(call))) return;
+    if (!(await this.limit(call))) return;
     if (call.route.handler !== 'proxy') return this.answerFromQuery(call);
     return this.proxy(call);
   }
 
+  // ---- steps ----------------------------------------------------------------------------------------------
+
+  /** Repeated invalid keys from one IP are refused before anything else is looked at. */
+  private passesBadKeyThrottle(call: Call): boolean {
+    const throttle = this.invalidKeyCheck(call.ip);
+    if (throttle.refused) this.throttled(call, throttle.decision, 'invalid_key_throttled');
+    return !throttle.refused;
+  }
+
+  private async authenticate(call: Call): Promise<boolean> {
+    if (call.route.auth === 'none') return true;
+    const creds = extractCredentials(this.d.profile.identity, call.req.headers);
+    const result = await this.d.auth.authenticate(creds).catch((e: unknown) => {
+      throw new DependencyUnavailable('postgres', e);
+    });
+    // Only a presented-but-wrong key counts towards the throttle; a missing one is a client bug, not a guess.
+    if (!result.ok || result.principal.profile !== this.d.profile.name) {
+      await this.unauthorized(call, Boolean(creds.key || creds.userToken));
+      return false;
+    }
+    // A valid application key without the user token this route acts for: refused, but not a guessed key.
+    if (call.route.auth === 'user' && result.principal.userId === null) {
+      await this.unauthorized(call, false);
+      return false;
+    }
+    call.principal = result.principal;
+    return true;
+  }
+
+  private async passesLockout(call: Call): Promise<boolean> {
+    if (!call.route.login || !this.d.profile.lockout) return true;
+    const until = Math.max(0, ...(await Promise.all(this.loginKeys(call).map((k) => this.d.limits.lockedUntil(k, call.nowMs)))));
+    if (until <= call.nowMs) return true;
+    await this.lockedOut(call, until);
+    return false;
+  }
+
+  private async limit(call: Call): Promise<boolean> {
+    if (call.route.counts_against_limits) {
+      call.rate = await this.d.limits.consume(this.checks(call, true), call.nowMs);
+      if (call.rate.admitted) return true;
+      await this.rateLimited(call);
+      return false;
+    }
+    // /me and /usage never count, but still show where the caller stands.
+    call.rate = await this.d.limits.peek(this.checks(call, true), call.nowMs);
+    return true;
+  }
+
   private async proxy(call: Call): Promise<void> {
     const { route, principal } = call;
-    const strict = this.d.profile.credits.enforcement === 'strict';
-    let reservationId: string | null = null;
+    let hold: HeldCredits | null = null;
 
     // Fixed-cost routes hold their credits before the upstream is asked.
     if (principal && route.cost.kind === 'fixed' && route.cost.credits > 0) {
-      const needed = route.cost.credits;
-      if (strict) {
-        reservationId = uuidv7();
-        const r = await this.d.credits.reserve(this.reserveRequest(call, reservationId, []));
-        this.rememberBalance(principal.orgId, r.balance);
-        if (!r.granted) return this.insufficientCredits(call, r.requested, r.shortfall);
-        call.credits = r.balance;
-      } else {
-        const balance = await this.balanceOf(principal.orgId);
-        if (balance < needed) return this.insufficientCredits(call, needed, needed - Math.max(0, balance));
-        call.credits = balance - needed;
-        this.spendLocally(principal.orgId, needed);
-      }
+      const outcome = await this.hold(call, { kind: 'fixed', credits: route.cost.credits });
+      if (!outcome.granted) return this.insufficientCredits(call, outcome.requested, outcome.shortfall);
+      hold = { reservationId: outcome.reservationId, credits: outcome.held };
     }
 
     let upstream: UpstreamResponse;
     try {
-      const path = joinPath(this.d.profile.base_path, expandUpstreamPath(route.upstream_path ?? route.path, call.params)) + queryString(call.req.originalUrl);
-      upstream = await this.d.upstream.send(call.req.method, path, { ...forwardableHeaders(call.req.headers), 'x-request-id': call.requestId }, bodyOf(call.req));
+      upstream = await this.forward(call);
     } catch {
       // Nothing is charged: the hold is given back now, and the event carries status 502.
-      await this.giveBackFixedHold(call, reservationId);
-      await this.publish(call, 502, 'upstream_unavailable', [], reservationId);
-      return this.error(call.res, 502, 'upstream_unavailable', {}, this.decorate(call, false));
+      await this.giveBack(call, hold);
+      return this.refuseAfterForward(call, 502, 'upstream_unavailable', hold);
     }
-
-    if (upstream.status < 200 || upstream.status >= 300) await this.giveBackFixedHold(call, reservationId);
-
+    const ok = upstream.status >= 200 && upstream.status < 300;
+    if (!ok && hold) {
+      await this.giveBack(call, hold);
+      hold = { ...hold, credits: 0 };
+    }
     if (route.login && this.d.profile.lockout && upstream.status === 401) await this.countFailedLogin(call);
 
     // Per-entity routes are priced from what the upstream returned, before any of it reaches the caller.
     let entities: string[] = [];
-    if (principal && route.cost.kind === 'per_entity' && upstream.status >= 200 && upstream.status < 300) {
-      entities = billableEntities(upstream.body, route.cost.entities, route.cost.exclude);
+    if (principal && route.cost.kind === 'per_entity' && ok) {
+      const priced = await this.entitiesOf(upstream, route.cost.entities, route.cost.exclude);
+      // An answer that can't be read can't be priced: it is not handed out (fail closed), and costs nothing.
+      if (!priced) return this.refuseAfterForward(call, 502, 'upstream_unavailable', null, 'unpriceable');
+      upstream = priced.response;
+      entities = priced.entities;
       if (entities.length > 0) {
-        if (strict) {
-          reservationId = uuidv7();
-          const r = await this.d.credits.reserve(this.reserveRequest(call, reservationId, entities));
-          this.rememberBalance(principal.orgId, r.balance);
-          if (!r.granted) return this.insufficientCredits(call, r.requested, r.shortfall);
-          call.credits = r.balance;
-        } else {
-          const balance = await this.balanceOf(principal.orgId);
-          if (balance <= 0) return this.insufficientCredits(call, entities.length, entities.length);
-          call.credits = balance;
-          this.spendLocally(principal.orgId, entities.length);
-        }
+        const outcome = await this.hold(call, { kind: 'entities', ids: entities });
+        if (!outcome.granted) return this.insufficientCredits(call, outcome.requested, outcome.shortfall);
+        hold = { reservationId: outcome.reservationId, credits: outcome.held };
       }
     }
 
     if (principal) {
+      // A client that went away gets nothing, so it pays nothing: the hold goes back and the call is recorded as such.
+      if (call.clientGone) {
+        await this.giveBack(call, hold);
+        await this.publish(call, 499, 'client_closed', entities, hold?.reservationId ?? null).catch(() => undefined);
+        decisions.inc({ profile: this.d.profile.name, outcome: 'client_closed' });
+        return;
+      }
       try {
-        await this.publish(call, upstream.status, 'forwarded', entities, reservationId);
-      } catch {
-        // Unrecorded data is never handed out: give the hold back and refuse.
-        if (reservationId) await this.d.credits.release(reservationId, principal.orgId).catch(() => undefined);
-        return this.json(call.res, 503, { error: 'metering_unavailable', message: 'The call could not be recorded; nothing was charged. Retry shortly.' });
+        await this.publish(call, upstream.status, 'forwarded', entities, hold?.reservationId ?? null);
+      } catch (e) {
+        // Unrecorded data is never handed out: the hold goes back and the call is refused. Should the event have
+        // reached Kafka after all (the ack was lost), metering finds its hold given back by the gateway and
+        // charges nothing: a refused call is never charged.
+        await this.giveBack(call, hold);
+        throw new DependencyUnavailable('kafka', e);
       }
     }
     decisions.inc({ profile: this.d.profile.name, outcome: 'forwarded' });
-    const headers = { ...forwardableHeaders(upstream.headers), ...this.decorate(call, false) };
-    call.res.status(upstream.status);
-    for (const [k, v] of Object.entries(headers)) call.res.setHeader(k, v);
+    const headers = forwardableHeaders(upstream.headers);
+    this.decorate(call, false, headers);
+    call.res.writeHead(upstream.status, headers);
     call.res.end(upstream.body);
   }
 
+  private async hold(call: Call, need: Need): Promise<HoldOutcome> {
+    const paid: PaidCall = { orgId: call.principal!.orgId, profile: this.d.profile.name, method: call.req.method ?? 'GET', route: call.route.path, nowMs: call.nowMs };
+    const outcome = await this.d.credits.hold(paid, need, uuidv7()).catch((e: unknown) => {
+      throw new DependencyUnavailable('metering', e);
+    });
+    if (outcome.granted) call.credits = outcome.balance;
+    return outcome;
+  }
+
   /**
-   * A fixed-cost call that failed costs nothing ("Failed requests (4xx/5xx errors) don't count against your
-   * balance"), so its hold goes back before the answer: the answer's credits header shows the untouched balance,
-   * and a client retrying at once with its last credit is not refused for a hold metering has yet to settle.
-   * The event still names the reservation; metering finds it released and charges the failed call nothing.
-   * If the release can't be made now, settlement releases it when the event arrives, as before.
+   * A hold of a call that will not hand data out goes back before the answer: the answer's credits header shows
+   * the untouched balance, and a client retrying at once with its last credit is not refused for a hold metering
+   * has yet to settle ("Failed requests (4xx/5xx errors) don't count against your balance"). If the give-back
+   * can't be made now, settlement releases the hold when the event arrives.
    */
-  private async giveBackFixedHold(call: Call, reservationId: string | null): Promise<void> {
-    const { route, principal } = call;
-    if (!principal || route.cost.kind !== 'fixed' || route.cost.credits <= 0) return;
-    const held = route.cost.credits;
-    if (this.d.profile.credits.enforcement === 'strict') {
-      if (!reservationId) return;
-      const released = await this.d.credits.release(reservationId, principal.orgId).then(() => true, () => false);
-      if (!released) return;
+  private async giveBack(call: Call, hold: HeldCredits | null): Promise<void> {
+    if (!hold || hold.credits === 0 || !call.principal) return;
+    const given = await this.d.credits.giveBack(call.principal.orgId, hold.reservationId, hold.credits);
+    if (given && call.credits !== null) call.credits += hold.credits;
+  }
+
+  private forward(call: Call): Promise<UpstreamResponse> {
+    const { route } = call;
+    const path = joinPath(this.d.profile.base_path, expandUpstreamPath(route.upstream_path ?? route.path, call.params)) + call.query;
+    const headers = forwardableHeaders(call.req.headers);
+    headers['x-request-id'] = call.requestId;
+    // A priced answer is read by the gateway: ask for it uncompressed (decodedBody still copes if it comes compressed).
+    if (route.cost.kind === 'per_entity') headers['accept-encoding'] = 'identity';
+    return this.d.upstream.send(call.req.method ?? 'GET', path, headers, call.body);
+  }
+
+  /** The billable ids of a 2xx answer, or null when the answer can't be decoded and read as JSON. */
+  private async entitiesOf(upstream: UpstreamResponse, expression: string, exclude?: string): Promise<{ entities: string[]; response: UpstreamResponse } | null> {
+    try {
+      const { body, decoded } = await decodedBody(upstream);
+      const json: unknown = JSON.parse(body.toString('utf8'));
+      const excluded = new Set(exclude ? readEntityIds(json, exclude) : []);
+      const entities = [...new Set(readEntityIds(json, expression))].filter((id) => !excluded.has(id));
+      if (!decoded) return { entities, response: upstream };
+      const headers = { ...upstream.headers };
+      delete headers['content-encoding'];
+      return { entities, response: { status: upstream.status, headers, body } };
+    } catch {
+      return null;
     }
-    if (call.credits !== null) call.credits += held;
-    this.spendLocally(principal.orgId, -held);
+  }
+
+  /** The upstream could not be reached, or its answer could not be priced: 502, nothing charged, recorded. */
+  private async refuseAfterForward(call: Call, status: 502, kind: ErrorKind, hold: HeldCredits | null, decision: Decision = 'upstream_unavailable'): Promise<void> {
+    decisions.inc({ profile: this.d.profile.name, outcome: decision });
+    await this.publish(call, status, decision, [], hold?.reservationId ?? null).catch(() => undefined);
+    this.error(call.res, status, kind, {}, this.decorate(call, false));
   }
 
   private async answerFromQuery(call: Call): Promise<void> {
-    const path = joinPath(this.d.profile.base_path, call.route.path) + queryString(call.req.originalUrl);
+    const path = joinPath(this.d.profile.base_path, call.route.path) + call.query;
     const headers: Record<string, string> = { 'x-request-id': call.requestId };
     for (const h of ['authorization', 'trakt-api-key']) {
       const v = headerValue(call.req.headers[h]);
       if (v) headers[h] = v;
     }
-    const answer = await this.d.query.send('GET', path, headers, null);
+    const answer = await this.d.query.send('GET', path, headers, null).catch((e: unknown) => {
+      throw new DependencyUnavailable('query', e);
+    });
     if (call.principal && this.d.profile.headers.style === 'trackyard') {
       const me = call.route.handler === 'me' && answer.status === 200 ? (JSON.parse(answer.body.toString('utf8')) as { credits_remaining?: number }) : null;
-      call.credits = me?.credits_remaining ?? (await this.balanceOf(call.principal.orgId).catch(() => null));
+      call.credits = me?.credits_remaining ?? (await this.d.credits.balance(call.principal.orgId).catch(() => null));
     }
-    call.res.status(answer.status);
-    for (const [k, v] of Object.entries({ 'content-type': 'application/json; charset=utf-8', ...this.decorate(call, false) })) call.res.setHeader(k, v);
+    const out: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+    call.res.writeHead(answer.status, this.decorate(call, false, out));
     call.res.end(answer.body);
   }
 
@@ -234,7 +350,7 @@ export class GatewayPipeline {
   private async rateLimited(call: Call): Promise<void> {
     decisions.inc({ profile: this.d.profile.name, outcome: 'rate_limited' });
     if (call.principal) {
-      if (this.d.profile.headers.style === 'trackyard') call.credits = await this.balanceOf(call.principal.orgId).catch(() => null);
+      if (this.d.profile.headers.style === 'trackyard') call.credits = await this.d.credits.balance(call.principal.orgId).catch(() => null);
       await this.publish(call, 429, 'rate_limited', [], null).catch(() => undefined);
     }
     return this.throttled(call, call.rate!, 'rate_limited');
@@ -278,14 +394,9 @@ export class GatewayPipeline {
 
   private loginKeys(call: Call): string[] {
     const keys = [`${this.d.profile.name}:lockout:ip:${call.ip}`];
-    const account = loginAccount(call.req);
+    const account = loginAccount(call.body);
     if (account) keys.push(`${this.d.profile.name}:lockout:account:${account}`);
     return keys;
-  }
-
-  private async lockedUntil(call: Call): Promise<number> {
-    const until = await Promise.all(this.loginKeys(call).map((k) => this.d.limits.lockedUntil(k, call.nowMs)));
-    return Math.max(0, ...until);
   }
 
   private async countFailedLogin(call: Call): Promise<void> {
@@ -312,9 +423,8 @@ export class GatewayPipeline {
    */
   private async peekForEveryResponse(call: Call): Promise<void> {
     if (this.d.profile.headers.style !== 'beatpass') return;
-    const checks = applicableChecks(this.d.profile.limits, this.facts(call, true), this.planLimits(call.principal), call.principal?.limitOverrides ?? {});
     try {
-      call.rate = await this.d.limits.peek(checks, call.nowMs);
+      call.rate = await this.d.limits.peek(this.checks(call, true), call.nowMs);
     } catch {
       call.rate = null; // the answer does not depend on the headers: send it without them
     }
@@ -322,9 +432,9 @@ export class GatewayPipeline {
 
   // ---- helpers ------------------------------------------------------------------------------------------
 
-  private facts(call: Call, counts: boolean): CallFacts {
-    return {
-      method: call.req.method,
+  private checks(call: Call, counts: boolean) {
+    const facts: CallFacts = {
+      method: call.req.method ?? 'GET',
       category: call.route.category,
       countsAgainstLimits: counts,
       keyId: call.principal?.keyId ?? null,
@@ -333,6 +443,7 @@ export class GatewayPipeline {
       clientIp: call.ip,
       profile: this.d.profile.name,
     };
+    return applicableChecks(this.d.profile.limits, facts, this.planLimits(call.principal), call.principal?.limitOverrides ?? {});
   }
 
   private planLimits(principal: Principal | null): Record<string, number> {
@@ -340,20 +451,8 @@ export class GatewayPipeline {
     return plan?.limits ?? {};
   }
 
-  private decorate(call: Call, throttled: boolean): Record<string, string> {
-    return rateLimitHeaders(this.d.profile, { rate: call.rate, credits: call.credits, authenticated: call.principal !== null, throttled }, call.nowMs);
-  }
-
-  private reserveRequest(call: Call, reservationId: string, entities: string[]) {
-    return {
-      reservationId,
-      orgId: call.principal!.orgId,
-      profile: this.d.profile.name,
-      method: call.req.method,
-      route: call.route.path,
-      entities,
-      occurredAt: new Date(call.nowMs).toISOString(),
-    };
+  private decorate(call: Call, throttled: boolean, into: Record<string, string> = {}): Record<string, string> {
+    return Object.assign(into, rateLimitHeaders(this.d.profile, { rate: call.rate, credits: call.credits, authenticated: call.principal !== null, throttled }, call.nowMs));
   }
 
   private async publish(call: Call, status: number, decision: Decision, entities: string[], reservationId: string | null): Promise<void> {
@@ -367,9 +466,9 @@ export class GatewayPipeline {
       api_key_id: p.keyId,
       subject: p.userId ? { kind: 'user', id: p.userId } : { kind: 'key', id: p.keyId },
       profile: this.d.profile.name,
-      method: call.req.method,
+      method: call.req.method ?? 'GET',
       route: call.route.path,
-      path: call.req.originalUrl.split('?')[0] ?? call.req.path,
+      path: call.path,
       status_code: status,
       response_time_ms: Number(process.hrtime.bigint() - call.startedAt) / 1e6,
       entities,
@@ -380,32 +479,15 @@ export class GatewayPipeline {
     await this.d.events.publish(Topics.RequestCompleted, [{ key: p.orgId, value: JSON.stringify(event) }]);
   }
 
-  private rememberBalance(orgId: string, balance: number): void {
-    this.balances.set(orgId, { balance, at: this.d.clock.now() });
-  }
-
-  /** Eventual mode: what this gateway admitted comes off its cached balance until the next refresh. */
-  private spendLocally(orgId: string, credits: number): void {
-    const hit = this.balances.get(orgId);
-    if (hit) hit.balance -= credits;
-  }
-
-  /** The last known balance, at most 1 s old (eventual mode and the credits header of free answers). */
-  private async balanceOf(orgId: string): Promise<number> {
-    const hit = this.balances.get(orgId);
-    if (hit && this.d.clock.now() - hit.at < 1000) return hit.balance;
-    const balance = await this.d.credits.balance(orgId);
-    this.rememberBalance(orgId, balance);
-    return balance;
-  }
-
-  private error(res: Response, status: number, kind: ErrorKind, vars: Record<string, number | string>, headers: Record<string, string> = {}): void {
-    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  private error(res: ServerResponse, status: number, kind: ErrorKind, vars: Record<string, number | string>, headers: Record<string, string> = {}): void {
+    for (const k in headers) res.setHeader(k, headers[k]!);
     this.json(res, status, renderErrorBody(this.d.profile.errors[kind], vars));
   }
 
-  private json(res: Response, status: number, body: unknown): void {
-    res.status(status).setHeader('content-type', 'application/json; charset=utf-8');
+  private json(res: ServerResponse, status: number, body: unknown): void {
+    if (res.headersSent) return;
+    res.statusCode = status;
+    res.setHeader('content-type', 'application/json; charset=utf-8');
     res.end(JSON.stringify(body));
   }
 }
@@ -414,33 +496,16 @@ function headerValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-function bodyOf(req: Request): Buffer | null {
-  return Buffer.isBuffer(req.body) ? req.body : null;
-}
-
-function queryString(originalUrl: string): string {
-  const i = originalUrl.indexOf('?');
-  return i === -1 ? '' : originalUrl.slice(i);
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
 }
 
 export function joinPath(base: string, path: string): string {
   return (base.replace(/\/+$/, '') + '/' + path.replace(/^\/+/, '')).replace(/\/+$/, '') || '/';
 }
 
-/** The billable ids of an upstream JSON body: deduplicated (first seen wins), without the excluded ones. */
-export function billableEntities(body: Buffer, expression: string, exclude?: string): string[] {
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString('utf8'));
-  } catch {
-    return [];
-  }
-  const excluded = new Set(exclude ? readEntityIds(json, exclude) : []);
-  return [...new Set(readEntityIds(json, expression))].filter((id) => !excluded.has(id));
-}
-
-function loginAccount(req: Request): string | null {
-  const body = bodyOf(req);
+function loginAccount(body: Buffer | null): string | null {
   if (!body || body.length === 0 || body.length > 64 * 1024) return null;
   try {
     const parsed = JSON.parse(body.toString('utf8')) as { username?: unknown };

@@ -256,6 +256,19 @@ export async function lockHeldReservations(m: EntityManager, ids: string[]): Pro
   return new Map(rows.map((r) => [r.id, { id: r.id, orgId: r.org_id, credits: Number(r.credits), allocation: r.allocation }]));
 }
 
+/**
+ * Reservations among `ids` that the gateway gave back (closed_by 'gateway'), as `org_id/id`: their calls were not
+ * answered with data, so an event naming one is charged nothing.
+ */
+export async function givenBackReservations(m: EntityManager, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows: Array<{ id: string; org_id: string }> = await m.query(
+    `SELECT id, org_id FROM reservations WHERE id = ANY($1::text[]) AND status = 'released' AND closed_by = 'gateway'`,
+    [ids],
+  );
+  return new Set(rows.map((r) => `${r.org_id}/${r.id}`));
+}
+
 export async function closeReservations(m: EntityManager, ids: string[], status: 'settled' | 'released' | 'expired', by: string[]): Promise<void> {
   if (ids.length === 0) return;
   await m.query(

@@ -31,6 +31,7 @@ export interface MeteredCall {
  * result. The event's `occurred_at` is the only clock: monthly resets and re-access windows follow it.
  * - With a held reservation: the hold is settled (charged on 2xx, released otherwise; entities charged
  *   meanwhile by a concurrent call are free now, so the hold is partly released).
+ * - With a hold the gateway gave back (`givenBack`): nothing, whatever the status (the answer never went out).
  * - Without one (eventual mode, another producer, or a hold that timed out): charged now; this is the only
  *   way a balance can go below zero, and the ledger shows it.
  * `windows` is updated in place with the entities this call paid for.
@@ -41,10 +42,17 @@ export function meterEvent(
   pricing: Pricing,
   windows: Map<string, number>,
   reservation: HeldReservation | null,
+  givenBack = false,
 ): MeteredCall {
   const at = Date.parse(event.occurred_at);
   const decision = event.decision ?? 'forwarded';
   const forwarded = decision === 'forwarded';
+  // The gateway gives a hold back only when it did not hand the answer out (the event could not be confirmed, the
+  // client went away): should such an event arrive after all, the call still costs nothing.
+  if (givenBack && forwarded && event.status_code >= 200 && event.status_code < 300) {
+    const rolled = charge(account, 0, at, `event:${event.event_id}`);
+    return { account: rolled.account, entries: rolled.entries, priced: { credits: 0, reason: 'given_back', chargedEntities: [] }, reason: 'given_back' };
+  }
   const priced = priceCall(pricing, { statusCode: event.status_code, forwarded, entities: event.entities }, windows, at);
   const cause = `event:${event.event_id}`;
   const decided = reservation

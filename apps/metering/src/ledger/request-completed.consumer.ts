@@ -15,6 +15,7 @@ import {
   insertUsage,
   loadWindows,
   lockAccounts,
+  givenBackReservations,
   lockHeldReservations,
   lockOffset,
   pendingEntityHolds,
@@ -194,6 +195,9 @@ export class RequestCompletedConsumer {
       m,
       events.map((e) => e.event.reservation_id).filter((id): id is string => id !== null),
     );
+    // Holds named by an event but no longer held: only those the gateway gave back matter (see meterEvent).
+    const unheld = events.map((e) => e.event.reservation_id).filter((id): id is string => id !== null && !reservations.has(id));
+    const givenBack = await givenBackReservations(m, unheld);
     const pairs = events.flatMap((e) => e.event.entities.map((entity) => [e.event.org_id, entity] as const));
     const windows = await loadWindows(m, pairs.map((p) => p[0]), pairs.map((p) => p[1]));
     // Holds of other calls that are paying for entities these events returned (see ReservationService.reserve).
@@ -233,7 +237,8 @@ export class RequestCompletedConsumer {
       const pricingWindows = withPendingCharges(orgWindows, others);
       let metered;
       try {
-        metered = meterEvent(account, event, pricingOf(route), pricingWindows, reservation);
+        const wasGivenBack = !reservation && event.reservation_id !== null && givenBack.has(`${event.org_id}/${event.reservation_id}`);
+        metered = meterEvent(account, event, pricingOf(route), pricingWindows, reservation, wasGivenBack);
         if (pricingWindows !== orgWindows) applyCharges(orgWindows, metered.priced.chargedEntities, Date.parse(event.occurred_at));
       } catch (e) {
         refused.push({ message, reason: `cannot be metered: ${(e as Error).message}` });
