@@ -10,8 +10,12 @@ import { Account, Allocation, BucketKind, CreditBucket, Decided, LedgerEntryDraf
  * - debt > 0 only while every bucket is empty: anything that adds credits to a bucket pays debt off first;
  * - seq is gapless: entries get nextSeq, nextSeq + 1, ...; no entry has amount 0;
  * - the input account is never mutated.
- * Each decider first rolls the account forward to its `at` (expiries, monthly allowance) and returns those
- * entries too, so whatever command comes first after midnight on the 1st writes the month's reset.
+ * The deciders of calls and plans first roll the account forward to their `at` (expiries, monthly allowance) and
+ * return those entries too, so whatever event comes first after midnight on the 1st writes the month's reset.
+ * `release` and `grantTopUp` do not roll: their outcome does not depend on the month, and their `at` is a
+ * sweeper's or an operator's clock, not the instant a call happened. Were they to roll, a late event of the
+ * previous month arriving after them would be charged from the new month's allowance (SPEC §6: resets follow
+ * the events' occurred_at).
  */
 
 /** The outcome of a credit hold: all or nothing. */
@@ -118,11 +122,16 @@ export function settle(
   return books.decided();
 }
 
-/** Gives a hold back without charging (non-2xx, gateway cancel, timeout). */
+/**
+ * Gives a hold back without charging (gateway cancel, timeout). `at` dates the entries only: the account is not
+ * rolled forward (see the top of this file). Credits of a bucket already expired by an earlier roll come back and
+ * expire in the same decision; a bucket whose expiry passed but that no roll has expired yet gets them back, and
+ * the next event past its expiry expires them with the rest.
+ */
 export function release(account: Account, reservationId: string, allocation: readonly Allocation[], at: number, cause: string): Decided {
   assertName(reservationId, 'reservationId');
   assertAllocation(allocation);
-  const books = booksAt(account, at);
+  const books = booksAsTheyStand(account, at);
   const detail = { reservation_id: reservationId };
   expireHeld(books, giveBack(books, allocation, at, cause, detail), at, cause, detail);
   return books.decided();
@@ -141,7 +150,8 @@ export function charge(account: Account, credits: number, at: number, cause: str
 
 /**
  * Adds bought or operator-granted credits in their own bucket (`expiresAt` null = never expires). Outstanding
- * debt is paid first: the entry shows the whole `amount`, the bucket keeps `amount - paid-off debt`.
+ * debt is paid first: the entry shows the whole `amount`, the bucket keeps `amount - paid-off debt`. Does not
+ * roll the account forward: a grant on the 1st leaves last month's allowance to the late events that spend it.
  */
 export function grantTopUp(account: Account, amount: number, expiresAt: number | null, bucketId: string, at: number, cause: string): Decided {
   assertCredits(amount, 'amount');
@@ -151,7 +161,7 @@ export function grantTopUp(account: Account, amount: number, expiresAt: number |
     assertInstant(expiresAt, 'expiresAt');
     if (expiresAt <= at) throw new RangeError(`a top-up must expire after it is granted (expiresAt ${expiresAt} <= at ${at})`);
   }
-  const books = booksAt(account, at);
+  const books = booksAsTheyStand(account, at);
   if (amount === 0) return books.decided();
   if (books.bucket(bucketId)) throw new Error(`bucket "${bucketId}" already exists on account ${account.orgId}`);
   const bucket: CreditBucket = { id: bucketId, kind: 'top_up', expiresAt, remaining: 0 };
@@ -258,7 +268,16 @@ class Books {
   }
 }
 
-/** A working copy rolled forward to `at`: the first step of every decider. */
+/**
+ * A working copy that is not rolled forward, for the deciders whose outcome doesn't depend on the month. Only an
+ * event's or a calendar command's own instant may expire buckets and start a month.
+ */
+function booksAsTheyStand(account: Account, at: number): Books {
+  assertInstant(at);
+  return new Books(account);
+}
+
+/** A working copy rolled forward to `at`: the first step of the deciders that depend on the month. */
 function booksAt(account: Account, at: number): Books {
   assertInstant(at);
   const books = new Books(account);

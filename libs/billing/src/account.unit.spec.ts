@@ -376,6 +376,55 @@ describe('releasing a hold', () => {
   });
 });
 
+describe('only an event\'s own occurred_at moves the month (SPEC §6)', () => {
+  const feb1At5s = feb1 + 5_000;
+  const lateJanuaryCall = utc('2026-01-31T23:59:58Z');
+
+  it('given a hold taken on January 31, when the sweeper releases it on February 1, then no reset is written and a late January event is still charged from January\'s allowance', () => {
+    const h = AccountHistory.opened(plans.starter, jan15);
+    h.then((a) => charge(a, 495, jan20, 'event:e1'));
+    const r = reserve(h.account, 'res_1', 2, lastMsOfJan);
+    h.record(r.decided);
+    expect(brief(h.then((a) => release(a, 'res_1', r.allocation, feb1At5s, 'reservation:res_1:expired')))).toEqual([['release', 2, 'allowance:2026-01']]);
+    expect(h.account).toMatchObject({ allowanceMonth: '2026-01', balance: 5 });
+    expect(brief(h.then((a) => charge(a, 1, lateJanuaryCall, 'event:late')))).toEqual([['charge', -1, 'allowance:2026-01']]);
+    // The first February event writes January's expiry (dated February 1) and February's allowance.
+    const feb = h.then((a) => charge(a, 1, feb10, 'event:feb'));
+    expect(feb.map((e) => [e.type, e.amount, e.bucketId, e.occurredAt])).toEqual([
+      ['expiry', -4, 'allowance:2026-01', feb1],
+      ['grant', 500, 'allowance:2026-02', feb1],
+      ['charge', -1, 'allowance:2026-02', feb10],
+    ]);
+    expect(h.violations()).toEqual([]);
+  });
+
+  it('given an operator grant on February 1, when a January event arrives after it, then the grant wrote no reset and the event is charged from January\'s allowance', () => {
+    const h = AccountHistory.opened(plans.starter, jan15);
+    h.then((a) => charge(a, 499, jan20, 'event:e1'));
+    expect(brief(h.then((a) => grantTopUp(a, 10, null, 'top_up:k', feb1At5s, 'admin:grant:k')))).toEqual([['top_up', 10, 'top_up:k']]);
+    expect(h.account.allowanceMonth).toBe('2026-01');
+    expect(brief(h.then((a) => charge(a, 1, lateJanuaryCall, 'event:late')))).toEqual([['charge', -1, 'allowance:2026-01']]);
+    expect(h.account.balance).toBe(10);
+    expect(brief(h.then((a) => charge(a, 1, feb10, 'event:feb')))).toEqual([
+      ['grant', 500, 'allowance:2026-02'],
+      ['charge', -1, 'allowance:2026-02'],
+    ]);
+    expect(h.violations()).toEqual([]);
+  });
+
+  it('given a hold whose bucket\'s expiry passed but no event rolled it, when released, then the credits return to it and the next later event expires them', () => {
+    const h = AccountHistory.opened(plans.starter, jan15);
+    const r = reserve(h.account, 'res_1', 5, jan20);
+    h.record(r.decided);
+    expect(brief(h.then((a) => release(a, 'res_1', r.allocation, feb10, 'reservation:res_1:expired')))).toEqual([['release', 5, 'allowance:2026-01']]);
+    expect(brief(h.then((a) => rollForward(a, feb10)))).toEqual([
+      ['expiry', -500, 'allowance:2026-01'],
+      ['grant', 500, 'allowance:2026-02'],
+    ]);
+    expect(h.violations()).toEqual([]);
+  });
+});
+
 describe('debt', () => {
   it('given 5 credits, when a call without a hold costs 8, then 5 are charged from the bucket and 3 become debt with a negative balance', () => {
     const h = AccountHistory.opened(plans.standard, jan15);
