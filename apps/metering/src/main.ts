@@ -22,6 +22,7 @@ import { RequestCompletedConsumer } from './ledger/request-completed.consumer';
 import { MeteringModule } from './metering.module';
 import { LedgerOutboxRelay } from './outbox/ledger-outbox-relay';
 import { ProfileCatalog } from './profile-catalog';
+import { HoldSweeper } from './reservations/hold-sweeper';
 import { ReservationService } from './reservations/reservation.service';
 
 runMain('metering', async () => {
@@ -31,6 +32,8 @@ runMain('metering', async () => {
   const host = strFromEnv('METERING_HOST', '127.0.0.1');
   const token = adminToken();
   const catalog = ProfileCatalog.load(strFromEnv('TOLLGATE_PROFILE', 'trackyard'));
+  // A gateway's longest time from a granted hold to its event acknowledged by Kafka (HoldSweeper).
+  const publishWindowSeconds = intFromEnv('RESERVATION_PUBLISH_WINDOW_SECONDS', 120);
 
   const ds = await connectDatabase({ migrate: true, poolSize: intFromEnv('METERING_DB_POOL', 10) });
   const messaging = createKafkaMessaging({
@@ -71,7 +74,12 @@ runMain('metering', async () => {
   // Dead letters are recorded with the batch that refused them and sent from here, after its commit.
   const deadLetters = new DeadLetterRelay(ds, publisher);
   deadLetters.start();
-  const sweeper = setInterval(() => void reservations.expireStale().catch((e: Error) => logger.error({ msg: 'reservation sweep failed', error: e.message })), 5000);
+  const holds = new HoldSweeper(ds, reservations, messaging, {
+    groupId: MeteringConsumerGroup,
+    topic: Topics.RequestCompleted,
+    publishWindowMs: publishWindowSeconds * 1000,
+  });
+  const sweeper = setInterval(() => void holds.sweep().catch((e: Error) => logger.error({ msg: 'reservation sweep failed', error: e.message })), 5000);
   const lagProbe = setInterval(() => void messaging.lag(MeteringConsumerGroup, Topics.RequestCompleted).then((n) => consumerLag.set(n)).catch(() => undefined), 10000);
   sweeper.unref();
   lagProbe.unref();

@@ -118,11 +118,33 @@ class KafkaMessaging implements Messaging {
     return ends.reduce((sum, p) => sum + Math.max(0, Number(p.high) - Math.max(0, done.get(p.partition) ?? 0)), 0);
   }
 
+  async endOffsets(topic: string): Promise<Map<number, bigint>> {
+    const admin = await this.connectedAdmin();
+    return new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
+  }
+
+  partitionOf(key: string, partitions: number): number {
+    return partitionOfKey(key, partitions);
+  }
+
   async close(): Promise<void> {
     for (const close of this.closers.reverse()) await close().catch(() => undefined);
     this.closers.length = 0;
     this.admin = null;
   }
+}
+
+const keyPartitioner = Partitioners.DefaultPartitioner();
+
+/**
+ * Where the publisher's partitioner (kafkajs DefaultPartitioner: Java-compatible murmur2 of the key, modulo the
+ * topic's partition count, whichever partitions are available) puts a keyed message. Asked of the partitioner
+ * the producer is created with rather than a copy of its hash; an int test checks it against real publishes.
+ */
+export function partitionOfKey(key: string, partitions: number): number {
+  if (!Number.isInteger(partitions) || partitions < 1) throw new RangeError(`partitions must be a positive integer (got ${partitions})`);
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [], isr: [] }));
+  return keyPartitioner({ topic: '', partitionMetadata, message: { key, value: null } });
 }
 
 /**

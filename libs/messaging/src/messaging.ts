@@ -64,5 +64,9 @@ export interface Messaging {
   ping(): Promise<boolean>;
   /** Committed-vs-end offsets per partition (for the consumer lag metric). */
   lag(groupId: string, topic: string): Promise<number>;
+  /** Each partition's high-water mark: the offset its next message will get (every message below it is written). */
+  endOffsets(topic: string): Promise<Map<number, bigint>>;
+  /** The partition `publish` puts a message keyed `key` on, in a topic of `partitions` partitions. */
+  partitionOf(key: string, partitions: number): number;
   close(): Promise<void>;
 }

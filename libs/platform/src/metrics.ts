@@ -38,6 +38,12 @@ export const ledgerAppendSeconds = new Histogram({
   registers: [registry],
 });
 
+export const holdsKeptPastTimeout = new Gauge({
+  name: 'tollgate_reservations_kept_past_timeout',
+  help: 'Credit holds past their timeout that metering keeps because the consumer has not read every event that could settle them',
+  registers: [registry],
+});
+
 export const consumerLag = new Gauge({
   name: 'tollgate_consumer_lag_messages',
   help: 'Messages of tollgate.request-completed.v1 not yet committed by metering',

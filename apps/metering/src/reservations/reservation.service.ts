@@ -92,7 +92,10 @@ export class ReservationService {
     return rows[0] ? Number(rows[0].balance) : null;
   }
 
-  /** Gives a hold back now. Returns false when it was not held (unknown, settled or already released). */
+  /**
+   * Gives a hold back now (the gateway's cancel, or HoldSweeper once the hold can no longer be settled). Returns
+   * false when it was not held (unknown, settled or already released).
+   */
   async release(reservationId: string, orgId: string, status: 'released' | 'expired' = 'released'): Promise<boolean> {
     return this.ds.transaction((m) => this.releaseIn(m, reservationId, orgId, status));
   }
@@ -105,22 +108,11 @@ export class ReservationService {
       [reservationId, orgId],
     );
     if (!rows[0]) return false;
+    // The clock only dates the entries: a release does not roll the account's month (see libs/billing).
     const decided = release(locked.account, reservationId, rows[0].allocation, this.clock(), `reservation:${reservationId}:${status}`);
     await appendEntries(m, decided.entries);
     await saveAccounts(m, [decided.account]);
     await closeReservations(m, [reservationId], status, [status === 'expired' ? 'timeout' : 'gateway']);
     return true;
-  }
-
-  /** Releases holds whose event never came. A late event is then charged without a reservation. */
-  async expireStale(limit = 500): Promise<number> {
-    const rows: Array<{ id: string; org_id: string }> = await this.ds.query(
-      `SELECT id, org_id FROM reservations WHERE status = 'held' AND expires_at < $1 ORDER BY expires_at LIMIT $2`,
-      [new Date(this.clock()).toISOString(), limit],
-    );
-    let n = 0;
-    for (const r of rows) if (await this.release(r.id, r.org_id, 'expired')) n++;
-    if (n > 0) this.log.log({ msg: 'released expired reservations', count: n });
-    return n;
   }
 }

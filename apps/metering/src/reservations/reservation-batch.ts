@@ -1,0 +1,135 @@
+import { EntityManager } from 'typeorm';
+import { Account, LedgerEntryDraft, priceCall, reserve } from '@tollgate/billing';
+import { ProfileCatalog, pricingOf } from '../profile-catalog';
+import { appendEntries, loadWindows, lockAccounts, PendingEntityHold, pendingEntityHolds, saveAccounts, withPendingCharges } from '../ledger/ledger-store';
+
+export interface ReserveCommand {
+  reservationId: string;
+  orgId: string;
+  profile: string;
+  method: string;
+  route: string;
+  entities: string[];
+  occurredAt: number;
+}
+
+export interface ReserveOutcome {
+  granted: boolean;
+  reservationId: string;
+  requested: number;
+  shortfall: number;
+  balance: number;
+}
+
+export class UnknownOrgError extends Error {}
+export class UnknownRouteError extends Error {}
+export class ReservationIdTakenError extends Error {}
+
+/**
+ * Decides a batch of holds in one transaction (group commit): the orgs involved are locked once, in org order
+ * (so batches and the consumer never deadlock), every hold is decided in arrival order in memory (a hot org's
+ * holds one after another, each seeing the ones before it), and everything is written with one statement per
+ * table. The caller commits once for the whole batch.
+ *
+ * Returns one outcome per command, in order: a decision, or the error that refused that command alone.
+ */
+export async function reserveBatch(
+  m: EntityManager,
+  catalog: ProfileCatalog,
+  cmds: readonly ReserveCommand[],
+  expiresAt: (profile: string) => number,
+): Promise<Array<ReserveOutcome | Error>> {
+  const accounts = await lockAccounts(m, [...new Set(cmds.map((c) => c.orgId))]);
+  // Retried commands (a gateway that timed out and asked again) get the hold they already have.
+  const existing = new Map(
+    (await m.query(`SELECT id, org_id, credits FROM reservations WHERE id = ANY($1::text[])`, [cmds.map((c) => c.reservationId)]) as Array<{ id: string; org_id: string; credits: string }>)
+      .map((r) => [r.id, { orgId: r.org_id, credits: Number(r.credits) }]),
+  );
+
+  // Per-entity holds are priced against the org's re-access windows and the entities other held calls pay for.
+  const perEntity = cmds.filter((c) => c.entities.length > 0);
+  const pairs = perEntity.flatMap((c) => c.entities.map((e) => [c.orgId, e] as const));
+  const windows = pairs.length > 0 ? await loadWindows(m, pairs.map((p) => p[0]), pairs.map((p) => p[1])) : new Map<string, Map<string, number>>();
+  const pending: PendingEntityHold[] = pairs.length > 0 ? await pendingEntityHolds(m, pairs.map((p) => p[0]), pairs.map((p) => p[1])) : [];
+
+  const touched = new Map<string, Account>();
+  const entries: LedgerEntryDraft[] = [];
+  const holds: Array<{ cmd: ReserveCommand; credits: number; allocation: string; payingFor: string[] }> = [];
+  const outcomes: Array<ReserveOutcome | Error> = [];
+  const inBatch = new Map<string, { orgId: string; credits: number }>();
+
+  for (const cmd of cmds) {
+    const locked = accounts.get(cmd.orgId);
+    if (!locked) {
+      outcomes.push(new UnknownOrgError(`unknown org "${cmd.orgId}"`));
+      continue;
+    }
+    const account = touched.get(cmd.orgId) ?? locked.account;
+    const already = existing.get(cmd.reservationId);
+    const earlier = inBatch.get(cmd.reservationId);
+    if ((already && already.orgId !== cmd.orgId) || (earlier && earlier.orgId !== cmd.orgId)) {
+      outcomes.push(new ReservationIdTakenError(`reservation_id "${cmd.reservationId}" belongs to another org`));
+      continue;
+    }
+    if (already || earlier) {
+      outcomes.push({ granted: true, reservationId: cmd.reservationId, requested: (already ?? earlier)!.credits, shortfall: 0, balance: account.balance });
+      continue;
+    }
+    const route = catalog.route(locked.profile, cmd.method, cmd.route);
+    if (!route) {
+      outcomes.push(new UnknownRouteError(`route "${cmd.method} ${cmd.route}" is not in profile "${locked.profile}"`));
+      continue;
+    }
+    const pricing = pricingOf(route);
+    let credits = 0;
+    // What the hold pays for: per-entity holds store only the entities they charge, so one entity is paid by at
+    // most one held reservation of an org at a time (later ones, in this batch too, see it pending).
+    let payingFor: string[] = [];
+    if (pricing.kind === 'fixed') credits = pricing.credits;
+    else if (pricing.kind === 'per_entity') {
+      // A company another held call of this org is paying for (its 2xx went out, its event is on the way) is
+      // already paid for: re-fetching it at once is free, not held twice or refused for want of credits.
+      const paid = withPendingCharges(windows.get(cmd.orgId) ?? new Map(), pending.filter((h) => h.orgId === cmd.orgId));
+      const priced = priceCall(pricing, { statusCode: 200, forwarded: true, entities: cmd.entities }, paid, cmd.occurredAt);
+      credits = priced.credits;
+      payingFor = priced.chargedEntities;
+    }
+    let r;
+    try {
+      r = reserve(account, cmd.reservationId, credits, cmd.occurredAt);
+    } catch (e) {
+      outcomes.push(e as Error);
+      continue;
+    }
+    touched.set(cmd.orgId, r.decided.account);
+    entries.push(...r.decided.entries);
+    if (r.granted && credits > 0) {
+      inBatch.set(cmd.reservationId, { orgId: cmd.orgId, credits });
+      holds.push({ cmd, credits, allocation: JSON.stringify(r.allocation), payingFor });
+      if (payingFor.length > 0) pending.push({ id: cmd.reservationId, orgId: cmd.orgId, entities: payingFor, occurredAt: cmd.occurredAt });
+    }
+    outcomes.push({ granted: r.granted, reservationId: cmd.reservationId, requested: r.requested, shortfall: r.shortfall, balance: r.decided.account.balance });
+  }
+
+  await appendEntries(m, entries);
+  await saveAccounts(m, [...touched.values()]);
+  if (holds.length > 0) {
+    await m.query(
+      `INSERT INTO reservations (id, org_id, credits, allocation, route, entities, occurred_at, expires_at, status)
+       SELECT u.id, u.org_id, u.credits, u.allocation, u.route, ARRAY(SELECT jsonb_array_elements_text(u.entities)), u.occurred_at, u.expires_at, 'held'
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::text[], $6::jsonb[], $7::timestamptz[], $8::timestamptz[])
+           AS u(id, org_id, credits, allocation, route, entities, occurred_at, expires_at)`,
+      [
+        holds.map((h) => h.cmd.reservationId),
+        holds.map((h) => h.cmd.orgId),
+        holds.map((h) => h.credits),
+        holds.map((h) => h.allocation),
+        holds.map((h) => `${h.cmd.method} ${h.cmd.route}`),
+        holds.map((h) => JSON.stringify(h.payingFor)),
+        holds.map((h) => new Date(h.cmd.occurredAt).toISOString()),
+        holds.map((h) => new Date(expiresAt(accounts.get(h.cmd.orgId)!.profile)).toISOString()),
+      ],
+    );
+  }
+  return outcomes;
+}
