@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // `npm run up`: Kafka (a local KRaft broker unless KAFKA_BROKERS is set), the local PostgreSQL, migrations,
 // the four apps, a demo org and key, and a curl to paste. Ctrl-C stops everything it started.
+const { randomBytes } = require('node:crypto');
 const { ensureKafka, ensureDatabase } = require('./infra');
 
 const profile = process.env.TOLLGATE_PROFILE || 'trackyard';
 const adminToken = process.env.TOLLGATE_ADMIN_TOKEN || 'dev-admin-token-change-me';
+// What gateways present to metering's gRPC: the environment's, or one made up for this run.
+const internalToken = process.env.TOLLGATE_INTERNAL_TOKEN || randomBytes(24).toString('base64url');
 const log = (m) => process.stderr.write(`up: ${m}\n`);
 
 const demo = {
@@ -33,6 +36,7 @@ async function main() {
     stack = await Stack.start({
       profile,
       adminToken,
+      internalToken,
       streamLogs: true,
       env: { LOG_LEVEL: process.env.LOG_LEVEL || 'log' },
       ports: {
@@ -60,7 +64,7 @@ Tollgate is up (profile ${profile}) in ${seconds}s.
   gateway   http://127.0.0.1:${stack.ports.gateway}
   metering  http://127.0.0.1:${stack.ports.metering} (admin API, Authorization: Bearer ${adminToken}; docs at /docs)
   query     http://127.0.0.1:${stack.ports.query}
-
+${process.env.TOLLGATE_INTERNAL_TOKEN ? '' : `  (more gateways against this metering: TOLLGATE_INTERNAL_TOKEN=${internalToken} npm run start:gateway)\n`}
 Demo org "demo" (plan ${d.plan}), API key ${key.body.key}
 Try:
 

@@ -1,11 +1,12 @@
  
 import { performance } from 'node:perf_hooks';
-import { credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import Redis from 'ioredis';
 import { Client } from 'pg';
 import { join } from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
+import { bearerMetadata } from '@tollgate/platform';
 import { CounterCheck, MemoryCounterStore } from '@tollgate/rate-limit';
 import { RedisCounterStore } from '@tollgate/rate-limit-redis';
 import { requestCompleted, testKafka } from '../support/kafka';
@@ -117,7 +118,7 @@ async function reservations(stack: Stack): Promise<void> {
     new Promise((resolve, reject) =>
       client.Reserve(
         { reservation_id: uuidv7(), org_id: orgs[i % orgs.length]!.orgId, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurred_at: new Date().toISOString() },
-        new Metadata(),
+        bearerMetadata(stack.internalToken),
         (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res)),
       ),
     );

@@ -1,4 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -49,6 +50,8 @@ function canListen(port: number): Promise<boolean> {
 export interface StackOptions {
   profile: string;
   adminToken?: string;
+  /** The token gateways present to metering's gRPC; default TOLLGATE_INTERNAL_TOKEN, else one made up per stack. */
+  internalToken?: string;
   env?: Record<string, string>;
   /** Extra gateways sharing the same metering (and Redis when REDIS_URL is in env). */
   extraGateways?: number;
@@ -64,10 +67,12 @@ export class Stack {
   readonly processes = new Map<string, ChildProcess>();
   readonly logs = new Map<string, string[]>();
   readonly adminToken: string;
+  readonly internalToken: string;
   extraGatewayPorts: number[] = [];
 
   private constructor(readonly ports: StackPorts, private readonly opts: StackOptions) {
     this.adminToken = opts.adminToken ?? 'test-admin-token';
+    this.internalToken = opts.internalToken || process.env.TOLLGATE_INTERNAL_TOKEN || randomBytes(24).toString('base64url');
   }
 
   static async start(opts: StackOptions): Promise<Stack> {
@@ -119,6 +124,7 @@ export class Stack {
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
       TOLLGATE_PROFILE: this.opts.profile,
       TOLLGATE_ADMIN_TOKEN: this.adminToken,
+      TOLLGATE_INTERNAL_TOKEN: this.internalToken,
       GATEWAY_PORT: String(p.gateway),
       METERING_PORT: String(p.metering),
       METERING_GRPC_PORT: String(p.meteringGrpc),

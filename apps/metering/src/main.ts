@@ -11,6 +11,7 @@ import {
   createLogger,
   fieldValidationPipe,
   grpcServerOptions,
+  internalToken,
   intFromEnv,
   onShutdown,
   runMain,
@@ -31,6 +32,7 @@ runMain('metering', async () => {
   const grpcPort = intFromEnv('METERING_GRPC_PORT', 50052);
   const host = strFromEnv('METERING_HOST', '127.0.0.1');
   const token = adminToken();
+  const internal = internalToken();
   const catalog = ProfileCatalog.load(strFromEnv('TOLLGATE_PROFILE', 'trackyard'));
   // A gateway's longest time from a granted hold to its event acknowledged by Kafka (HoldSweeper).
   const publishWindowSeconds = intFromEnv('RESERVATION_PUBLISH_WINDOW_SECONDS', 120);
@@ -63,7 +65,8 @@ runMain('metering', async () => {
   app.useGlobalPipes(fieldValidationPipe());
   const openapi = SwaggerModule.createDocument(app, new DocumentBuilder().setTitle('Tollgate admin API').addBearerAuth().build());
   SwaggerModule.setup('docs', app, openapi, { jsonDocumentUrl: 'docs/openapi.json' });
-  app.connectMicroservice(grpcServerOptions(ProtoPackages.Metering, ProtoFiles.Metering, `${host}:${grpcPort}`));
+  // Reservations move credits: only gateways holding the internal token may call (UNAUTHENTICATED otherwise).
+  app.connectMicroservice(grpcServerOptions(ProtoPackages.Metering, ProtoFiles.Metering, `${host}:${grpcPort}`, { bearerToken: internal.token }));
   app.enableShutdownHooks();
   await app.startAllMicroservices();
   await app.listen(port, host);
@@ -85,6 +88,7 @@ runMain('metering', async () => {
   lagProbe.unref();
 
   if (token.isDefault) logger.warn(`admin API uses the development token "${token.token}"; set TOLLGATE_ADMIN_TOKEN`);
+  if (internal.isDefault) logger.warn('gRPC uses the development internal token; set TOLLGATE_INTERNAL_TOKEN (the same on every gateway)');
   logger.log(`metering ready: admin http://${host}:${port}, gRPC ${host}:${grpcPort}, profile ${catalog.active.name}`);
 
   onShutdown(async () => {

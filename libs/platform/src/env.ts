@@ -27,3 +27,19 @@ export function adminToken(env: NodeJS.ProcessEnv = process.env): { token: strin
   }
   return { token: DevelopmentAdminToken, isDefault: true };
 }
+
+export const DevelopmentInternalToken = 'dev-internal-token-change-me';
+
+/**
+ * The credential gateways present to metering's gRPC (`authorization: Bearer <token>` metadata). Production
+ * refuses to start without one; development falls back to a default that metering and gateway share, so
+ * `npm run start:<app>` works out of the box (`npm run up` and the tests make up their own).
+ */
+export function internalToken(env: NodeJS.ProcessEnv = process.env): { token: string; isDefault: boolean } {
+  const token = env.TOLLGATE_INTERNAL_TOKEN;
+  if (token) return { token, isDefault: false };
+  if (env.NODE_ENV === 'production') {
+    throw new ConfigError("environment: TOLLGATE_INTERNAL_TOKEN: must be set when NODE_ENV=production (gateways present it to metering's gRPC)");
+  }
+  return { token: DevelopmentInternalToken, isDefault: true };
+}

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ProtoFiles, ReserveReply, ReserveRequest } from '@tollgate/contracts';
-import { grpcLoaderOptions } from '@tollgate/platform';
+import { bearerMetadata, grpcLoaderOptions, internalToken } from '@tollgate/platform';
 
 /** The gateway's port to metering: credit holds and balances. */
 export interface CreditReservations {
@@ -11,13 +11,18 @@ export interface CreditReservations {
   close(): void;
 }
 
-type Unary<Req, Res> = (req: Req, opts: { deadline: number }, cb: (err: grpc.ServiceError | null, res: Res) => void) => void;
+type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, opts: { deadline: number }, cb: (err: grpc.ServiceError | null, res: Res) => void) => void;
 
-/** gRPC client of tollgate.metering.v1.Reservations, with a deadline on every call. */
+/**
+ * gRPC client of tollgate.metering.v1.Reservations, with a deadline on every call and the internal token
+ * (TOLLGATE_INTERNAL_TOKEN unless given; with NODE_ENV=production a missing one stops the gateway at start).
+ */
 export class GrpcMeteringClient implements CreditReservations {
   private readonly client: grpc.Client & Record<string, Unary<unknown, unknown>>;
+  private readonly metadata: grpc.Metadata;
 
-  constructor(address: string, private readonly timeoutMs = 3000) {
+  constructor(address: string, token: string = internalToken().token, private readonly timeoutMs = 3000) {
+    this.metadata = bearerMetadata(token);
     const def = protoLoader.loadSync(ProtoFiles.Metering, grpcLoaderOptions);
     const pkg = grpc.loadPackageDefinition(def) as unknown as {
       tollgate: { metering: { v1: { Reservations: grpc.ServiceClientConstructor } } };
@@ -29,7 +34,7 @@ export class GrpcMeteringClient implements CreditReservations {
   private call<Req, Res>(method: string, req: Req): Promise<Res> {
     return new Promise((resolve, reject) => {
       const fn = this.client[method] as Unary<Req, Res>;
-      fn.call(this.client, req, { deadline: Date.now() + this.timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+      fn.call(this.client, req, this.metadata.clone(), { deadline: Date.now() + this.timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
     });
   }
 
