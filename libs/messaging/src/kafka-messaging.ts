@@ -1,5 +1,6 @@
 import { Admin, Consumer, Kafka, logLevel, Partitioners, Producer } from 'kafkajs';
 import { TopicPartitions } from '@tollgate/contracts';
+import { ConfigError } from '@tollgate/platform';
 import {
   BatchConsumer,
   BatchConsumerOptions,
@@ -17,10 +18,45 @@ export function kafkaBrokers(env: NodeJS.ProcessEnv = process.env): string[] {
 
 export class KafkaUnavailableError extends Error {}
 
+/** How ensureTopics creates missing topics. Topics that exist are left as they are (a warning says what differs). */
+export interface TopicSettings {
+  /** Copies of each partition (KAFKA_REPLICATION_FACTOR, default 1). */
+  replicationFactor: number;
+  /** The topics' min.insync.replicas (KAFKA_MIN_INSYNC_REPLICAS); null: the broker's default. */
+  minInsyncReplicas: number | null;
+  /** Partitions of the keyed topics, those created with more than one (KAFKA_PARTITIONS); null: their defaults. */
+  partitions: number | null;
+}
+
+/** Reads the topic settings; a bad value stops start-up with a message naming the variable. */
+export function topicSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): TopicSettings {
+  const positive = (name: string, max: number): number | null => {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === '') return null;
+    const n = Number(raw);
+    if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < 1 || n > max) {
+      throw new ConfigError(`environment: ${name}: must be a whole number from 1 to ${max} (got "${raw}")`);
+    }
+    return n;
+  };
+  const replicationFactor = positive('KAFKA_REPLICATION_FACTOR', 32767) ?? 1;
+  const minInsyncReplicas = positive('KAFKA_MIN_INSYNC_REPLICAS', 32767);
+  if (minInsyncReplicas !== null && minInsyncReplicas > replicationFactor) {
+    throw new ConfigError(
+      `environment: KAFKA_MIN_INSYNC_REPLICAS: must not exceed KAFKA_REPLICATION_FACTOR (${minInsyncReplicas} > ${replicationFactor}): no acks=all write could succeed`,
+    );
+  }
+  return { replicationFactor, minInsyncReplicas, partitions: positive('KAFKA_PARTITIONS', 10000) };
+}
+
 export interface KafkaMessagingOptions {
   clientId: string;
   brokers?: string[];
   log?: (level: 'error' | 'warn' | 'info', message: string, extra?: Record<string, unknown>) => void;
+  /** Default: from the environment (topicSettingsFromEnv), read when the messaging is created. */
+  topicSettings?: TopicSettings;
+  /** The topics ensureTopics creates, with their default partition counts. Default: the project's (TopicPartitions). */
+  topics?: Readonly<Record<string, number>>;
 }
 
 export function createKafkaMessaging(opts: KafkaMessagingOptions): Messaging {
@@ -30,11 +66,13 @@ export function createKafkaMessaging(opts: KafkaMessagingOptions): Messaging {
 class KafkaMessaging implements Messaging {
   private readonly kafka: Kafka;
   private readonly brokers: string[];
+  private readonly topicSettings: TopicSettings;
   private admin: Admin | null = null;
   private readonly closers: Array<() => Promise<void>> = [];
 
   constructor(private readonly opts: KafkaMessagingOptions) {
     this.brokers = opts.brokers ?? kafkaBrokers();
+    this.topicSettings = opts.topicSettings ?? topicSettingsFromEnv();
     const log = opts.log;
     this.kafka = new Kafka({
       clientId: opts.clientId,
@@ -68,16 +106,44 @@ class KafkaMessaging implements Messaging {
 
   async ensureTopics(): Promise<void> {
     const admin = await this.connectedAdmin();
+    const { replicationFactor, minInsyncReplicas } = this.topicSettings;
+    const wanted = Object.entries(this.opts.topics ?? TopicPartitions).map(([topic, partitions]) => ({ topic, partitions: this.partitionsOf(partitions) }));
     const existing = new Set(await admin.listTopics());
-    const missing = Object.entries(TopicPartitions).filter(([t]) => !existing.has(t));
-    if (missing.length === 0) return;
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: missing.map(([topic, numPartitions]) => ({ topic, numPartitions, replicationFactor: 1 })),
-    }).catch((e: Error & { type?: string }) => {
-      // Several apps start together: another one may have created them first.
-      if (e.type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(e.message)) throw e;
-    });
+    const missing = wanted.filter((t) => !existing.has(t.topic));
+    if (missing.length > 0) {
+      const brokers = (await admin.describeCluster()).brokers.length;
+      if (replicationFactor > brokers) {
+        throw new ConfigError(`environment: KAFKA_REPLICATION_FACTOR: ${replicationFactor} copies need as many brokers; the cluster at ${this.brokers.join(',')} has ${brokers}`);
+      }
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map(({ topic, partitions }) => ({
+          topic,
+          numPartitions: partitions,
+          replicationFactor,
+          configEntries: minInsyncReplicas === null ? [] : [{ name: 'min.insync.replicas', value: String(minInsyncReplicas) }],
+        })),
+      }).catch((e: Error & { type?: string }) => {
+        // Several apps start together: another one may have created them first.
+        if (e.type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(e.message)) throw e;
+      });
+    }
+    // Topics that were there already keep their settings: say so when they differ from what is configured.
+    const present = wanted.filter((t) => existing.has(t.topic));
+    if (present.length === 0) return;
+    const metadata = await admin.fetchTopicMetadata({ topics: present.map((t) => t.topic) });
+    for (const t of metadata.topics) {
+      const want = present.find((p) => p.topic === t.name);
+      const replicas = t.partitions[0]?.replicas.length ?? 0;
+      if (want && (t.partitions.length !== want.partitions || replicas !== replicationFactor)) {
+        this.opts.log?.('warn', `kafka: topic ${t.name} exists with ${t.partitions.length} partitions and ${replicas} replicas; configured ${want.partitions} and ${replicationFactor} apply only to topics created now (change it with kafka-topics.sh / kafka-reassign-partitions.sh)`);
+      }
+    }
+  }
+
+  /** KAFKA_PARTITIONS applies to the keyed topics (default more than 1); a single-partition topic stays one. */
+  private partitionsOf(defaultPartitions: number): number {
+    return defaultPartitions > 1 && this.topicSettings.partitions !== null ? this.topicSettings.partitions : defaultPartitions;
   }
 
   async publisher(): Promise<Publisher> {
