@@ -1,7 +1,6 @@
 import { DataSource } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
-import { Publisher } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
 import { AdminService } from '../admin/admin.service';
 import { ProfileCatalog } from '../profile-catalog';
@@ -20,7 +19,6 @@ describe('month rollover follows events, not the wall clock (real PostgreSQL)', 
   const jan15 = utc('2026-01-15T10:00:00Z');
   const jan31 = utc('2026-01-31T23:59:50Z');
   const feb1 = utc('2026-02-01T00:00:05Z');
-  const noDeadLetters: Publisher = { publish: () => Promise.reject(new Error('no dead letter expected')), close: async () => undefined };
   const groupId = `month-rollover-${uuidv7()}`;
 
   beforeAll(async () => {
@@ -48,7 +46,7 @@ describe('month rollover follows events, not the wall clock (real PostgreSQL)', 
       subject: { kind: 'key', id: 'k' }, profile: 'trackyard', method: 'POST', route: '/search', path: '/api/external/v1/search',
       status_code: 200, response_time_ms: 5, entities: [], reservation_id: reservationId,
     };
-    const consumer = new RequestCompletedConsumer(ds, catalog, noDeadLetters, groupId, () => now);
+    const consumer = new RequestCompletedConsumer(ds, catalog, { groupId, clock: () => now });
     await consumer.handle({ topic: 'month-rollover-test', partition: 0, nextOffset: '1', messages: [{ offset: '0', key: Buffer.from(org), value: Buffer.from(JSON.stringify(event)), headers: {} }] });
   }
 

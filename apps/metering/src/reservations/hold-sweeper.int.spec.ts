@@ -47,7 +47,7 @@ describe('HoldSweeper: holds never outlive a stalled consumer (real Kafka and Po
   /** Metering coming back: the real consumer, in this run's group, from the offsets stored with the data. */
   async function startConsumer(): Promise<void> {
     if (consumer) return;
-    const metering = new RequestCompletedConsumer(ds, catalog, publisher, groupId);
+    const metering = new RequestCompletedConsumer(ds, catalog, { groupId });
     consumer = messaging.batchConsumer({
       groupId,
       topic,

@@ -1,89 +1,79 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
-import { Allocation, priceCall, release, reserve } from '@tollgate/billing';
-import { ProfileCatalog, pricingOf } from '../profile-catalog';
-import { appendEntries, closeReservations, loadWindows, lockAccounts, pendingEntityHolds, saveAccounts, withPendingCharges } from '../ledger/ledger-store';
+import { Allocation, release } from '@tollgate/billing';
+import { MaxClockSkewMs } from '@tollgate/contracts';
+import { ProfileCatalog } from '../profile-catalog';
+import { appendEntries, closeReservations, lockAccounts, saveAccounts } from '../ledger/ledger-store';
+import { ReserveCommand, ReserveOutcome, reserveBatch } from './reservation-batch';
 
-export interface ReserveCommand {
-  reservationId: string;
-  orgId: string;
-  profile: string;
-  method: string;
-  route: string;
-  entities: string[];
-  occurredAt: number;
+export type { ReserveCommand, ReserveOutcome } from './reservation-batch';
+export { UnknownOrgError, UnknownRouteError, ReservationIdTakenError } from './reservation-batch';
+
+/** The clock skew a reservation may have, as events may (a gateway whose clock is off can't move a month). */
+export class ClockSkewError extends Error {}
+
+interface Queued {
+  cmd: ReserveCommand;
+  resolve: (o: ReserveOutcome) => void;
+  reject: (e: Error) => void;
 }
-
-export interface ReserveOutcome {
-  granted: boolean;
-  reservationId: string;
-  requested: number;
-  shortfall: number;
-  balance: number;
-}
-
-export class UnknownOrgError extends Error {}
-export class UnknownRouteError extends Error {}
 
 /**
- * Credit holds for strict enforcement. Each call is one short transaction that locks the org's account row,
- * so concurrent reservations of one org queue on that lock and can never together overdraw the balance.
+ * Credit holds for strict enforcement, group-committed: Reserve calls that arrive while a batch is being written
+ * wait for it, then go together in the next one (one transaction, one commit; see reserveBatch). An idle metering
+ * adds no delay; a busy one amortises the round trips and the commit over every hold of the batch. Holds of one org
+ * are decided one after another under its row lock, so concurrent calls can never together overdraw a balance.
  */
 export class ReservationService {
   private readonly log = new Logger('reservations');
+  private queue: Queued[] = [];
+  private writing = false;
 
   constructor(
     private readonly ds: DataSource,
     private readonly catalog: ProfileCatalog,
     private readonly clock: () => number = Date.now,
+    private readonly maxBatch = 256,
   ) {}
 
-  async reserve(cmd: ReserveCommand): Promise<ReserveOutcome> {
-    // PostgreSQL's default isolation (READ COMMITTED) is what this needs: the row lock serialises an org.
-    return this.ds.transaction(async (m) => {
-      const locked = (await lockAccounts(m, [cmd.orgId])).get(cmd.orgId);
-      if (!locked) throw new UnknownOrgError(`unknown org "${cmd.orgId}"`);
-      const existing: Array<{ credits: string }> = await m.query(`SELECT credits FROM reservations WHERE id = $1 AND org_id = $2`, [cmd.reservationId, cmd.orgId]);
-      if (existing[0]) {
-        const credits = Number(existing[0].credits);
-        return { granted: true, reservationId: cmd.reservationId, requested: credits, shortfall: 0, balance: locked.account.balance };
+  reserve(cmd: ReserveCommand): Promise<ReserveOutcome> {
+    const skew = cmd.occurredAt - this.clock();
+    if (Math.abs(skew) > MaxClockSkewMs) {
+      return Promise.reject(new ClockSkewError(`occurred_at ${new Date(cmd.occurredAt).toISOString()} is more than 5 minutes ${skew > 0 ? 'ahead of' : 'behind'} metering's clock`));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ cmd, resolve, reject });
+      if (!this.writing) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      try {
+        this.settle(batch, await this.write(batch.map((q) => q.cmd)));
+      } catch (e) {
+        if (batch.length === 1) batch[0]!.reject(e as Error);
+        // One command's bad data must not refuse the others: each is tried alone.
+        else for (const q of batch) await this.write([q.cmd]).then((o) => this.settle([q], o), (err: Error) => q.reject(err));
       }
-      const route = this.catalog.route(locked.profile, cmd.method, cmd.route);
-      if (!route) throw new UnknownRouteError(`route "${cmd.method} ${cmd.route}" is not in profile "${locked.profile}"`);
-      const pricing = pricingOf(route);
-      let credits = 0;
-      // What the hold pays for: per-entity holds store only the entities they charge, so one entity is paid by
-      // at most one held reservation of an org at a time (later ones see it pending, below).
-      let payingFor: string[] = [];
-      if (pricing.kind === 'fixed') credits = pricing.credits;
-      else if (pricing.kind === 'per_entity') {
-        const windows = await loadWindows(m, cmd.entities.map(() => cmd.orgId), cmd.entities);
-        // A company another held call of this org is paying for (its 2xx went out, its event is on the way) is
-        // already paid for: re-fetching it at once is free, not held twice or refused for want of credits.
-        const pending = await pendingEntityHolds(m, [cmd.orgId], cmd.entities);
-        const paid = withPendingCharges(windows.get(cmd.orgId) ?? new Map(), pending);
-        const priced = priceCall(pricing, { statusCode: 200, forwarded: true, entities: cmd.entities }, paid, cmd.occurredAt);
-        credits = priced.credits;
-        payingFor = priced.chargedEntities;
-      }
-      const r = reserve(locked.account, cmd.reservationId, credits, cmd.occurredAt);
-      if (r.decided.entries.length > 0) {
-        await appendEntries(m, r.decided.entries);
-        await saveAccounts(m, [r.decided.account]);
-      }
-      if (r.granted && credits > 0) {
-        const profile = this.catalog.get(locked.profile)!;
-        await m.query(
-          `INSERT INTO reservations (id, org_id, credits, allocation, route, entities, occurred_at, expires_at, status)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'held')`,
-          [
-            cmd.reservationId, cmd.orgId, credits, JSON.stringify(r.allocation), `${cmd.method} ${cmd.route}`, payingFor,
-            new Date(cmd.occurredAt).toISOString(),
-            new Date(this.clock() + profile.credits.reservation_timeout_seconds * 1000).toISOString(),
-          ],
-        );
-      }
-      return { granted: r.granted, reservationId: cmd.reservationId, requested: r.requested, shortfall: r.shortfall, balance: r.decided.account.balance };
+    }
+    this.writing = false;
+  }
+
+  private write(cmds: ReserveCommand[]): Promise<Array<ReserveOutcome | Error>> {
+    // PostgreSQL's default isolation (READ COMMITTED) is what this needs: the row locks serialise each org.
+    return this.ds.transaction((m) =>
+      reserveBatch(m, this.catalog, cmds, (profile) => this.clock() + (this.catalog.get(profile)?.credits.reservation_timeout_seconds ?? 120) * 1000),
+    );
+  }
+
+  private settle(batch: Queued[], outcomes: Array<ReserveOutcome | Error>): void {
+    batch.forEach((q, i) => {
+      const o = outcomes[i]!;
+      if (o instanceof Error) q.reject(o);
+      else q.resolve(o);
     });
   }
 

@@ -1,8 +1,8 @@
 import { Controller } from '@nestjs/common';
 import { GrpcMethod, RpcException } from '@nestjs/microservices';
 import { status } from '@grpc/grpc-js';
-import { ReserveRequest } from '@tollgate/contracts';
-import { ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
+import { forbiddenCharacterAt, ReserveRequest } from '@tollgate/contracts';
+import { ClockSkewError, ReservationIdTakenError, ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
 
 /** tollgate.metering.v1.Reservations (libs/contracts/src/proto/metering.proto). */
 @Controller()
@@ -13,13 +13,21 @@ export class ReservationsGrpcController {
   async reserve(req: ReserveRequest) {
     if (!req.reservationId) throw invalid('reservation_id is required');
     if (!req.orgId) throw invalid('org_id is required');
+    // Bounded and printable before anything reaches SQL: one bad hold must not fail its batch's neighbours.
+    for (const [field, value, max] of [['reservation_id', req.reservationId, 128], ['org_id', req.orgId, 64], ['method', req.method ?? '', 16], ['route', req.route ?? '', 512]] as const) {
+      checkText(field, value, max);
+    }
+    const entities = req.entities ?? [];
+    if (entities.length > 10_000) throw invalid('entities has more than 10000 ids');
+    entities.forEach((e, i) => checkText(`entities.${i}`, e, 256));
     const at = req.occurredAt ? Date.parse(req.occurredAt) : Date.now();
     if (Number.isNaN(at)) throw invalid('occurred_at must be an RFC 3339 time');
     try {
-      return await this.reservations.reserve({ ...req, entities: req.entities ?? [], occurredAt: at });
+      return await this.reservations.reserve({ ...req, entities, occurredAt: at });
     } catch (e) {
       if (e instanceof UnknownOrgError) throw new RpcException({ code: status.NOT_FOUND, message: e.message });
-      if (e instanceof UnknownRouteError) throw invalid(e.message);
+      if (e instanceof UnknownRouteError || e instanceof ClockSkewError) throw invalid(e.message);
+      if (e instanceof ReservationIdTakenError) throw new RpcException({ code: status.ALREADY_EXISTS, message: e.message });
       throw e;
     }
   }
@@ -35,6 +43,12 @@ export class ReservationsGrpcController {
     if (balance === null) throw new RpcException({ code: status.NOT_FOUND, message: `unknown org "${req.orgId}"` });
     return { orgId: req.orgId, balance };
   }
+}
+
+function checkText(field: string, value: string, max: number): void {
+  if (value.length > max) throw invalid(`${field} is longer than ${max} characters`);
+  const at = forbiddenCharacterAt(value);
+  if (at >= 0) throw invalid(`${field} contains a control character at index ${at}`);
 }
 
 function invalid(message: string): RpcException {
