@@ -81,8 +81,9 @@ describe('admin API (trackyard)', () => {
       method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ query: 'q' }),
     });
     expect(search.status).toBe(200);
+    // Settled, not only held: the call is in /usage (a settled hold is its charge; no further entry is written).
     await eventually(async () => (await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`)).body.balance === 499 &&
-      (await stack.admin<{ entries: Entry[] }>('GET', `/admin/orgs/${orgId}/ledger`)).body.entries.some((e) => e.type === 'charge'));
+      (await json(await fetch(stack.gatewayUrl(`${base}/usage`), { headers: { authorization: `Bearer ${key}` } }))).total_count === 1);
     const changed = await stack.admin('PUT', `/admin/orgs/${orgId}/plan`, { plan: 'pro' });
     expect(changed.status).toBe(200);
     expect(changed.body).toMatchObject({ plan: 'pro', balance: 4999 });

@@ -14,6 +14,9 @@ describe('strict credit enforcement (trace)', () => {
 
   type Entry = { seq: number; type: string; amount: number; balance_after: number };
   const ledger = async (orgId: string) => (await stack.admin<{ entries: Entry[] }>('GET', `/admin/orgs/${orgId}/ledger?limit=500`)).body.entries;
+  /** Every call of the org metered: its /usage counts them all (a settled hold adds no ledger entry). */
+  const metered = (key: string, calls: number) =>
+    eventually(async () => (await json(await fetch(stack.gatewayUrl('/v1/usage'), { headers: { authorization: `Bearer ${key}` } }))).total_count === calls, 10_000);
 
   it('admits exactly 5 of 20 concurrent calls against a balance of 5; 15 get the seed 402 and the balance ends at 0, never below', async () => {
     const { orgId, key } = await stack.orgWithKey('standard', uniqueId('strict'));
@@ -32,10 +35,10 @@ describe('strict credit enforcement (trace)', () => {
       expect(await res.text()).toBe('{"error":"credit_exhausted","message":"Insufficient credits to complete this request.","requested":1,"shortfall":1}');
     }
 
-    const settled = await eventually(async () => {
-      const entries = await ledger(orgId);
-      return entries.filter((e) => e.type === 'charge').length === 5 ? entries : null;
-    }, 10_000);
+    await metered(key, 20);
+    const settled = await ledger(orgId);
+    // Each settled hold is its call's charge: one reservation entry per 2xx, nothing released.
+    expect(settled.map((e) => e.type)).toEqual(['top_up', 'reservation', 'reservation', 'reservation', 'reservation', 'reservation']);
     expect(settled.every((e) => e.balance_after >= 0)).toBe(true);
     expect(settled.reduce((s, e) => s + e.amount, 0)).toBe(0);
     expect(settled.map((e) => e.seq)).toEqual(settled.map((_, i) => i + 1));
@@ -48,7 +51,7 @@ describe('strict credit enforcement (trace)', () => {
     const auth = { authorization: `Bearer ${key}` };
     const first = await fetch(stack.gatewayUrl('/v1/companies/reaccess-co'), { headers: auth });
     expect(first.status).toBe(200);
-    await eventually(async () => (await ledger(orgId)).some((e) => e.type === 'charge'));
+    await metered(key, 1);
     const again = await fetch(stack.gatewayUrl('/v1/companies/reaccess-co'), { headers: auth });
     expect(again.status).toBe(200);
     expect(await json(again)).toEqual(await json(first));

@@ -50,8 +50,9 @@ describe('walking skeleton (trackyard)', () => {
 
     const ledger = await stack.admin<{ entries: Array<{ type: string; amount: number; balance_after: number; seq: number }> }>('GET', `/admin/orgs/${orgId}/ledger?limit=500`);
     const entries = ledger.body.entries;
-    expect(entries.map((e) => e.type)).toEqual(['grant', 'reservation', 'release', 'charge']);
-    expect(entries.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    // The settled hold is the call's charge: one entry per paid call.
+    expect(entries.map((e) => e.type)).toEqual(['grant', 'reservation']);
+    expect(entries.map((e) => e.seq)).toEqual([1, 2]);
     expect(entries.reduce((s, e) => s + e.amount, 0)).toBe(499);
     expect(entries[entries.length - 1]!.balance_after).toBe(499);
     const org = await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`);

@@ -89,9 +89,13 @@ export function reserve(account: Account, reservationId: string, credits: number
 }
 
 /**
- * Settles a hold when the call's event arrives: the hold is given back (`release`), then the call's price is
- * charged (`charge`) from the same buckets first, then the others by soonest expiry, and whatever is still
- * uncovered becomes debt. A 2xx fixed call therefore writes release +1, charge -1; a non-2xx call only the release.
+ * Settles a hold when the call's event arrives.
+ * - The call costs exactly what was held and every bucket it was held from is still live (the common case: a 2xx
+ *   fixed-price call): the hold's `reservation` entries are the call's charge, and nothing more is written. The
+ *   ledger stays one entry per paid call; the hold's row (settled, by the event) says it was charged.
+ * - Otherwise the hold is given back (`release`), then the call's price is charged (`charge`) from the same buckets
+ *   first, then the others by soonest expiry, and whatever is still uncovered becomes debt. A non-2xx call writes
+ *   only the release.
  * Credits whose bucket expired while they were held can still pay this call (the hold was taken for it); what
  * they don't pay expires at once, as it would have without the hold.
  */
@@ -107,6 +111,8 @@ export function settle(
   assertAllocation(allocation);
   assertCredits(chargeCredits, 'chargeCredits');
   const books = booksAt(account, at);
+  const held = allocation.reduce((sum, a) => sum + a.credits, 0);
+  if (held > 0 && chargeCredits === held && allocation.every((a) => books.bucket(a.bucketId) !== undefined)) return books.decided();
   const detail = { reservation_id: reservationId };
   const expiredMeanwhile = giveBack(books, allocation, at, cause, detail);
   take(books, chargeCredits, {

@@ -263,14 +263,26 @@ describe('settling a hold', () => {
     return { h, allocation: r.allocation };
   }
 
-  it('given a hold of 1 for a fixed route, when the call answered 2xx, then the hold is released and 1 is charged (net -1)', () => {
+  it('given a hold of 1 for a fixed route, when the call answered 2xx, then the hold is the charge: nothing more is written (net -1)', () => {
     const { h, allocation } = starterHolding(1);
     const entries = h.then((a) => settle(a, 'res_1', allocation, 1, jan20, 'event:e1'));
-    expect(entries.map((e) => [e.type, e.amount, e.balanceAfter, e.cause, e.bucketId])).toEqual([
-      ['release', 1, 500, 'event:e1', 'allowance:2026-01'],
-      ['charge', -1, 499, 'event:e1', 'allowance:2026-01'],
+    expect(entries).toEqual([]);
+    expect(h.entries.map((e) => [e.type, e.amount, e.balanceAfter, e.bucketId])).toEqual([
+      ['grant', 500, 500, 'allowance:2026-01'],
+      ['reservation', -1, 499, 'allowance:2026-01'],
     ]);
-    expect(h.account.allowanceSpent).toBe(1);
+    expect(h.account).toMatchObject({ balance: 499, allowanceSpent: 1 });
+    expect(h.violations()).toEqual([]);
+  });
+
+  it('given a hold spanning two buckets, when the call costs exactly the hold, then nothing more is written and the buckets stay drained', () => {
+    const h = AccountHistory.opened({ name: 'mixed', oneTimeCredits: 1, monthlyAllowance: 0 }, jan15);
+    h.then((a) => grantTopUp(a, 10, null, 'top_up:a', jan15, 'admin:grant:a'));
+    const r = reserve(h.account, 'res_1', 3, jan20);
+    h.record(r.decided);
+    expect(r.allocation).toEqual([{ bucketId: 'one_time:mixed', credits: 1 }, { bucketId: 'top_up:a', credits: 2 }]);
+    expect(h.then((a) => settle(a, 'res_1', r.allocation, 3, jan20, 'event:e1'))).toEqual([]);
+    expect(h.account).toMatchObject({ balance: 8 });
     expect(h.violations()).toEqual([]);
   });
 

@@ -39,6 +39,8 @@ describe('month rollover follows events, not the wall clock (real PostgreSQL)', 
     return rows.map((r) => [r.type, Number(r.amount), r.bucket_id]);
   }
 
+  let nextOffset = 0;
+
   /** Meters one event dated `at` through the real consumer (no broker needed: a batch handed in directly). */
   async function meter(org: string, at: number, now: number, reservationId: string | null = null) {
     const event: RequestCompletedV1 = {
@@ -47,7 +49,9 @@ describe('month rollover follows events, not the wall clock (real PostgreSQL)', 
       status_code: 200, response_time_ms: 5, entities: [], reservation_id: reservationId,
     };
     const consumer = new RequestCompletedConsumer(ds, catalog, { groupId, clock: () => now });
-    await consumer.handle({ topic: 'month-rollover-test', partition: 0, nextOffset: '1', messages: [{ offset: '0', key: Buffer.from(org), value: Buffer.from(JSON.stringify(event)), headers: {} }] });
+    // Each batch at the next offset: the consumer's fence drops what lies below the offset it stored.
+    const offset = nextOffset++;
+    await consumer.handle({ topic: 'month-rollover-test', partition: 0, nextOffset: String(offset + 1), messages: [{ offset: String(offset), key: Buffer.from(org), value: Buffer.from(JSON.stringify(event)), headers: {} }] });
   }
 
   it('a hold released by timeout at 00:00:05 on the 1st writes no reset: the 31st\'s late event is charged from January\'s allowance', async () => {

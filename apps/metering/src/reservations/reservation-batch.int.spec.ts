@@ -43,7 +43,8 @@ describe('group-committed reservations (real PostgreSQL)', () => {
     const [account] = await ds.query(`SELECT balance FROM accounts WHERE org_id = $1`, [orgId]);
     const [held] = await ds.query(`SELECT COALESCE(SUM(credits), 0)::bigint AS held FROM reservations WHERE org_id = $1 AND status = 'held'`, [orgId]);
     const [low] = await ds.query(`SELECT MIN(balance_after)::bigint AS low FROM ledger_entries WHERE org_id = $1`, [orgId]);
-    return { by, balance: Number(account.balance), held: Number(held.held), lowest: Number(low.low) };
+    const [charged] = await ds.query(`SELECT COALESCE(SUM(credits), 0)::bigint AS c FROM usage_records WHERE org_id = $1`, [orgId]);
+    return { by, balance: Number(account.balance), held: Number(held.held), lowest: Number(low.low), charged: Number(charged.c) };
   }
 
   it('1,000 concurrent holds over 10 orgs with random balances, then settled, released or expired: never below zero, grants = charges + balance + held', async () => {
@@ -106,12 +107,13 @@ describe('group-committed reservations (real PostgreSQL)', () => {
     for (const o of orgs) {
       const s = await ledgerSums(o.id);
       const grants = (s.by.grant ?? 0) + (s.by.top_up ?? 0);
-      const charges = -(s.by.charge ?? 0);
       expect(s.lowest).toBeGreaterThanOrEqual(0);
       expect(s.balance).toBeGreaterThanOrEqual(0);
-      // reservation entries (-) and their releases (+) net to what is still held.
-      expect(-((s.by.reservation ?? 0) + (s.by.release ?? 0))).toBe(s.held);
-      expect(grants).toBe(charges + s.balance + s.held);
+      // What the calls cost (their usage rows) is what left the buckets for good: a settled hold is its call's charge,
+      // so reservations, releases and charges net to the charged calls plus what is still held.
+      expect(-((s.by.reservation ?? 0) + (s.by.release ?? 0) + (s.by.charge ?? 0))).toBe(s.charged + s.held);
+      expect(grants).toBe(s.charged + s.balance + s.held);
+      expect(s.charged).toBeGreaterThan(0);
     }
   });
 
