@@ -68,7 +68,7 @@ async function load(url: string, keys: string[], connections: number, duration: 
     connections,
     duration,
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query: 'night drive', filters: { genre: 'synthwave' } }),
+    body: JSON.stringify({ query: 'night drive' }),
     requests: [
       {
         setupRequest: (req) => {
@@ -87,7 +87,7 @@ async function load(url: string, keys: string[], connections: number, duration: 
  */
 async function closedLoop(url: string, keys: string[], connections: number, duration: number): Promise<{ p50: number; p99: number; ok: number; failed: number }> {
   const agent = new Agent({ connections, pipelining: 1 });
-  const body = JSON.stringify({ query: 'night drive', filters: { genre: 'synthwave' } });
+  const body = JSON.stringify({ query: 'night drive' });
   const samples: number[] = [];
   let ok = 0;
   let failed = 0;

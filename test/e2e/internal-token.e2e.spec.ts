@@ -57,6 +57,27 @@ describe("metering's gRPC requires the internal token", () => {
     client.close();
   });
 
+  it('ReserveBatch answers each hold in its position: granted, refused for want of credits, unknown org, skewed clock; and needs the token too', async () => {
+    const { orgId } = await stack.orgWithKey('free', uniqueId('grpc-batch'));
+    const client = reservations();
+    const skewed = { ...reserve(orgId), occurred_at: new Date(Date.now() + 400 * 86_400_000).toISOString() };
+    const tooMuch = Array.from({ length: 50 }, () => reserve(orgId));
+    const requests = [reserve(orgId), reserve('no-such-org'), skewed, ...tooMuch];
+    await expect(call(client, 'ReserveBatch', { requests }, null)).rejects.toMatchObject({ code: GrpcStatus.UNAUTHENTICATED });
+    type Result = { reply: { granted: boolean; balance: string } | null; error_code: number; error_message: string };
+    const answer = await call<{ results: Result[] }>(client, 'ReserveBatch', { requests }, `Bearer ${stack.internalToken}`);
+    expect(answer.results).toHaveLength(requests.length);
+    expect(answer.results[0]).toMatchObject({ reply: { granted: true, balance: '49' }, error_code: 0 });
+    expect(answer.results[1]).toMatchObject({ reply: null, error_code: GrpcStatus.NOT_FOUND });
+    expect(answer.results[2]).toMatchObject({ reply: null, error_code: GrpcStatus.INVALID_ARGUMENT, error_message: expect.stringMatching(/more than 5 minutes ahead/) });
+    const rest = answer.results.slice(3).map((r) => r.reply?.granted);
+    // 49 credits left for 50 holds: the first 49 in order are granted, the last refused; nothing overdraws.
+    expect(rest.filter(Boolean)).toHaveLength(49);
+    expect(rest[49]).toBe(false);
+    expect((await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`)).body.balance).toBe(0);
+    client.close();
+  });
+
   it('the gateway presents it: a paid call reserves and is charged', async () => {
     const { orgId, key } = await stack.orgWithKey('free', uniqueId('grpc-auth'));
     const res = await fetch(stack.gatewayUrl('/api/external/v1/search'), {

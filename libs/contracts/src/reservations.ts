@@ -21,3 +21,18 @@ export interface ReserveReply {
   shortfall: number;
   balance: number;
 }
+
+export interface ReserveBatchRequest {
+  requests: ReserveRequest[];
+}
+
+/** One answer per request of a batch: `reply`, or the status code (non-zero) and message Reserve would fail with. */
+export interface ReserveResult {
+  reply?: ReserveReply | null;
+  errorCode: number;
+  errorMessage: string;
+}
+
+export interface ReserveBatchReply {
+  results: ReserveResult[];
+}

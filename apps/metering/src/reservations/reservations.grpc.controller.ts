@@ -1,13 +1,29 @@
 import { Controller } from '@nestjs/common';
 import { GrpcMethod, RpcException } from '@nestjs/microservices';
 import { status } from '@grpc/grpc-js';
-import { forbiddenCharacterAt, ReserveRequest } from '@tollgate/contracts';
+import { forbiddenCharacterAt, ReserveBatchReply, ReserveBatchRequest, ReserveRequest } from '@tollgate/contracts';
 import { ClockSkewError, ReservationIdTakenError, ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
 
 /** tollgate.metering.v1.Reservations (libs/contracts/src/proto/metering.proto). */
 @Controller()
 export class ReservationsGrpcController {
   constructor(private readonly reservations: ReservationService) {}
+
+  @GrpcMethod('Reservations', 'ReserveBatch')
+  async reserveBatch(req: ReserveBatchRequest): Promise<ReserveBatchReply> {
+    const requests = req.requests ?? [];
+    if (requests.length > 1000) throw invalid('requests has more than 1000 holds');
+    // All of them join the same group commit; each is answered on its own.
+    const settled = await Promise.allSettled(requests.map((r) => this.reserve(r)));
+    return {
+      results: settled.map((s) => {
+        if (s.status === 'fulfilled') return { reply: s.value, errorCode: 0, errorMessage: '' };
+        const reason = s.reason as Error;
+        const err = reason instanceof RpcException ? (reason.getError() as { code?: number; message?: string }) : null;
+        return { reply: null, errorCode: err?.code ?? status.INTERNAL, errorMessage: err?.message ?? reason.message ?? 'reservation failed' };
+      }),
+    };
+  }
 
   @GrpcMethod('Reservations', 'Reserve')
   async reserve(req: ReserveRequest) {
