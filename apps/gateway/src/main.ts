@@ -55,6 +55,7 @@ runMain('gateway', async () => {
     events,
     trustedProxies,
     clock: systemClock,
+    serverTiming: process.env.GATEWAY_SERVER_TIMING === '1',
   });
 
   const app = await NestFactory.create(

@@ -22,6 +22,8 @@ export interface GatewayDeps {
   events: Publisher;
   trustedProxies: string[];
   clock: Clock;
+  /** Answer paid calls with a Server-Timing header (auth, limit, hold, upstream, price, record): for operators. */
+  serverTiming?: boolean;
 }
 
 type ErrorKind = keyof Profile['errors'];
@@ -46,6 +48,8 @@ interface Call {
   credits: number | null;
   /** The client closed its connection before its answer was sent. */
   clientGone: boolean;
+  /** Step timings for the Server-Timing header (only with GATEWAY_SERVER_TIMING=1). */
+  marks: Array<[string, bigint]> | null;
 }
 
 /** A hold the call still has: given back if the call ends without handing data out. */
@@ -144,6 +148,7 @@ export class GatewayPipeline {
       startedAt: process.hrtime.bigint(),
       ip: clientIp(req.socket.remoteAddress ?? '', headerValue(req.headers['x-forwarded-for']), this.d.trustedProxies),
       principal: null, rate: null, credits: null, clientGone: false,
+      marks: this.d.serverTiming ? [['start', process.hrtime.bigint()]] : null,
     };
     res.once('close', () => {
       if (!res.writableFinished) call.clientGone = true;
@@ -151,8 +156,10 @@ export class GatewayPipeline {
 
     if (!this.passesBadKeyThrottle(call)) return;
     if (!(await this.authenticate(call))) return;
+    mark(call, 'auth');
     if (!(await this.passesLockout(call))) return;
     if (!(await this.limit(call))) return;
+    mark(call, 'limit');
     if (call.route.handler !== 'proxy') return this.answerFromQuery(call);
     return this.proxy(call);
   }
@@ -215,11 +222,13 @@ export class GatewayPipeline {
       const outcome = await this.hold(call, { kind: 'fixed', credits: route.cost.credits });
       if (!outcome.granted) return this.insufficientCredits(call, outcome.requested, outcome.shortfall);
       hold = { reservationId: outcome.reservationId, credits: outcome.held };
+      mark(call, 'hold');
     }
 
     let upstream: UpstreamResponse;
     try {
       upstream = await this.forward(call);
+      mark(call, 'upstream');
     } catch {
       // Nothing is charged: the hold is given back now, and the event carries status 502.
       await this.giveBack(call, hold);
@@ -231,6 +240,9 @@ export class GatewayPipeline {
       hold = { ...hold, credits: 0 };
     }
     if (route.login && this.d.profile.lockout && upstream.status === 401) await this.countFailedLogin(call);
+
+    // A client that went away gets nothing, so it pays nothing: checked before anything more is held or recorded.
+    if (principal && call.clientGone) return this.abandon(call, hold, []);
 
     // Per-entity routes are priced from what the upstream returned, before any of it reaches the caller.
     let entities: string[] = [];
@@ -245,16 +257,11 @@ export class GatewayPipeline {
         if (!outcome.granted) return this.insufficientCredits(call, outcome.requested, outcome.shortfall);
         hold = { reservationId: outcome.reservationId, credits: outcome.held };
       }
+      mark(call, 'price');
     }
 
     if (principal) {
-      // A client that went away gets nothing, so it pays nothing: the hold goes back and the call is recorded as such.
-      if (call.clientGone) {
-        await this.giveBack(call, hold);
-        await this.publish(call, 499, 'client_closed', entities, hold?.reservationId ?? null).catch(() => undefined);
-        decisions.inc({ profile: this.d.profile.name, outcome: 'client_closed' });
-        return;
-      }
+      if (call.clientGone) return this.abandon(call, hold, entities);
       try {
         await this.publish(call, upstream.status, 'forwarded', entities, hold?.reservationId ?? null);
       } catch (e) {
@@ -265,11 +272,20 @@ export class GatewayPipeline {
         throw new DependencyUnavailable('kafka', e);
       }
     }
+    mark(call, 'record');
     decisions.inc({ profile: this.d.profile.name, outcome: 'forwarded' });
     const headers = forwardableHeaders(upstream.headers);
     this.decorate(call, false, headers);
+    if (call.marks) headers['server-timing'] = serverTiming(call.marks);
     call.res.writeHead(upstream.status, headers);
     call.res.end(upstream.body);
+  }
+
+  /** The client closed its connection before its answer: the hold goes back and the call is recorded, free. */
+  private async abandon(call: Call, hold: HeldCredits | null, entities: string[]): Promise<void> {
+    await this.giveBack(call, hold);
+    await this.publish(call, 499, 'client_closed', entities, hold?.reservationId ?? null).catch(() => undefined);
+    decisions.inc({ profile: this.d.profile.name, outcome: 'client_closed' });
   }
 
   private async hold(call: Call, need: Need): Promise<HoldOutcome> {
@@ -490,6 +506,15 @@ export class GatewayPipeline {
     res.setHeader('content-type', 'application/json; charset=utf-8');
     res.end(JSON.stringify(body));
   }
+}
+
+function mark(call: Call, step: string): void {
+  call.marks?.push([step, process.hrtime.bigint()]);
+}
+
+/** `auth;dur=0.021, limit;dur=0.004, ...`: each step's milliseconds since the one before. */
+function serverTiming(marks: Array<[string, bigint]>): string {
+  return marks.slice(1).map(([name, at], i) => `${name};dur=${(Number(at - marks[i]![1]) / 1e6).toFixed(3)}`).join(', ');
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

@@ -132,6 +132,28 @@ describe('group-committed reservations (real PostgreSQL)', () => {
     expect(ok.granted).toBe(true);
   });
 
+  it('an event whose hold the gateway gave back (its publish looked failed, the ack was lost) is charged nothing', async () => {
+    const admin = new AdminService(ds, catalog);
+    const id = `${run}-ambiguous`;
+    await admin.createOrg({ id, name: id, plan: 'starter' });
+    const reservations = new ReservationService(ds, catalog);
+    const hold = await reservations.reserve({ reservationId: uuidv7(), orgId: id, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: Date.now() });
+    expect(hold.balance).toBe(499);
+    // The gateway answered 503 and gave the hold back; then the event turns out to have reached Kafka after all.
+    expect(await reservations.release(hold.reservationId, id)).toBe(true);
+    const event: RequestCompletedV1 = {
+      event_id: uuidv7(), schema_version: 1, occurred_at: new Date().toISOString(), org_id: id, api_key_id: null,
+      subject: { kind: 'key', id: 'k' }, profile: 'trackyard', method: 'POST', route: '/search', path: '/api/external/v1/search',
+      status_code: 200, response_time_ms: 3, entities: [], reservation_id: hold.reservationId, decision: 'forwarded',
+    };
+    await new RequestCompletedConsumer(ds, catalog, { groupId: `${run}-ambiguous` }).handle({
+      topic: `${run}-ambiguous`, partition: 0, nextOffset: '1', messages: [{ offset: '0', key: Buffer.from(id), value: Buffer.from(JSON.stringify(event)), headers: {} }],
+    });
+    const [row] = await ds.query(`SELECT credits, cost_reason FROM usage_records WHERE event_id = $1`, [event.event_id]);
+    expect(row).toMatchObject({ credits: '0', cost_reason: 'given_back' });
+    expect((await ledgerSums(id)).balance).toBe(500);
+  });
+
   it('one command that PostgreSQL refuses fails alone: the holds batched with it are granted', async () => {
     const admin = new AdminService(ds, catalog);
     const id = `${run}-poison`;
