@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { Topics } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
+import { RelayLoop } from '../outbox/relay-loop';
 import { deadLetterMessage, markSent, unsentDeadLetters } from './dead-letter-store';
 
 /**
@@ -15,38 +16,23 @@ import { deadLetterMessage, markSent, unsentDeadLetters } from './dead-letter-st
  */
 export class DeadLetterRelay {
   private readonly log = new Logger('dead-letters');
-  private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  private readonly loop: RelayLoop;
 
   constructor(
     private readonly ds: DataSource,
     private readonly publisher: Publisher,
-    private readonly intervalMs = 500,
+    intervalMs = 500,
     private readonly batchSize = 500,
-  ) {}
-
-  start(): void {
-    const tick = async () => {
-      if (this.running) return;
-      this.running = true;
-      try {
-        while ((await this.publishOnce()) === this.batchSize) {
-          /* drain a backlog without waiting */
-        }
-      } catch (e) {
-        this.log.error({ msg: 'dead-letter publication failed; will retry', error: (e as Error).message });
-      } finally {
-        this.running = false;
-      }
-    };
-    this.timer = setInterval(() => void tick(), this.intervalMs);
-    this.timer.unref();
+  ) {
+    this.loop = new RelayLoop(this.log, 'dead-letter publication', () => this.publishOnce(), intervalMs, batchSize);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    while (this.running) await new Promise((r) => setTimeout(r, 10));
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Sends one batch of unsent dead letters; returns how many. */

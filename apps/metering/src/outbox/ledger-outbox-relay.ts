@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { RelayLoop } from './relay-loop';
 import { DataSource } from 'typeorm';
 import { Topics } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
@@ -17,38 +18,23 @@ import { Publisher } from '@tollgate/messaging';
  */
 export class LedgerOutboxRelay {
   private readonly log = new Logger('ledger-outbox');
-  private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  private readonly loop: RelayLoop;
 
   constructor(
     private readonly ds: DataSource,
     private readonly publisher: Publisher,
-    private readonly intervalMs = 200,
+    intervalMs = 200,
     private readonly batchSize = 2000,
-  ) {}
-
-  start(): void {
-    const tick = async () => {
-      if (this.running) return;
-      this.running = true;
-      try {
-        while ((await this.publishOnce()) === this.batchSize) {
-          /* drain a backlog without waiting */
-        }
-      } catch (e) {
-        this.log.error({ msg: 'ledger publication failed; will retry', error: (e as Error).message });
-      } finally {
-        this.running = false;
-      }
-    };
-    this.timer = setInterval(() => void tick(), this.intervalMs);
-    this.timer.unref();
+  ) {
+    this.loop = new RelayLoop(this.log, 'ledger publication', () => this.publishOnce(), intervalMs, batchSize);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    while (this.running) await new Promise((r) => setTimeout(r, 10));
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Sends one batch of pending entries; returns how many. */
