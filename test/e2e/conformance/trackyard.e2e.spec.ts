@@ -533,11 +533,15 @@ describe('conformance: trackyard (seeds 000, 001)', () => {
     expect(grant).toMatchObject({ type: 'grant', amount: 500, bucket_id: `allowance:${month}` });
     const res = await search(key);
     expect(res.headers.get('X-Credits-Remaining')).toBe('499');
-    await eventually(async () => (await ledger(orgId)).some((e) => e.type === 'charge'));
+    await usageAfter(key, 1);
     const me = await json(await get(key, '/me'));
     expect(me).toMatchObject({ credits_remaining: 499, monthly_allowance: 500 });
-    const charge = (await ledger(orgId)).find((e) => e.type === 'charge')!;
-    expect(charge.bucket_id).toBe(`allowance:${month}`);
+    // The settled hold is the call's charge: one entry, taken from this month's allowance.
+    const entries = await ledger(orgId);
+    expect(entries.map((e) => [e.type, e.amount, e.bucket_id])).toEqual([
+      ['grant', 500, `allowance:${month}`],
+      ['reservation', -1, `allowance:${month}`],
+    ]);
   });
 
   it('"Upgrade your plan — Get more credits and higher rate limits"', async () => {
