@@ -14,7 +14,7 @@ export default tseslint.config(
       'no-console': ['error', { allow: ['warn', 'error'] }],
     },
   },
-  { files: ['scripts/**/*.js', '*.js', '*.mjs'], rules: { '@typescript-eslint/no-require-imports': 'off', 'no-console': 'off' } },
+  { files: ['scripts/**/*.js', 'bin/**/*.js', '*.js', '*.mjs'], rules: { '@typescript-eslint/no-require-imports': 'off', 'no-console': 'off' } },
   { files: ['test/**/*.ts', 'apps/**/main.ts', 'apps/**/replay.ts'], rules: { 'no-console': 'off' } },
   { files: ['**/*.spec.ts', 'test/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
 );

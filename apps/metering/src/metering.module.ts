@@ -5,6 +5,8 @@ import { HealthController, ReadinessChecks } from '@tollgate/platform';
 import { AdminController } from './admin/admin.controller';
 import { AdminToken, AdminTokenGuard } from './admin/admin.guard';
 import { AdminService } from './admin/admin.service';
+import { AdminViews } from './admin/admin-views';
+import { AdminViewsController } from './admin/admin-views.controller';
 import { ReservationService } from './reservations/reservation.service';
 import { ReservationsGrpcController } from './reservations/reservations.grpc.controller';
 
@@ -24,9 +26,10 @@ export class MeteringModule {
   static register(deps: MeteringDeps): DynamicModule {
     return {
       module: MeteringModule,
-      controllers: [AdminController, ReservationsGrpcController, HealthController],
+      controllers: [AdminController, AdminViewsController, ReservationsGrpcController, HealthController],
       providers: [
         { provide: AdminService, useValue: deps.admin },
+        { provide: AdminViews, useFactory: () => { const v = new AdminViews(deps.ds); v.startSampling(); return v; } },
         { provide: ReservationService, useValue: deps.reservations },
         { provide: AdminToken, useValue: deps.adminToken },
         AdminTokenGuard,

@@ -1,0 +1,44 @@
+import { Controller, Get, Param, Query, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { AdminTokenGuard } from './admin.guard';
+import { ActivityQueryDto, LedgerEntriesQueryDto, ListOrgsQueryDto, OrgUsageQueryDto } from './admin-views.dto';
+import { AdminViews } from './admin-views';
+
+/** Read-only admin views for operators (CLI and console): lists, usage, keys, activity and the system. */
+@ApiTags('admin')
+@ApiBearerAuth()
+@UseGuards(AdminTokenGuard)
+@Controller('admin')
+export class AdminViewsController {
+  constructor(private readonly views: AdminViews) {}
+
+  @Get('orgs')
+  listOrgs(@Query() q: ListOrgsQueryDto) {
+    return this.views.listOrgs(q);
+  }
+
+  @Get('orgs/:org/usage')
+  usage(@Param('org') org: string, @Query() q: OrgUsageQueryDto) {
+    return this.views.usage(org, q.limit, q.offset);
+  }
+
+  @Get('orgs/:org/keys')
+  keys(@Param('org') org: string) {
+    return this.views.keys(org);
+  }
+
+  @Get('orgs/:org/entries')
+  entries(@Param('org') org: string, @Query() q: LedgerEntriesQueryDto) {
+    return this.views.entries(org, q.before, q.limit);
+  }
+
+  @Get('orgs/:org/activity')
+  activity(@Param('org') org: string, @Query() q: ActivityQueryDto) {
+    return this.views.activity(org, q.bucket);
+  }
+
+  @Get('system')
+  system() {
+    return this.views.system();
+  }
+}

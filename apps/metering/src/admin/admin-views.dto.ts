@@ -1,0 +1,75 @@
+import { Type } from 'class-transformer';
+import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
+
+export const OrgSorts = ['id', 'name', 'plan', 'balance', 'used_this_month', 'calls_today', 'last_call_at', 'created_at'] as const;
+export type OrgSort = (typeof OrgSorts)[number];
+
+/** `GET /admin/orgs`: search, sort and page the orgs. */
+export class ListOrgsQueryDto {
+  /** Matches the id or the name, case-insensitively, anywhere in it. */
+  @IsOptional()
+  @IsString()
+  @Length(1, 200)
+  search?: string;
+
+  @IsOptional()
+  @IsIn(OrgSorts)
+  sort?: OrgSort;
+
+  @IsOptional()
+  @IsIn(['asc', 'desc'])
+  order?: 'asc' | 'desc';
+
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(500)
+  limit?: number;
+
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  offset?: number;
+}
+
+/** `GET /admin/orgs/:org/usage`: the org's calls, newest first (what `/usage` shows its end users). */
+export class OrgUsageQueryDto {
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(500)
+  limit?: number;
+
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  offset?: number;
+}
+
+/** `GET /admin/orgs/:org/entries`: the ledger newest first, each entry with the call or command behind it. */
+export class LedgerEntriesQueryDto {
+  /** Entries with a sequence number below this one (the previous page's last `seq`); omitted: the newest. */
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  before?: number;
+
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(500)
+  limit?: number;
+}
+
+/** `GET /admin/orgs/:org/activity`: calls per hour (the last 48 hours) or per day (the last 31 days), and the balance. */
+export class ActivityQueryDto {
+  @IsOptional()
+  @IsIn(['hour', 'day'])
+  bucket?: 'hour' | 'day';
+}
