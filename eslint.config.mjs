@@ -15,6 +15,7 @@ export default tseslint.config(
     },
   },
   { files: ['scripts/**/*.js', 'bin/**/*.js', '*.js', '*.mjs'], rules: { '@typescript-eslint/no-require-imports': 'off', 'no-console': 'off' } },
+  { files: ['apps/metering/src/console/public/**/*.js'], languageOptions: { sourceType: 'script', globals: { ...globals.browser } } },
   { files: ['test/**/*.ts', 'apps/**/main.ts', 'apps/**/replay.ts'], rules: { 'no-console': 'off' } },
   { files: ['**/*.spec.ts', 'test/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
 );

@@ -7,6 +7,7 @@ import { AdminToken, AdminTokenGuard } from './admin/admin.guard';
 import { AdminService } from './admin/admin.service';
 import { AdminViews } from './admin/admin-views';
 import { AdminViewsController } from './admin/admin-views.controller';
+import { ConsoleController } from './console/console.controller';
 import { ReservationService } from './reservations/reservation.service';
 import { ReservationsGrpcController } from './reservations/reservations.grpc.controller';
 
@@ -26,7 +27,7 @@ export class MeteringModule {
   static register(deps: MeteringDeps): DynamicModule {
     return {
       module: MeteringModule,
-      controllers: [AdminController, AdminViewsController, ReservationsGrpcController, HealthController],
+      controllers: [AdminController, AdminViewsController, ConsoleController, ReservationsGrpcController, HealthController],
       providers: [
         { provide: AdminService, useValue: deps.admin },
         { provide: AdminViews, useFactory: () => { const v = new AdminViews(deps.ds); v.startSampling(); return v; } },

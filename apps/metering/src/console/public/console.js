@@ -1,0 +1,442 @@
+// Tollgate's operator console: a small SPA over metering's admin API, no framework and no build step.
+// The admin token lives in this tab's sessionStorage and travels only as an Authorization header; it is never put
+// in a URL. Every value from the API is written with textContent (never innerHTML), and the page is served with a
+// CSP that allows scripts from this origin only.
+/* global uPlot */
+(function () {
+  'use strict';
+  const TOKEN = 'tollgate.adminToken';
+  const main = document.getElementById('main');
+  const REASONS = [
+    ['charged', 'charged', '#2563eb'],
+    ['reaccess', 're-access (free)', '#10b981'],
+    ['failure', 'failure (free)', '#f59e0b'],
+    ['rate_limited', 'rate-limited', '#ef4444'],
+    ['insufficient_credits', 'insufficient credits', '#8b5cf6'],
+    ['free', 'free route', '#9ca3af'],
+  ];
+  let refreshTimer = null;
+  let charts = [];
+
+  // ---- DOM helpers ---------------------------------------------------------------------------------------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+  const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
+  const when = (iso) => (iso ? new Date(iso).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '–');
+  const signed = (n) => h('span', { class: n > 0 ? 'pos' : n < 0 ? 'neg' : '' }, (n > 0 ? '+' : '') + fmt(n));
+
+  // ---- API -----------------------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || `HTTP ${status}`);
+      this.status = status;
+      this.body = body;
+    }
+  }
+  async function api(method, path, body) {
+    const token = sessionStorage.getItem(TOKEN);
+    const res = await fetch(path, {
+      method,
+      headers: Object.assign({ authorization: `Bearer ${token || ''}` }, body === undefined ? {} : { 'content-type': 'application/json' }),
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+    const text = await res.text();
+    const parsed = text ? JSON.parse(text) : null;
+    if (res.status === 401) {
+      sessionStorage.removeItem(TOKEN);
+      route();
+      throw new ApiError(401, parsed);
+    }
+    if (!res.ok) throw new ApiError(res.status, parsed);
+    return parsed;
+  }
+  const enc = encodeURIComponent;
+
+  // ---- routing -------------------------------------------------------------------------------------------
+  function route() {
+    if (refreshTimer) clearInterval(refreshTimer);
+    refreshTimer = null;
+    for (const c of charts) c.destroy();
+    charts = [];
+    const signedIn = !!sessionStorage.getItem(TOKEN);
+    document.getElementById('nav').hidden = !signedIn;
+    main.replaceChildren();
+    if (!signedIn) return signIn();
+    const hash = location.hash || '#/orgs';
+    let m;
+    for (const a of document.querySelectorAll('[data-nav]')) a.classList.toggle('active', hash.startsWith(`#/${a.dataset.nav}`));
+    if ((m = /^#\/orgs\/([^/?]+)$/.exec(hash))) return orgPage(decodeURIComponent(m[1]));
+    if (hash.startsWith('#/system')) return systemPage();
+    return orgsPage();
+  }
+  window.addEventListener('hashchange', route);
+  document.getElementById('signout').addEventListener('click', () => {
+    sessionStorage.removeItem(TOKEN);
+    location.hash = '#/orgs';
+    route();
+  });
+
+  function failed(where, e) {
+    where.replaceChildren(h('p', { class: 'error', role: 'alert' }, e.message));
+  }
+
+  // ---- sign in -------------------------------------------------------------------------------------------
+  function signIn() {
+    main.append(document.getElementById('signin-template').content.cloneNode(true));
+    const form = document.getElementById('signin');
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const input = document.getElementById('token');
+      const error = document.getElementById('signin-error');
+      const res = await fetch('/admin/system', { headers: { authorization: `Bearer ${input.value}` }, cache: 'no-store', credentials: 'omit' });
+      if (res.status === 401) {
+        error.textContent = 'That token was refused.';
+        input.value = '';
+        return;
+      }
+      if (!res.ok) {
+        error.textContent = `Metering answered ${res.status}.`;
+        return;
+      }
+      sessionStorage.setItem(TOKEN, input.value);
+      input.value = '';
+      route();
+    });
+  }
+
+  // ---- orgs ----------------------------------------------------------------------------------------------
+  const orgsState = { search: '', sort: 'id', order: 'asc', offset: 0, limit: 25 };
+  function orgsPage() {
+    const columns = [
+      ['id', 'Org'], ['name', 'Name'], ['plan', 'Plan'], ['balance', 'Balance', true], ['used_this_month', 'Used this month', true],
+      ['calls_today', 'Calls today', true], ['last_call_at', 'Last call'],
+    ];
+    const search = h('input', { type: 'search', placeholder: 'Search id or name', value: orgsState.search, 'aria-label': 'Search orgs' });
+    const body = h('tbody');
+    const head = h('tr');
+    const info = h('span', { class: 'muted' });
+    const prev = h('button', { class: 'secondary', type: 'button' }, '← Previous');
+    const next = h('button', { class: 'secondary', type: 'button' }, 'Next →');
+    main.append(
+      h('h1', {}, 'Orgs'),
+      h('div', { class: 'toolbar' }, search),
+      h('table', { id: 'orgs' }, h('thead', {}, head), body),
+      h('div', { class: 'pager' }, prev, next, info),
+    );
+    for (const [key, label, num] of columns) {
+      head.append(h('th', {
+        class: `sortable${num ? ' num' : ''}${orgsState.sort === key ? ` sorted ${orgsState.order}` : ''}`,
+        'data-sort': key,
+        onclick: () => {
+          orgsState.order = orgsState.sort === key ? (orgsState.order === 'asc' ? 'desc' : 'asc') : num || key === 'last_call_at' ? 'desc' : 'asc';
+          orgsState.sort = key;
+          orgsState.offset = 0;
+          route();
+        },
+      }, label));
+    }
+    let debounce;
+    search.addEventListener('input', () => {
+      clearTimeout(debounce);
+      debounce = setTimeout(() => {
+        orgsState.search = search.value.trim();
+        orgsState.offset = 0;
+        load();
+      }, 250);
+    });
+    prev.addEventListener('click', () => { orgsState.offset = Math.max(0, orgsState.offset - orgsState.limit); load(); });
+    next.addEventListener('click', () => { orgsState.offset += orgsState.limit; load(); });
+    async function load() {
+      const q = new URLSearchParams({ sort: orgsState.sort, order: orgsState.order, limit: orgsState.limit, offset: orgsState.offset });
+      if (orgsState.search) q.set('search', orgsState.search);
+      try {
+        const page = await api('GET', `/admin/orgs?${q}`);
+        body.replaceChildren(...page.orgs.map((o) => h('tr', {},
+          h('td', {}, h('a', { href: `#/orgs/${enc(o.id)}` }, o.id)), h('td', {}, o.name), h('td', {}, h('span', { class: 'tag' }, o.plan)),
+          h('td', { class: 'num' }, fmt(o.balance)), h('td', { class: 'num' }, fmt(o.used_this_month)), h('td', { class: 'num' }, fmt(o.calls_today)),
+          h('td', {}, when(o.last_call_at)))));
+        if (page.orgs.length === 0) body.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No orgs match.')));
+        info.textContent = page.orgs.length ? `${page.offset + 1}–${page.offset + page.orgs.length} of ${page.total_count}` : `0 of ${page.total_count}`;
+        prev.disabled = page.offset === 0;
+        next.disabled = page.offset + page.orgs.length >= page.total_count;
+      } catch (e) {
+        if (e.status !== 401) failed(body, e);
+      }
+    }
+    load();
+  }
+
+  // ---- one org -------------------------------------------------------------------------------------------
+  function orgPage(orgId) {
+    const base = `/admin/orgs/${enc(orgId)}`;
+    const title = h('h1', {}, orgId);
+    const summary = h('div', { class: 'cards', id: 'org-summary' });
+    const bucketSelect = h('select', { id: 'bucket', 'aria-label': 'Bucket' }, h('option', { value: 'hour' }, 'per hour (48 h)'), h('option', { value: 'day' }, 'per day (31 days)'));
+    const balanceChart = h('div', { id: 'balance-chart' });
+    const callsChart = h('div', { id: 'calls-chart' });
+    const ledgerBody = h('tbody');
+    const ledgerInfo = h('span', { class: 'muted' });
+    const newer = h('button', { class: 'secondary', type: 'button' }, '← Newer');
+    const older = h('button', { class: 'secondary', type: 'button' }, 'Older →');
+    const keysBody = h('tbody');
+    const keyResult = h('div', { id: 'new-key' });
+    const limitsNow = h('p', { id: 'limits-now', class: 'muted' });
+    const message = (id) => h('p', { id, class: 'muted', role: 'status' });
+    const grantMsg = message('grant-result');
+    const planMsg = message('plan-result');
+    const limitsMsg = message('limits-result');
+    const keyMsg = message('key-result');
+    let idempotencyKey = crypto.randomUUID();
+
+    const grantForm = h('form', { id: 'grant-form' },
+      h('input', { name: 'amount', type: 'number', min: 1, step: 1, required: true, placeholder: 'credits', 'aria-label': 'Amount' }),
+      h('input', { name: 'reason', required: true, placeholder: 'reason', 'aria-label': 'Reason' }),
+      h('input', { name: 'expires_at', type: 'datetime-local', 'aria-label': 'Expires at (UTC, optional)', title: 'Expires at, UTC (optional)' }),
+      h('button', { type: 'submit' }, 'Grant credits'));
+    const planForm = h('form', { id: 'plan-form' },
+      h('input', { name: 'plan', required: true, placeholder: 'plan name', 'aria-label': 'Plan' }), h('button', { type: 'submit' }, 'Change plan'));
+    const limitsForm = h('form', { id: 'limits-form' },
+      h('input', { name: 'limits', placeholder: 'minute=10 day=1000', size: 28, 'aria-label': 'Limits' }), h('button', { type: 'submit' }, 'Set limits'));
+    const keyForm = h('form', { id: 'key-form' },
+      h('input', { name: 'name', placeholder: 'key name', 'aria-label': 'Key name' }),
+      h('select', { name: 'kind', 'aria-label': 'Kind' }, h('option', { value: 'key' }, 'key'), h('option', { value: 'user' }, 'user')),
+      h('button', { type: 'submit' }, 'Create key'));
+
+    main.append(
+      h('p', {}, h('a', { href: '#/orgs' }, '← Orgs')), title, summary,
+      h('div', { class: 'toolbar' }, h('h2', {}, 'Activity'), bucketSelect),
+      h('div', { class: 'charts' },
+        h('div', { class: 'chart' }, h('h2', {}, 'Balance'), balanceChart),
+        h('div', { class: 'chart' }, h('h2', {}, 'Calls by reason'), callsChart)),
+      h('div', { class: 'grid2' },
+        h('div', { class: 'panel' }, h('h2', {}, 'Grant credits'), grantForm, grantMsg),
+        h('div', { class: 'panel' }, h('h2', {}, 'Plan'), planForm, planMsg)),
+      h('div', { class: 'grid2' },
+        h('div', { class: 'panel' }, h('h2', {}, 'Limits'), limitsNow, limitsForm, limitsMsg),
+        h('div', { class: 'panel' }, h('h2', {}, 'Keys'), keyForm, keyMsg, keyResult,
+          h('table', { id: 'keys' }, h('thead', {}, h('tr', {}, ...['Key', 'Name', 'Kind', 'Created', ''].map((t) => h('th', {}, t)))), keysBody))),
+      h('h2', {}, 'Ledger'),
+      h('table', { id: 'ledger' },
+        h('thead', {}, h('tr', {}, h('th', { class: 'num' }, 'Seq'), h('th', {}, 'Type'), h('th', { class: 'num' }, 'Amount'), h('th', { class: 'num' }, 'Balance'), h('th', {}, 'Cause'), h('th', {}, 'Occurred'))),
+        ledgerBody),
+      h('div', { class: 'pager' }, newer, older, ledgerInfo),
+    );
+
+    async function loadSummary() {
+      const org = await api('GET', base);
+      const listed = await api('GET', `/admin/orgs?search=${enc(orgId)}&limit=50`);
+      const row = listed.orgs.find((o) => o.id === orgId) || {};
+      title.textContent = `${org.name} (${org.id})`;
+      const card = (label, value, id) => h('div', { class: 'card' }, h('div', { class: 'label' }, label), h('div', { class: 'value', id }, value));
+      summary.replaceChildren(
+        card('Plan', org.plan, 'org-plan'), card('Balance', fmt(org.balance), 'org-balance'), card('Used this month', fmt(row.used_this_month), 'org-used'),
+        card('Calls today', fmt(row.calls_today), 'org-calls'), card('Last call', when(row.last_call_at), 'org-last'));
+      const limits = Object.entries(org.limits || {});
+      limitsNow.textContent = limits.length ? `Overrides: ${limits.map(([k, v]) => `${k}=${v}`).join(' ')}` : 'No overrides: the plan\'s limits apply.';
+      limitsForm.elements.limits.value = limits.map(([k, v]) => `${k}=${v}`).join(' ');
+      planForm.elements.plan.placeholder = `now ${org.plan}`;
+    }
+
+    async function loadCharts() {
+      const a = await api('GET', `${base}/activity?bucket=${bucketSelect.value}`);
+      for (const c of charts) c.destroy();
+      charts = [];
+      balanceChart.replaceChildren();
+      callsChart.replaceChildren();
+      const width = Math.max(320, balanceChart.clientWidth || 560);
+      const axes = [{ stroke: '#6b7280', grid: { stroke: '#f3f4f6' } }, { stroke: '#6b7280', grid: { stroke: '#f3f4f6' } }];
+      charts.push(new uPlot({
+        width, height: 220, axes, legend: { show: true },
+        scales: { x: { time: true } },
+        // Points too: an org younger than one bucket has a single one, which a line alone would not show.
+        series: [{}, { label: 'balance', stroke: '#2563eb', width: 2, fill: 'rgba(37,99,235,0.08)', points: { show: true, size: 6, fill: '#2563eb' } }],
+      }, [a.times, a.balance], balanceChart));
+      // Stacked bars: each series draws the running total up to it, the largest first, so the smaller overlay it;
+      // the legend shows each reason's own count.
+      const own = REASONS.map(([key]) => a.calls[key]);
+      const stacked = [];
+      let running = a.times.map(() => 0);
+      for (const values of own) {
+        running = running.map((r, i) => r + values[i]);
+        stacked.push(running);
+      }
+      const bars = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8, 40] }) : undefined;
+      const order = REASONS.map((_, i) => i).reverse();
+      charts.push(new uPlot({
+        width, height: 220, axes, legend: { show: true },
+        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+        series: [{}, ...order.map((i) => ({
+          label: REASONS[i][1], stroke: REASONS[i][2], fill: REASONS[i][2], width: 0, paths: bars, points: { show: false },
+          value: (u, v, si, idx) => (idx === null || idx === undefined ? '–' : fmt(own[i][idx])),
+        }))],
+      }, [a.times, ...order.map((i) => stacked[i])], callsChart));
+      callsChart.dataset.calls = String(own.reduce((s, v) => s + v.reduce((x, y) => x + y, 0), 0));
+      balanceChart.dataset.points = String(a.balance.filter((b) => b !== null).length);
+    }
+
+    function describe(e) {
+      if (e.call) return `${e.call.method} ${e.call.path} → ${e.call.status_code} (${e.call.cost_reason})${e.call.request_id ? `, request ${e.call.request_id}` : ''}`;
+      if (e.hold) return `hold for ${e.hold.route} (${e.hold.status})`;
+      if (e.command) return `admin grant: ${e.command.reason}`;
+      if (e.cause.startsWith('admin:plan:')) return `admin: plan changed to ${e.cause.slice(11)}`;
+      if (e.cause.startsWith('admin:create-org:')) return 'admin: org created';
+      return '';
+    }
+
+    const ledgerPages = [];
+    async function loadLedger(before) {
+      const q = new URLSearchParams({ limit: 20 });
+      if (before) q.set('before', before);
+      const page = await api('GET', `${base}/entries?${q}`);
+      ledgerBody.replaceChildren(...page.entries.map((e) => h('tr', { 'data-seq': e.seq, 'data-type': e.type },
+        h('td', { class: 'num' }, String(e.seq)), h('td', {}, e.type), h('td', { class: 'num' }, signed(e.amount)),
+        h('td', { class: 'num' }, fmt(e.balance_after)),
+        h('td', { class: 'cause' }, h('code', {}, e.cause), h('br'), h('span', { class: 'muted' }, describe(e))),
+        h('td', {}, when(e.occurred_at)))));
+      const first = page.entries[0];
+      const last = page.entries[page.entries.length - 1];
+      ledgerInfo.textContent = first ? `entries ${last.seq}–${first.seq} of ${page.last_seq}` : 'no entries';
+      newer.disabled = !before;
+      older.disabled = !last || last.seq <= 1;
+      older.onclick = () => { ledgerPages.push(before); loadLedger(last.seq); };
+      newer.onclick = () => loadLedger(ledgerPages.pop());
+    }
+
+    async function loadKeys() {
+      const { keys } = await api('GET', `${base}/keys`);
+      keysBody.replaceChildren(...keys.map((k) => h('tr', { 'data-key': k.id, class: k.revoked_at ? 'revoked' : '' },
+        h('td', {}, h('code', {}, `${k.prefix}…`), ' ', h('span', { class: 'muted' }, k.id)), h('td', {}, k.name), h('td', {}, k.kind), h('td', {}, when(k.created_at)),
+        h('td', {}, k.revoked_at ? `revoked ${when(k.revoked_at)}` : h('button', {
+          class: 'danger', type: 'button',
+          onclick: async () => {
+            if (!confirm(`Revoke ${k.id}? Gateways refuse it within seconds.`)) return;
+            await act(keyMsg, () => api('DELETE', `/admin/keys/${enc(k.id)}`), `Revoked ${k.id}.`);
+            await loadKeys();
+          },
+        }, 'Revoke')))));
+      if (keys.length === 0) keysBody.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No keys.')));
+    }
+
+    async function act(msg, run, done) {
+      msg.className = 'muted';
+      msg.textContent = 'Working…';
+      try {
+        const result = await run();
+        msg.className = 'ok';
+        msg.textContent = typeof done === 'function' ? done(result) : done;
+        return result;
+      } catch (e) {
+        msg.className = 'error';
+        msg.textContent = e.message;
+        return null;
+      }
+    }
+
+    async function refreshAll() {
+      await Promise.all([loadSummary(), loadLedger(undefined), loadCharts()]);
+      ledgerPages.length = 0;
+    }
+
+    grantForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const f = grantForm.elements;
+      const body = { amount: Number(f.amount.value), reason: f.reason.value, idempotency_key: `console-${idempotencyKey}` };
+      if (f.expires_at.value) body.expires_at = new Date(`${f.expires_at.value}:00Z`).toISOString();
+      const r = await act(grantMsg, () => api('POST', `${base}/credits`, body), (g) => (g.replayed ? 'Already granted (same request).' : `Granted ${fmt(g.amount)} credits; balance ${fmt(g.balance)}.`));
+      // A new idempotency key only once the grant is known to be done: a retry of a failed submit can't grant twice.
+      if (r) {
+        idempotencyKey = crypto.randomUUID();
+        grantForm.reset();
+        await refreshAll();
+      }
+    });
+    planForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const plan = planForm.elements.plan.value.trim();
+      if (await act(planMsg, () => api('PUT', `${base}/plan`, { plan }), (r) => `Now on ${r.plan}; balance ${fmt(r.balance)}.`)) {
+        planForm.reset();
+        await refreshAll();
+      }
+    });
+    limitsForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const limits = {};
+      for (const pair of limitsForm.elements.limits.value.split(/[\s,]+/).filter(Boolean)) {
+        const m = /^([A-Za-z0-9_.-]+)=(\d+)$/.exec(pair);
+        if (!m) {
+          limitsMsg.className = 'error';
+          limitsMsg.textContent = `"${pair}" is not NAME=N.`;
+          return;
+        }
+        limits[m[1]] = Number(m[2]);
+      }
+      if (await act(limitsMsg, () => api('PUT', `${base}/limits`, limits), 'Limits saved; gateways apply them within seconds.')) await loadSummary();
+    });
+    keyForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      keyResult.replaceChildren();
+      const body = { kind: keyForm.elements.kind.value };
+      if (keyForm.elements.name.value.trim()) body.name = keyForm.elements.name.value.trim();
+      const k = await act(keyMsg, () => api('POST', `${base}/keys`, body), (r) => `Created ${r.id}.`);
+      if (k) {
+        keyResult.replaceChildren(h('div', { class: 'secret' }, h('strong', {}, 'Copy the key now: it is shown only this once. '), h('code', { id: 'new-key-value' }, k.key)));
+        keyForm.reset();
+        await loadKeys();
+      }
+    });
+    bucketSelect.addEventListener('change', () => loadCharts().catch((e) => failed(callsChart, e)));
+
+    Promise.all([loadSummary(), loadCharts(), loadLedger(undefined), loadKeys()]).catch((e) => {
+      if (e.status !== 401) failed(summary, e);
+    });
+  }
+
+  // ---- system --------------------------------------------------------------------------------------------
+  function systemPage() {
+    const cards = h('div', { class: 'cards', id: 'system' });
+    const decisions = h('tbody');
+    const at = h('p', { class: 'muted' });
+    main.append(h('h1', {}, 'System'), cards,
+      h('h2', {}, 'Gateway decisions in the last hour (metered calls)'),
+      h('table', { id: 'decisions' }, h('thead', {}, h('tr', {}, h('th', {}, 'Outcome'), h('th', { class: 'num' }, 'Calls'))), decisions), at);
+    async function load() {
+      try {
+        const s = await api('GET', '/admin/system');
+        const card = (label, value, id) => h('div', { class: 'card' }, h('div', { class: 'label' }, label), h('div', { class: 'value', id }, value));
+        cards.replaceChildren(
+          card('Events metered / s', fmt(s.events_per_second), 'sys-eps'),
+          card('Events metered', fmt(s.events_metered.metered || 0), 'sys-metered'),
+          card('Consumer lag', fmt(s.consumer_lag), 'sys-lag'),
+          card('Dead letters pending', `${fmt(s.dead_letters.pending)} / ${fmt(s.dead_letters.total)}`, 'sys-dlq'),
+          card('Holds', `${fmt(s.reservations_held.holds)} (${fmt(s.reservations_held.credits)} cr)`, 'sys-holds'),
+          card('Holds kept past timeout', fmt(s.reservations_held.kept_past_timeout), 'sys-kept'),
+          card('Orgs', fmt(s.orgs), 'sys-orgs'));
+        const rows = Object.entries(s.decisions_last_hour);
+        decisions.replaceChildren(...rows.map(([k, v]) => h('tr', { 'data-outcome': k }, h('td', {}, k), h('td', { class: 'num' }, fmt(v)))));
+        if (rows.length === 0) decisions.append(h('tr', {}, h('td', { colspan: 2, class: 'muted' }, 'No calls in the last hour.')));
+        at.textContent = `As of ${when(s.at)}; refreshes every 5 s. Events/s, lag and holds kept are this metering instance's figures.`;
+      } catch (e) {
+        if (e.status !== 401) failed(cards, e);
+      }
+    }
+    load();
+    refreshTimer = setInterval(load, 5000);
+  }
+
+  route();
+})();

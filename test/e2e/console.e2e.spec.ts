@@ -1,0 +1,219 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Browser, chromium, Page } from 'playwright-core';
+import { produce, requestCompleted, testKafka } from '../support/kafka';
+import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
+
+/**
+ * The operator's console (`GET /console` on metering, SPEC §9) in a real browser: the system's Chromium (Debian's
+ * `chromium`, or CHROMIUM_PATH), driven headless by playwright-core. Real data: calls through the gateway, metered
+ * by the consumer, then every console action checked for its effect on the ledger.
+ */
+const chromiumPath = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => p && existsSync(p));
+
+describe('operator console (trackyard, headless Chromium)', () => {
+  let stack: Stack;
+  let browser: Browser;
+  let page: Page;
+  const base = '/api/external/v1';
+  const orgId = uniqueId('console');
+  let key: string;
+  // Earlier calls of the org, as another producer reports them (hours ago; charged unless they failed or were refused).
+  type PastCall = { hoursAgo: number; status: number; decision?: 'rate_limited' | 'insufficient_credits' };
+  const history: Array<PastCall & { at: number }> = ([
+    ...[3, 5, 8, 12, 20, 26, 30, 38].map((hoursAgo) => ({ hoursAgo, status: 200 })),
+    { hoursAgo: 6, status: 500 },
+    { hoursAgo: 26, status: 503 },
+    { hoursAgo: 9, status: 429, decision: 'rate_limited' },
+    { hoursAgo: 27, status: 402, decision: 'insufficient_credits' },
+  ] as PastCall[]).map((h) => ({ ...h, at: Date.now() - h.hoursAgo * 3_600_000 }));
+  const charged = (from: number) => history.filter((h) => h.status === 200 && h.at >= from).length;
+  const calls = (from: number) => history.filter((h) => h.at >= from).length;
+  const problems: string[] = [];
+  const requestUrls: string[] = [];
+
+  const consoleUrl = () => `http://127.0.0.1:${stack.ports.metering}/console`;
+  const search = (k: string) =>
+    fetch(stack.gatewayUrl(`${base}/search`), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'console' }),
+    });
+  const ledger = async () => (await stack.admin<{ entries: Array<{ seq: number; type: string; amount: number; cause: string }> }>('GET', `/admin/orgs/${orgId}/ledger?limit=500`)).body.entries;
+
+  beforeAll(async () => {
+    if (!chromiumPath) throw new Error('no Chromium: apt-get install -y chromium (or set CHROMIUM_PATH)');
+    stack = await Stack.start({ profile: 'trackyard' });
+    // Real history: the free plan allows 5 calls a minute, so 6 calls are 5 charged and 1 rate-limited.
+    ({ key } = await stack.orgWithKey('free', orgId));
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await search(key)).status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(5);
+    expect(statuses).toContain(429);
+    await produce(testKafka(), history.map((h) => ({
+      key: orgId,
+      value: JSON.stringify(requestCompleted({ org_id: orgId, occurred_at: new Date(h.at).toISOString(), status_code: h.status, ...(h.decision ? { decision: h.decision } : {}) })),
+    })));
+    await eventually(async () => {
+      const usage = await stack.admin<{ total_count: number }>('GET', `/admin/orgs/${orgId}/usage`);
+      return usage.body.total_count === 6 + history.length;
+    }, 15_000, 200);
+    browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('console', (m) => {
+      // HTTP errors the tests cause on purpose (a wrong token, a refused plan) are checked where they happen.
+      if (m.type() === 'error' && !/^Failed to load resource/.test(m.text())) problems.push(m.text());
+    });
+    page.on('pageerror', (e) => problems.push(e.message));
+    page.on('request', (r) => requestUrls.push(r.url()));
+    page.on('dialog', (d) => void d.accept());
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  it('serves the page and its assets from metering with a strict CSP, nothing else', async () => {
+    const res = await fetch(consoleUrl());
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(res.headers.get('x-frame-options')).toBe('DENY');
+    const html = await res.text();
+    expect(html).not.toMatch(/https?:\/\//);
+    for (const asset of ['console.js', 'console.css', 'uPlot.iife.min.js', 'uPlot.min.css']) {
+      expect((await fetch(`${consoleUrl()}/assets/${asset}`)).status).toBe(200);
+    }
+    expect((await fetch(`${consoleUrl()}/assets/index.ts`)).status).toBe(404);
+    expect((await fetch(`${consoleUrl()}/assets/..%2Fconsole.controller.js`)).status).toBe(404);
+  });
+
+  it('signs in only with the admin token, and keeps it out of every URL', async () => {
+    await page.goto(consoleUrl());
+    await page.fill('#token', 'not-the-token');
+    await page.click('#signin button[type=submit]');
+    await page.waitForSelector('#signin-error:has-text("refused")');
+    await page.fill('#token', stack.adminToken);
+    await page.click('#signin button[type=submit]');
+    await page.waitForSelector('#orgs tbody tr');
+    expect(page.url()).not.toContain(stack.adminToken);
+  });
+
+  it('lists orgs with balance, credits used this month, calls today and last call, searchable', async () => {
+    await page.fill('input[type=search]', orgId);
+    const row = page.locator('#orgs tbody tr', { hasText: orgId });
+    await row.waitFor();
+    const cells = await row.locator('td').allInnerTexts();
+    const now = new Date();
+    const month = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
+    const day = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+    expect(cells.slice(0, 6)).toEqual([orgId, `test ${orgId}`, 'free', String(45 - charged(0)), String(5 + charged(month)), String(6 + calls(day))]);
+    expect(cells[6]).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
+    await page.click('th[data-sort=balance]');
+    await page.waitForSelector('th.sorted[data-sort=balance]');
+  });
+
+  it('shows an org with charts drawn from its calls, by reason, and the ledger with each entry\'s cause', async () => {
+    await page.goto(`${consoleUrl()}#/orgs/${orgId}`);
+    await page.waitForSelector('#calls-chart canvas');
+    await page.waitForSelector('#ledger tbody tr');
+    expect(await page.textContent('#org-balance')).toBe(String(45 - charged(0)));
+    expect(await page.getAttribute('#calls-chart', 'data-calls')).toBe(String(6 + history.length));
+    expect(Number(await page.getAttribute('#balance-chart', 'data-points'))).toBeGreaterThan(0);
+    const legend = await page.textContent('#calls-chart');
+    expect(legend).toContain('charged');
+    expect(legend).toContain('rate-limited');
+    expect(legend).toContain('insufficient credits');
+    expect(legend).toContain('failure');
+    // Both charts really painted: some pixels of each canvas are not blank.
+    // (Browser code as a string: this file is compiled without the DOM's types.)
+    const painted = await page.evaluate<number[]>(`['#balance-chart canvas', '#calls-chart canvas'].map((sel) => {
+      const c = document.querySelector(sel);
+      const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++;
+      return n;
+    })`);
+    expect(painted.every((n) => n > 500)).toBe(true);
+    const charge = page.locator('#ledger tbody tr[data-type=charge]').first();
+    expect(await charge.textContent()).toContain('POST /api/external/v1/search → 200 (charged)');
+    expect(await page.locator('#ledger tbody tr[data-type=reservation]').first().textContent()).toContain('hold for POST /search (settled)');
+  });
+
+  it('grants credits once per submit, and the ledger shows the top-up with its reason', async () => {
+    const before = (await ledger()).length;
+    await page.fill('#grant-form input[name=amount]', '100');
+    await page.fill('#grant-form input[name=reason]', 'browser goodwill');
+    await page.click('#grant-form button[type=submit]');
+    const balance = 145 - charged(0);
+    await page.waitForSelector(`#grant-result:has-text("Granted 100 credits; balance ${balance}.")`);
+    await page.waitForSelector(`#org-balance:has-text("${balance}")`);
+    const top = page.locator('#ledger tbody tr').first();
+    expect(await top.getAttribute('data-type')).toBe('top_up');
+    expect(await top.textContent()).toContain('admin grant: browser goodwill');
+    const after = await ledger();
+    expect(after).toHaveLength(before + 1);
+    expect(after[after.length - 1]).toMatchObject({ type: 'top_up', amount: 100, cause: expect.stringMatching(/^admin:grant:console-/) });
+  });
+
+  it('changes the plan, and the ledger shows the plan change', async () => {
+    await page.fill('#plan-form input[name=plan]', 'platinum');
+    await page.click('#plan-form button[type=submit]');
+    await page.waitForSelector('#plan-result.error:has-text("plan: must be one of")');
+    await page.fill('#plan-form input[name=plan]', 'starter');
+    await page.click('#plan-form button[type=submit]');
+    await page.waitForSelector('#plan-result:has-text("Now on starter")');
+    await page.waitForSelector('#org-plan:has-text("starter")');
+    expect((await ledger()).some((e) => e.cause === 'admin:plan:starter')).toBe(true);
+    expect(await page.locator('#ledger tbody tr', { hasText: 'admin:plan:starter' }).count()).toBeGreaterThan(0);
+  });
+
+  it('sets limits, which the admin API then returns', async () => {
+    await page.fill('#limits-form input[name=limits]', 'minute=2 day=50');
+    await page.click('#limits-form button[type=submit]');
+    await page.waitForSelector('#limits-result:has-text("Limits saved")');
+    // jsonb keeps its own key order: day before minute.
+    await page.waitForSelector('#limits-now:has-text("Overrides: day=50 minute=2")');
+    expect((await stack.admin('GET', `/admin/orgs/${orgId}/limits`)).body).toEqual({ org_id: orgId, limits: { minute: 2, day: 50 } });
+    // The README's picture of an org page (before any key is shown on it).
+    await page.screenshot({ path: screenshotPath(), fullPage: true });
+  });
+
+  it('creates a key shown once, and revokes it so the gateway refuses it', async () => {
+    await page.fill('#key-form input[name=name]', 'browser');
+    await page.click('#key-form button[type=submit]');
+    const newKey = (await page.textContent('#new-key-value'))!;
+    expect(newKey).toMatch(/^tg_live_[A-Za-z0-9]{40}$/);
+    expect((await search(newKey)).status).toBe(200);
+    await page.waitForSelector('#keys tbody tr:has-text("browser")');
+
+    await page.reload();
+    await page.waitForSelector('#keys tbody tr:has-text("browser")');
+    expect(await page.content()).not.toContain(newKey);
+    await page.locator('#keys tbody tr', { hasText: 'browser' }).locator('button:has-text("Revoke")').click();
+    await page.waitForSelector('#keys tbody tr.revoked:has-text("browser")');
+    await eventually(async () => (await search(newKey)).status === 401, 8000, 250);
+  });
+
+  it('shows the system: metered events, lag, dead letters, holds and decisions by outcome', async () => {
+    await page.click('nav a[data-nav=system]');
+    await page.waitForSelector('#decisions tbody tr[data-outcome=forwarded]');
+    expect(Number((await page.textContent('#sys-metered'))!.replace(/,/g, ''))).toBeGreaterThanOrEqual(6);
+    expect(await page.textContent('#sys-lag')).toMatch(/^\d[\d,]*$/);
+    expect(await page.locator('#decisions tbody tr[data-outcome=rate_limited]').count()).toBe(1);
+  });
+
+  it('signs out, and no request carried the token in its URL, and no script or CSP error happened', async () => {
+    await page.click('#signout');
+    await page.waitForSelector('#signin');
+    expect(await page.evaluate<number>('sessionStorage.length')).toBe(0);
+    expect(requestUrls.some((u) => u.includes(stack.adminToken))).toBe(false);
+    expect(problems).toEqual([]);
+  });
+});
+
+function screenshotPath(): string {
+  const dir = join(repoRoot, 'docs');
+  mkdirSync(dir, { recursive: true });
+  return join(dir, 'console-org.png');
+}
