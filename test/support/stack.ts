@@ -5,7 +5,8 @@ import { join } from 'node:path';
 
 /**
  * Starts the built apps (dist/) as real processes on free ports, against the Kafka and PostgreSQL of the
- * environment (KAFKA_BROKERS, DATABASE_URL: `npm test` provides both). Used by the e2e tests and `npm run up`.
+ * environment (KAFKA_BROKERS, DATABASE_URL: `npm test` provides both). Used by the e2e tests and the benchmarks
+ * (`npm run up` has its own supervisor, scripts/up.js).
  */
 export type AppName = 'gateway' | 'metering' | 'query' | 'example-upstream';
 

@@ -1,0 +1,91 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createServer, IncomingMessage, Server } from 'node:http';
+import { join } from 'node:path';
+import { eventually, freePort, repoRoot } from '../support/stack';
+
+/**
+ * `npm run up` (scripts/up.js) for a person trying Tollgate in front of their own API: UPSTREAM_URL is honoured and
+ * the example upstream is not started, one line per app when ready, the console link and a demo key at the end,
+ * JSON logs off a terminal, Ctrl-C stops everything. Kafka and PostgreSQL come from the test environment.
+ */
+describe('npm run up in front of UPSTREAM_URL', () => {
+  let theirApi: Server;
+  let upstreamUrl: string;
+  const seen: Array<{ method?: string; url?: string }> = [];
+  let up: ChildProcess;
+  let stdout = '';
+  let stderr = '';
+  const ports: Record<string, number> = {};
+
+  beforeAll(async () => {
+    theirApi = createServer((req: IncomingMessage, res) => {
+      seen.push({ method: req.method, url: req.url });
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ results: [{ id: 'theirs' }] }));
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => theirApi.listen(port, '127.0.0.1', resolve));
+    upstreamUrl = `http://127.0.0.1:${port}`;
+    for (const name of ['GATEWAY_PORT', 'METERING_PORT', 'METERING_GRPC_PORT', 'QUERY_PORT', 'QUERY_GRPC_PORT', 'EXAMPLE_UPSTREAM_PORT']) ports[name] = await freePort();
+    up = spawn(process.execPath, [join(repoRoot, 'scripts', 'up.js')], {
+      env: {
+        ...process.env,
+        ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+        UPSTREAM_URL: upstreamUrl,
+        TOLLGATE_ADMIN_TOKEN: 'up-test-admin-token',
+        NODE_ENV: '',
+        LOG_FORMAT: '',
+        LOG_LEVEL: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    up.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    up.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    await eventually(async () => stdout.includes('Ctrl-C stops everything') || up.exitCode !== null, 120_000, 200);
+    if (up.exitCode !== null) throw new Error(`up exited ${up.exitCode}:\n${stderr}\n${stdout}`);
+  }, 150_000);
+
+  afterAll(async () => {
+    if (up && up.exitCode === null) up.kill('SIGKILL');
+    await new Promise((r) => theirApi?.close(r));
+  });
+
+  it('says which upstream it fronts, starts no example upstream, and reports each app ready once', () => {
+    expect(stderr).toContain(`upstream          ${upstreamUrl} (UPSTREAM_URL, answers 200); the example upstream is not started`);
+    for (const app of ['metering', 'query', 'gateway']) expect(stderr.match(new RegExp(`ready  ${app} `, 'g'))).toHaveLength(1);
+    expect(stderr).not.toContain('ready  example-upstream');
+    expect(stdout).toContain(`in front of ${upstreamUrl}.`);
+    expect(stdout).toContain(`Console   http://127.0.0.1:${ports.METERING_PORT}/console#/orgs/demo`);
+    expect(stdout).toContain('sign in with your TOLLGATE_ADMIN_TOKEN');
+    expect(stdout).not.toContain('up-test-admin-token');
+  });
+
+  it('logs JSON, one object per line, off a terminal', () => {
+    const logLines = stdout.split('\n').filter((l) => l.startsWith('{'));
+    expect(logLines.length).toBeGreaterThan(0);
+    for (const l of logLines) expect(() => JSON.parse(l)).not.toThrow();
+    expect(logLines.some((l) => /metering ready/.test(l))).toBe(true);
+  });
+
+  it('forwards the demo key\'s calls to their API', async () => {
+    const key = /Demo key {2}(tg_live_\w+)/.exec(stdout)?.[1];
+    expect(key).toBeDefined();
+    const res = await fetch(`http://127.0.0.1:${ports.GATEWAY_PORT}/api/external/v1/search`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'mine' }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ results: [{ id: 'theirs' }] });
+    expect(seen.some((r) => r.method === 'POST' && r.url?.endsWith('/search'))).toBe(true);
+  });
+
+  it('stops every app on Ctrl-C', async () => {
+    const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
+    up.kill('SIGINT');
+    expect(await exited).toBe(0);
+    for (const port of [ports.GATEWAY_PORT, ports.METERING_PORT, ports.QUERY_PORT]) {
+      await expect(fetch(`http://127.0.0.1:${port}/health/live`)).rejects.toThrow();
+    }
+  }, 60_000);
+});
