@@ -12,6 +12,9 @@ ENV NODE_ENV=production
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/config ./config
+# The CLI (docker compose exec metering node bin/tollgate.js ...) and the demo the init service creates.
+COPY --from=build /app/bin ./bin
+COPY --from=build /app/scripts/demo.js ./scripts/demo.js
 COPY package.json ./
 USER node
 CMD ["node", "dist/apps/gateway/src/main.js"]

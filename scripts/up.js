@@ -10,6 +10,7 @@ const { spawn } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
 const { existsSync } = require('node:fs');
 const { join } = require('node:path');
+const { createDemo } = require('./demo');
 const { ensureKafka, ensureDatabase } = require('./infra');
 
 const root = join(__dirname, '..');
@@ -29,13 +30,6 @@ const num = (name, fallback) => {
 };
 // Where to reach an app that binds `host`: a wildcard bind is reached on the loopback.
 const reach = (host) => (!host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host);
-
-const demo = {
-  trackyard: { plan: 'starter', curl: (g, k) => `curl -i -X POST ${g}/api/external/v1/search -H "Authorization: Bearer ${k}" -H "Content-Type: application/json" -d '{"query":"upbeat music"}'` },
-  beatpass: { plan: 'standard', curl: (g, k) => `curl -i ${g}/api/v1/tracks -H "Authorization: Bearer ${k}"` },
-  trakt: { plan: 'standard', curl: (g, k) => `curl -i ${g}/shows/trending -H "trakt-api-key: ${k}"` },
-  trace: { plan: 'standard', topUp: 100, curl: (g, k) => `curl -i ${g}/v1/companies/c_0042 -H "Authorization: Bearer ${k}"` },
-};
 
 const children = new Map();
 let stopping = false;
@@ -164,20 +158,7 @@ async function main() {
   await ready(gateway);
   say(`${paint('32', 'ready')}  gateway           ${gateway.url} -> ${upstreamUrl} (profile ${profile})`);
 
-  const admin = async (method, path, body) => {
-    const res = await fetch(`${metering.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: await res.json().catch(() => null) };
-  };
-  const d = demo[profile] || demo.trackyard;
-  const org = await admin('POST', '/admin/orgs', { id: 'demo', name: 'Demo org', plan: d.plan });
-  if (org.status !== 201 && org.status !== 409) throw new Error(`creating the demo org failed: ${JSON.stringify(org.body)}`);
-  if (d.topUp) await admin('POST', '/admin/orgs/demo/credits', { amount: d.topUp, reason: 'demo credits', idempotency_key: 'demo-welcome' });
-  const key = await admin('POST', '/admin/orgs/demo/keys', { name: `up ${new Date().toISOString()}` });
-  if (key.status !== 201) throw new Error(`creating a demo key failed: ${JSON.stringify(key.body)}`);
+  const demo = await createDemo({ meteringUrl: metering.url, adminToken, profile });
 
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   process.stdout.write(`
@@ -185,12 +166,12 @@ Tollgate is up in ${seconds}s: profile ${profile}, in front of ${upstreamUrl}${o
 
   Console   ${metering.url}/console#/orgs/demo
             sign in with ${env.TOLLGATE_ADMIN_TOKEN ? 'your TOLLGATE_ADMIN_TOKEN' : `the admin token ${paint('1', adminToken)} (made up for this run; set TOLLGATE_ADMIN_TOKEN to choose it)`}
-  Demo key  ${paint('1', key.body.key)} (org "demo", plan ${d.plan})
+  Demo key  ${paint('1', demo.key)} (org "demo", plan ${demo.plan})
   CLI       TOLLGATE_ADMIN_URL=${metering.url} TOLLGATE_ADMIN_TOKEN=... npm run -s tollgate -- orgs list
 ${env.TOLLGATE_INTERNAL_TOKEN ? '' : `  More gateways against this metering: TOLLGATE_INTERNAL_TOKEN=${internalToken} npm run start:gateway\n`}
 Try:
 
-  ${d.curl(gateway.url, key.body.key)}
+  ${demo.curl(gateway.url)}
 
 Ctrl-C stops everything.
 `);

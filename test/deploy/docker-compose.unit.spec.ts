@@ -10,7 +10,11 @@ import { repoRoot } from '../support/stack';
 describe('docker-compose.yml', () => {
   const compose = parse(readFileSync(join(repoRoot, 'docker-compose.yml'), 'utf8')) as {
     'x-app': { environment: Record<string, string> };
-    services: Record<string, { ports?: string[]; environment?: Record<string, string> }>;
+    services: Record<string, {
+      ports?: string[]; environment?: Record<string, string>; command?: string[]; restart?: string; volumes?: string[];
+      healthcheck?: { test: string[] }; depends_on?: Record<string, { condition: string }>;
+    }>;
+    volumes?: Record<string, unknown>;
   };
   const env = compose['x-app'].environment;
 
@@ -26,5 +30,25 @@ describe('docker-compose.yml', () => {
     const ports = compose.services.metering?.ports ?? [];
     expect(ports.some((p) => p.includes('50052'))).toBe(false);
     expect(ports).toEqual(['127.0.0.1:8081:8081']);
+  });
+
+  it('creates the demo org and key once metering and the gateway are ready, in a one-shot init service', () => {
+    const init = compose.services.init;
+    expect(init?.command).toEqual(['node', 'scripts/demo.js']);
+    expect(init?.restart).toBe('no');
+    expect(init?.depends_on).toEqual({ metering: { condition: 'service_healthy' }, gateway: { condition: 'service_healthy' } });
+    expect(init?.environment?.TOLLGATE_ADMIN_TOKEN).toMatch(/^\$\{TOLLGATE_ADMIN_TOKEN:\?[^}]+\}$/);
+    for (const app of ['metering', 'gateway']) expect(compose.services[app]?.healthcheck?.test.join(' ')).toContain('/health/ready');
+  });
+
+  it('keeps Kafka and PostgreSQL data in named volumes', () => {
+    expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(['kafka-data', 'postgres-data']);
+    expect(compose.services.kafka?.volumes).toEqual(['kafka-data:/var/lib/kafka/data']);
+    expect(compose.services.kafka?.environment).toMatchObject({ KAFKA_LOG_DIRS: '/var/lib/kafka/data' });
+    expect(compose.services.postgres?.volumes).toEqual(['postgres-data:/var/lib/postgresql/data']);
+  });
+
+  it('fronts UPSTREAM_URL when set, the example upstream otherwise', () => {
+    expect(env.UPSTREAM_URL).toBe('${UPSTREAM_URL:-http://example-upstream:8090}');
   });
 });

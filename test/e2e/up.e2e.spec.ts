@@ -1,4 +1,4 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createServer, IncomingMessage, Server } from 'node:http';
 import { join } from 'node:path';
 import { eventually, freePort, repoRoot } from '../support/stack';
@@ -78,6 +78,23 @@ describe('npm run up in front of UPSTREAM_URL', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ results: [{ id: 'theirs' }] });
     expect(seen.some((r) => r.method === 'POST' && r.url?.endsWith('/search'))).toBe(true);
+  });
+
+  it('creates the demo org and a new key the way docker compose\'s init service does (scripts/demo.js)', async () => {
+    const ran = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'demo.js')], {
+      env: {
+        ...process.env,
+        METERING_URL: `http://127.0.0.1:${ports.METERING_PORT}`,
+        TOLLGATE_ADMIN_TOKEN: 'up-test-admin-token',
+        PUBLIC_GATEWAY_URL: 'http://gateway.example',
+        UPSTREAM_URL: upstreamUrl,
+      },
+      encoding: 'utf8',
+    });
+    expect(ran.status).toBe(0);
+    expect(ran.stdout).toContain(`in front of ${upstreamUrl}.`);
+    expect(ran.stdout).toMatch(/Demo key {2}tg_live_\w+ \(org "demo", plan starter\)/);
+    expect(ran.stdout).toContain('curl -i -X POST http://gateway.example/api/external/v1/search');
   });
 
   it('stops every app on Ctrl-C', async () => {
