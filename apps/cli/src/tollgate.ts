@@ -343,7 +343,10 @@ async function ledger(client: AdminClient, org: string, flags: Flags, io: Io): P
 
 /** The process entry (`npm run tollgate`, the `tollgate` bin): real stdout, environment and Ctrl-C. */
 export function main(): void {
+  // Only `--follow` turns Ctrl-C into a clean stop (exit 0); any other command keeps the default (interrupted).
+  const following = process.argv.includes('--follow') || process.argv.includes('-f');
   const stopped = new Promise<void>((resolve) => {
+    if (!following) return;
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
