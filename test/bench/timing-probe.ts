@@ -5,10 +5,13 @@ import { Stack, uniqueId } from '../support/stack';
  * from the gateway's Server-Timing header at light load (PROBE_CONNECTIONS callers, default 1).
  */
 async function main(): Promise<void> {
-  const stack = await Stack.start({ profile: 'trackyard', env: { GATEWAY_SERVER_TIMING: '1' } });
+  // PROBE_PROFILES_DIR: profiles to run the gateway with (e.g. trackyard with credits.enforcement: eventual).
+  const dir: Record<string, string> = process.env.PROBE_PROFILES_DIR ? { TOLLGATE_PROFILES_DIR: process.env.PROBE_PROFILES_DIR } : {};
+  const nodeArgs = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const stack = await Stack.start({ profile: 'trackyard', env: { GATEWAY_SERVER_TIMING: '1', ...dir }, nodeArgs });
   try {
     const orgs: Array<{ key: string }> = [];
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < Number(process.env.PROBE_ORGS || 20); i++) {
       const o = await stack.orgWithKey('pro', uniqueId(`probe-${i}`));
       await stack.admin('PUT', `/admin/orgs/${o.orgId}/limits`, { minute: 1_000_000, day: 1_000_000 });
       orgs.push(o);

@@ -268,6 +268,9 @@ class OffsetStoringConsumer implements BatchConsumer {
   private consumer: Consumer | null = null;
   /** Next offset to process per partition, as last stored; messages below it are already metered. */
   private readonly resumeAt = new Map<number, bigint>();
+  /** Offsets stored with the data that Kafka has not been told yet (it only feeds the lag metric). */
+  private readonly uncommitted = new Map<number, string>();
+  private flusher: NodeJS.Timeout | null = null;
   private member = false;
 
   constructor(
@@ -305,6 +308,8 @@ class OffsetStoringConsumer implements BatchConsumer {
       );
     });
 
+    this.flusher = setInterval(() => void this.flushKafkaOffsets().catch(() => undefined), 1000);
+    this.flusher.unref();
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });
     await consumer.run({
@@ -341,7 +346,9 @@ class OffsetStoringConsumer implements BatchConsumer {
         await heartbeat();
         // Crash here (after the database commit, before Kafka's): the database holds the offset; the seek on
         // re-assignment skips the batch, and event_id deduplication would catch it anyway.
-        await this.consumer?.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset }]);
+        // Kafka's copy of the offset only feeds the lag metric, so it is sent once a second (flushKafkaOffsets), not
+        // per batch: under load a commit per batch would be a broker request per handful of events.
+        this.uncommitted.set(batch.partition, nextOffset);
       },
     });
   }
@@ -379,12 +386,22 @@ class OffsetStoringConsumer implements BatchConsumer {
     }
   }
 
+  private async flushKafkaOffsets(): Promise<void> {
+    if (!this.consumer || this.uncommitted.size === 0) return;
+    const offsets = [...this.uncommitted].map(([partition, offset]) => ({ topic: this.options.topic, partition, offset }));
+    this.uncommitted.clear();
+    await this.consumer.commitOffsets(offsets);
+  }
+
   joined(): boolean {
     return this.member;
   }
 
   async stop(): Promise<void> {
     this.member = false;
+    if (this.flusher) clearInterval(this.flusher);
+    this.flusher = null;
+    await this.flushKafkaOffsets().catch(() => undefined);
     const c = this.consumer;
     this.consumer = null;
     if (c) await c.disconnect().catch(() => undefined);

@@ -59,11 +59,17 @@ function toDeadLetter(r: DeadLetterRow): DeadLetter {
 
 /** One statement for the batch's dead letters. Byte arrays go as bytea: a poison message is what text refuses. */
 export async function recordDeadLetters(m: EntityManager, letters: NewDeadLetter[]): Promise<void> {
-  if (letters.length === 0) return;
-  await m.query(
-    `INSERT INTO dead_letters (topic, partition, "offset", key, value, reason)
-     SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[])`,
-    [
+  const part = deadLettersPart(letters);
+  if (part) await m.query(part.sql, part.params);
+}
+
+/** The insert of `letters`, as a part of a composed write (see ledger-store's writeAll). */
+export function deadLettersPart(letters: NewDeadLetter[]): { sql: string; params: unknown[] } | null {
+  if (letters.length === 0) return null;
+  return {
+    sql: `INSERT INTO dead_letters (topic, partition, "offset", key, value, reason)
+          SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[])`,
+    params: [
       letters.map((l) => l.topic),
       letters.map((l) => l.partition),
       letters.map((l) => l.offset),
@@ -71,7 +77,7 @@ export async function recordDeadLetters(m: EntityManager, letters: NewDeadLetter
       letters.map((l) => l.value),
       letters.map((l) => l.reason),
     ],
-  );
+  };
 }
 
 /** Dead letters not yet on the dead-letter topic, oldest first. */

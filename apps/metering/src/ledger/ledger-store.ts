@@ -7,6 +7,35 @@ import { HeldReservation } from './meter-event';
  * round trip, whatever the number of rows (arrays through unnest): metering writes a whole Kafka batch with
  * a handful of statements.
  */
+/**
+ * One data-modifying statement of a composed write: SQL with its own placeholders ($1..$n) and their values.
+ * `writeAll` runs several as one statement (each a CTE), so a batch's writes cost one round trip, not one each.
+ * Parts must not touch the same row twice (PostgreSQL forbids it within one statement) and can't see each
+ * other's effects (one snapshot); `rows` parts are skipped.
+ */
+export interface WritePart {
+  sql: string;
+  params: unknown[];
+  /** The CTE's name, for a later part that reads what this one RETURNs. */
+  name?: string;
+}
+
+export async function writeAll(m: EntityManager, parts: Array<WritePart | null>): Promise<void> {
+  const live = parts.filter((p): p is WritePart => p !== null);
+  if (live.length === 0) return;
+  if (live.length === 1) {
+    await m.query(live[0]!.sql, live[0]!.params);
+    return;
+  }
+  const params: unknown[] = [];
+  const ctes = live.map((p, i) => {
+    const base = params.length;
+    params.push(...p.params);
+    return `${p.name ?? `w${i}`} AS (${p.sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + base}`)})`;
+  });
+  await m.query(`WITH ${ctes.join(',\n')} SELECT 1`, params);
+}
+
 export interface LockedAccount {
   account: Account;
   profile: string;
@@ -52,6 +81,28 @@ export async function lockAccounts(m: EntityManager, orgIds: string[]): Promise<
   return new Map(rows.map((r) => [r.org_id, { account: toAccount(r), profile: r.profile }]));
 }
 
+/**
+ * `lockAccounts`, and in the same round trip the reservations among `reservationIds` each org already has (a
+ * retried Reserve gets the hold it has, not a second one).
+ */
+export async function lockAccountsWithHolds(
+  m: EntityManager,
+  orgIds: string[],
+  reservationIds: string[],
+): Promise<{ accounts: Map<string, LockedAccount>; existing: Map<string, { orgId: string; credits: number }> }> {
+  const rows: Array<AccountRow & { held: Array<{ id: string; credits: number }> }> = await m.query(
+    `SELECT ${accountColumns},
+            (SELECT COALESCE(json_agg(json_build_object('id', r.id, 'credits', r.credits)), '[]'::json)
+               FROM reservations r WHERE r.org_id = a.org_id AND r.id = ANY($2::text[])) AS held
+       FROM accounts a JOIN orgs o ON o.id = a.org_id
+      WHERE a.org_id = ANY($1::text[]) ORDER BY a.org_id FOR UPDATE OF a`,
+    [orgIds, reservationIds],
+  );
+  const existing = new Map<string, { orgId: string; credits: number }>();
+  for (const r of rows) for (const h of r.held) existing.set(h.id, { orgId: r.org_id, credits: Number(h.credits) });
+  return { accounts: new Map(rows.map((r) => [r.org_id, { account: toAccount(r), profile: r.profile }])), existing };
+}
+
 export async function readAccount(m: EntityManager, orgId: string): Promise<LockedAccount | null> {
   const rows: AccountRow[] = await m.query(
     `SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id WHERE a.org_id = $1`,
@@ -69,16 +120,20 @@ export async function insertAccount(m: EntityManager, a: Account): Promise<void>
 }
 
 export async function saveAccounts(m: EntityManager, accounts: Account[]): Promise<void> {
-  if (accounts.length === 0) return;
-  await m.query(
-    `UPDATE accounts a SET plan = u.plan, balance = u.balance, debt = u.debt, next_seq = u.next_seq,
+  await writeAll(m, [accountsPart(accounts)]);
+}
+
+export function accountsPart(accounts: Account[]): WritePart | null {
+  if (accounts.length === 0) return null;
+  return {
+    sql: `UPDATE accounts a SET plan = u.plan, balance = u.balance, debt = u.debt, next_seq = u.next_seq,
             allowance_month = u.allowance_month, allowance_spent = u.allowance_spent,
             granted_one_time = ARRAY(SELECT jsonb_array_elements_text(u.granted_one_time)),
             buckets = u.buckets, updated_at = now()
        FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[])
              AS t(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)) u
       WHERE a.org_id = u.org_id`,
-    [
+    params: [
       accounts.map((a) => a.orgId),
       accounts.map((a) => JSON.stringify(a.plan)),
       accounts.map((a) => a.balance),
@@ -89,35 +144,44 @@ export async function saveAccounts(m: EntityManager, accounts: Account[]): Promi
       accounts.map((a) => JSON.stringify(a.grantedOneTime)),
       accounts.map((a) => JSON.stringify(a.buckets)),
     ],
-  );
+  };
 }
 
 /** Appends entries and queues each for publication on tollgate.ledger.v1 (transactional outbox). */
 export async function appendEntries(m: EntityManager, entries: LedgerEntryDraft[]): Promise<void> {
-  if (entries.length === 0) return;
-  const iso = entries.map((e) => new Date(e.occurredAt).toISOString());
-  await m.query(
-    `WITH inserted AS (
-       INSERT INTO ledger_entries (org_id, seq, type, amount, balance_after, cause, occurred_at, bucket_id, detail)
-       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::timestamptz[], $8::text[], $9::jsonb[])
-       RETURNING org_id, seq, type, amount, balance_after, cause, occurred_at, recorded_at, bucket_id, detail)
-     INSERT INTO ledger_outbox (org_id, seq, payload)
-     SELECT org_id, seq, jsonb_build_object('org_id', org_id, 'seq', seq, 'type', type, 'amount', amount,
-              'balance_after', balance_after, 'cause', cause, 'occurred_at', occurred_at, 'recorded_at', recorded_at,
-              'bucket_id', bucket_id, 'detail', detail)
-       FROM inserted`,
-    [
-      entries.map((e) => e.orgId),
-      entries.map((e) => e.seq),
-      entries.map((e) => e.type),
-      entries.map((e) => e.amount),
-      entries.map((e) => e.balanceAfter),
-      entries.map((e) => e.cause),
-      iso,
-      entries.map((e) => e.bucketId),
-      entries.map((e) => JSON.stringify(e.detail)),
-    ],
-  );
+  await writeAll(m, entriesParts(entries));
+}
+
+/** The entries and, reading what was inserted, their outbox rows: two parts that go together, in this order. */
+export function entriesParts(entries: LedgerEntryDraft[]): Array<WritePart | null> {
+  if (entries.length === 0) return [];
+  return [
+    {
+      name: 'appended',
+      sql: `INSERT INTO ledger_entries (org_id, seq, type, amount, balance_after, cause, occurred_at, bucket_id, detail)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::timestamptz[], $8::text[], $9::jsonb[])
+            RETURNING org_id, seq, type, amount, balance_after, cause, occurred_at, recorded_at, bucket_id, detail`,
+      params: [
+        entries.map((e) => e.orgId),
+        entries.map((e) => e.seq),
+        entries.map((e) => e.type),
+        entries.map((e) => e.amount),
+        entries.map((e) => e.balanceAfter),
+        entries.map((e) => e.cause),
+        entries.map((e) => new Date(e.occurredAt).toISOString()),
+        entries.map((e) => e.bucketId),
+        entries.map((e) => JSON.stringify(e.detail)),
+      ],
+    },
+    {
+      sql: `INSERT INTO ledger_outbox (org_id, seq, payload)
+            SELECT org_id, seq, jsonb_build_object('org_id', org_id, 'seq', seq, 'type', type, 'amount', amount,
+                     'balance_after', balance_after, 'cause', cause, 'occurred_at', occurred_at, 'recorded_at', recorded_at,
+                     'bucket_id', bucket_id, 'detail', detail)
+              FROM appended`,
+      params: [],
+    },
+  ];
 }
 
 export interface UsageRow {
@@ -138,13 +202,17 @@ export interface UsageRow {
 }
 
 export async function insertUsage(m: EntityManager, rows: UsageRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  await m.query(
-    `INSERT INTO usage_records (event_id, org_id, occurred_at, method, route, path, status_code, credits, cost_reason,
+  await writeAll(m, [usagePart(rows)]);
+}
+
+export function usagePart(rows: UsageRow[]): WritePart | null {
+  if (rows.length === 0) return null;
+  return {
+    sql: `INSERT INTO usage_records (event_id, org_id, occurred_at, method, route, path, status_code, credits, cost_reason,
                                 response_time_ms, request_id, decision, api_key_id, entities)
      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[],
                           $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::int[])`,
-    [
+    params: [
       rows.map((r) => r.eventId),
       rows.map((r) => r.orgId),
       rows.map((r) => r.occurredAt),
@@ -160,19 +228,23 @@ export async function insertUsage(m: EntityManager, rows: UsageRow[]): Promise<v
       rows.map((r) => r.apiKeyId),
       rows.map((r) => r.entities),
     ],
-  );
+  };
 }
 
 /** Bumps the exact per-org usage counts by the rows just inserted. */
 export async function countUsage(m: EntityManager, rows: UsageRow[]): Promise<void> {
-  if (rows.length === 0) return;
+  await writeAll(m, [usageCountPart(rows)]);
+}
+
+export function usageCountPart(rows: UsageRow[]): WritePart | null {
+  if (rows.length === 0) return null;
   const perOrg = new Map<string, number>();
   for (const r of rows) perOrg.set(r.orgId, (perOrg.get(r.orgId) ?? 0) + 1);
-  await m.query(
-    `INSERT INTO usage_totals (org_id, total) SELECT * FROM unnest($1::text[], $2::bigint[])
+  return {
+    sql: `INSERT INTO usage_totals (org_id, total) SELECT * FROM unnest($1::text[], $2::bigint[])
      ON CONFLICT (org_id) DO UPDATE SET total = usage_totals.total + EXCLUDED.total`,
-    [[...perOrg.keys()], [...perOrg.values()]],
-  );
+    params: [[...perOrg.keys()], [...perOrg.values()]],
+  };
 }
 
 /** Event ids of the batch that were metered before (redelivery, replay, a restart after the DB commit). */
@@ -204,13 +276,17 @@ export async function loadWindows(m: EntityManager, orgIds: string[], entityIds:
 }
 
 export async function saveWindows(m: EntityManager, rows: Array<{ orgId: string; entityId: string; at: number }>): Promise<void> {
-  if (rows.length === 0) return;
-  await m.query(
-    `INSERT INTO reaccess_windows (org_id, entity_id, last_charged_at)
+  await writeAll(m, [windowsPart(rows)]);
+}
+
+export function windowsPart(rows: Array<{ orgId: string; entityId: string; at: number }>): WritePart | null {
+  if (rows.length === 0) return null;
+  return {
+    sql: `INSERT INTO reaccess_windows (org_id, entity_id, last_charged_at)
      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
      ON CONFLICT (org_id, entity_id) DO UPDATE SET last_charged_at = GREATEST(reaccess_windows.last_charged_at, EXCLUDED.last_charged_at)`,
-    [rows.map((r) => r.orgId), rows.map((r) => r.entityId), rows.map((r) => new Date(r.at).toISOString())],
-  );
+    params: [rows.map((r) => r.orgId), rows.map((r) => r.entityId), rows.map((r) => new Date(r.at).toISOString())],
+  };
 }
 
 /** A held per-entity reservation: a 2xx call paying for `entities` (only those it charges), its event on the way. */
@@ -270,12 +346,16 @@ export async function givenBackReservations(m: EntityManager, ids: string[]): Pr
 }
 
 export async function closeReservations(m: EntityManager, ids: string[], status: 'settled' | 'released' | 'expired', by: string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await m.query(
-    `UPDATE reservations r SET status = $3, closed_at = now(), closed_by = u.by
+  await writeAll(m, [closeReservationsPart(ids, status, by)]);
+}
+
+export function closeReservationsPart(ids: string[], status: 'settled' | 'released' | 'expired', by: string[]): WritePart | null {
+  if (ids.length === 0) return null;
+  return {
+    sql: `UPDATE reservations r SET status = $3, closed_at = now(), closed_by = u.by
        FROM unnest($1::text[], $2::text[]) AS u(id, by) WHERE r.id = u.id AND r.status = 'held'`,
-    [ids, by, status],
-  );
+    params: [ids, by, status],
+  };
 }
 
 /**
@@ -300,12 +380,16 @@ export async function lockOffset(m: EntityManager, groupId: string, topic: strin
 
 /** Stores the next offset to consume; never moves it backwards. */
 export async function storeOffset(m: EntityManager, groupId: string, topic: string, partition: number, nextOffset: string): Promise<void> {
-  await m.query(
-    `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+  await writeAll(m, [offsetPart(groupId, topic, partition, nextOffset)]);
+}
+
+export function offsetPart(groupId: string, topic: string, partition: number, nextOffset: string): WritePart | null {
+  return {
+    sql: `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
      ON CONFLICT (group_id, topic, partition)
      DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()`,
-    [groupId, topic, partition, nextOffset],
-  );
+    params: [groupId, topic, partition, nextOffset],
+  };
 }
 
 export async function storedOffsets(m: EntityManager, groupId: string, topic: string, partitions: number[]): Promise<Map<number, string>> {

@@ -5,26 +5,28 @@ import { EventValidation, MeteringConsumerGroup, parseRequestCompleted, printabl
 import { IncomingBatch, IncomingMessage } from '@tollgate/messaging';
 import { databaseFailure } from '@tollgate/persistence';
 import { creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
-import { recordDeadLetters } from '../dead-letters/dead-letter-store';
+import { deadLettersPart } from '../dead-letters/dead-letter-store';
 import { ProfileCatalog, pricingOf } from '../profile-catalog';
 import {
+  accountsPart,
   alreadyMetered,
-  appendEntries,
-  closeReservations,
-  countUsage,
-  insertUsage,
+  closeReservationsPart,
+  entriesParts,
+  givenBackReservations,
   loadWindows,
   lockAccounts,
-  givenBackReservations,
   lockHeldReservations,
   lockOffset,
+  offsetPart,
   pendingEntityHolds,
-  saveAccounts,
-  saveWindows,
   storedOffsets,
-  storeOffset,
+  usageCountPart,
+  usagePart,
   UsageRow,
+  windowsPart,
   withPendingCharges,
+  WritePart,
+  writeAll,
 } from './ledger-store';
 import { meterEvent } from './meter-event';
 
@@ -130,7 +132,8 @@ export class RequestCompletedConsumer {
       message,
       validation: refusedBecause === undefined ? this.parse(message.value, now) : ({ ok: false, reason: refusedBecause } as const),
     }));
-    const result = await this.ds.transaction('READ COMMITTED', async (m) => {
+    // PostgreSQL's default isolation, READ COMMITTED (named, it would cost a SET TRANSACTION round trip).
+    const result = await this.ds.transaction(async (m) => {
       const stored = await lockOffset(m, this.groupId, batch.topic, batch.partition);
       const live = parsed.filter((p) => BigInt(p.message.offset) >= stored);
       const fenced = { below: parsed.length - live.length, stored };
@@ -148,19 +151,23 @@ export class RequestCompletedConsumer {
           events.push({ event: validation.event, message });
         }
       }
-      const outcome = await this.meter(m, events, refused);
-      await recordDeadLetters(
-        m,
-        refused.map(({ message, reason }) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: message.offset,
-          key: message.key,
-          value: message.value,
-          reason: printable(reason),
-        })),
+      const writes: Array<WritePart | null> = [];
+      const outcome = await this.meter(m, events, refused, writes);
+      // Everything the batch changes, its dead letters and its offset: one statement (one round trip), then commit.
+      writes.push(
+        deadLettersPart(
+          refused.map(({ message, reason }) => ({
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: message.offset,
+            key: message.key,
+            value: message.value,
+            reason: printable(reason),
+          })),
+        ),
+        offsetPart(this.groupId, batch.topic, batch.partition, nextOffset),
       );
-      await storeOffset(m, this.groupId, batch.topic, batch.partition, nextOffset);
+      await writeAll(m, writes);
       return { ...outcome, duplicates: outcome.duplicates + repeated, refused, fenced };
     });
     if (result.fenced.below > 0) {
@@ -185,6 +192,7 @@ export class RequestCompletedConsumer {
     m: EntityManager,
     batchEvents: Array<{ event: RequestCompletedV1; message: IncomingMessage }>,
     refused: Refusal[],
+    writes: Array<WritePart | null>,
   ): Promise<{ metered: number; duplicates: number; credits: number }> {
     const seen = await alreadyMetered(m, batchEvents.map((e) => e.event.event_id));
     const events = batchEvents.filter((e) => !seen.has(e.event.event_id));
@@ -271,13 +279,15 @@ export class RequestCompletedConsumer {
       });
     }
 
-    // One statement per table for the whole batch.
-    await appendEntries(m, entries);
-    await saveAccounts(m, [...touched.values()]);
-    await insertUsage(m, usage);
-    await countUsage(m, usage);
-    await saveWindows(m, windowWrites);
-    await closeReservations(m, settled, 'settled', settled.map(() => 'event'));
+    // The batch's writes, returned for the caller to send as one statement with its offset and dead letters.
+    writes.push(
+      ...entriesParts(entries),
+      accountsPart([...touched.values()]),
+      usagePart(usage),
+      usageCountPart(usage),
+      windowsPart(windowWrites),
+      closeReservationsPart(settled, 'settled', settled.map(() => 'event')),
+    );
     return { metered: usage.length, duplicates: seen.size, credits };
   }
 }

@@ -1,7 +1,7 @@
 import { EntityManager } from 'typeorm';
 import { Account, LedgerEntryDraft, priceCall, reserve } from '@tollgate/billing';
 import { ProfileCatalog, pricingOf } from '../profile-catalog';
-import { appendEntries, loadWindows, lockAccounts, PendingEntityHold, pendingEntityHolds, saveAccounts, withPendingCharges } from '../ledger/ledger-store';
+import { accountsPart, entriesParts, loadWindows, lockAccountsWithHolds, PendingEntityHold, pendingEntityHolds, withPendingCharges, writeAll } from '../ledger/ledger-store';
 
 export interface ReserveCommand {
   reservationId: string;
@@ -39,12 +39,9 @@ export async function reserveBatch(
   cmds: readonly ReserveCommand[],
   expiresAt: (profile: string) => number,
 ): Promise<Array<ReserveOutcome | Error>> {
-  const accounts = await lockAccounts(m, [...new Set(cmds.map((c) => c.orgId))]);
-  // Retried commands (a gateway that timed out and asked again) get the hold they already have.
-  const existing = new Map(
-    (await m.query(`SELECT id, org_id, credits FROM reservations WHERE id = ANY($1::text[])`, [cmds.map((c) => c.reservationId)]) as Array<{ id: string; org_id: string; credits: string }>)
-      .map((r) => [r.id, { orgId: r.org_id, credits: Number(r.credits) }]),
-  );
+  // Retried commands (a gateway that timed out and asked again) get the hold they already have. A reservation id
+  // another org holds is not found here: its insert fails the batch, and it alone is refused on the retry.
+  const { accounts, existing } = await lockAccountsWithHolds(m, [...new Set(cmds.map((c) => c.orgId))], cmds.map((c) => c.reservationId));
 
   // Per-entity holds are priced against the org's re-access windows and the entities other held calls pay for.
   const perEntity = cmds.filter((c) => c.entities.length > 0);
@@ -111,25 +108,28 @@ export async function reserveBatch(
     outcomes.push({ granted: r.granted, reservationId: cmd.reservationId, requested: r.requested, shortfall: r.shortfall, balance: r.decided.account.balance });
   }
 
-  await appendEntries(m, entries);
-  await saveAccounts(m, [...touched.values()]);
-  if (holds.length > 0) {
-    await m.query(
-      `INSERT INTO reservations (id, org_id, credits, allocation, route, entities, occurred_at, expires_at, status)
-       SELECT u.id, u.org_id, u.credits, u.allocation, u.route, ARRAY(SELECT jsonb_array_elements_text(u.entities)), u.occurred_at, u.expires_at, 'held'
-         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::text[], $6::jsonb[], $7::timestamptz[], $8::timestamptz[])
-           AS u(id, org_id, credits, allocation, route, entities, occurred_at, expires_at)`,
-      [
-        holds.map((h) => h.cmd.reservationId),
-        holds.map((h) => h.cmd.orgId),
-        holds.map((h) => h.credits),
-        holds.map((h) => h.allocation),
-        holds.map((h) => `${h.cmd.method} ${h.cmd.route}`),
-        holds.map((h) => JSON.stringify(h.payingFor)),
-        holds.map((h) => new Date(h.cmd.occurredAt).toISOString()),
-        holds.map((h) => new Date(expiresAt(accounts.get(h.cmd.orgId)!.profile)).toISOString()),
-      ],
-    );
-  }
+  // Every write of the batch in one statement (one round trip): entries and their outbox rows, accounts, holds.
+  await writeAll(m, [
+    ...entriesParts(entries),
+    accountsPart([...touched.values()]),
+    holds.length === 0
+      ? null
+      : {
+          sql: `INSERT INTO reservations (id, org_id, credits, allocation, route, entities, occurred_at, expires_at, status)
+                SELECT u.id, u.org_id, u.credits, u.allocation, u.route, ARRAY(SELECT jsonb_array_elements_text(u.entities)), u.occurred_at, u.expires_at, 'held'
+                  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::text[], $6::jsonb[], $7::timestamptz[], $8::timestamptz[])
+                    AS u(id, org_id, credits, allocation, route, entities, occurred_at, expires_at)`,
+          params: [
+            holds.map((h) => h.cmd.reservationId),
+            holds.map((h) => h.cmd.orgId),
+            holds.map((h) => h.credits),
+            holds.map((h) => h.allocation),
+            holds.map((h) => `${h.cmd.method} ${h.cmd.route}`),
+            holds.map((h) => JSON.stringify(h.payingFor)),
+            holds.map((h) => new Date(h.cmd.occurredAt).toISOString()),
+            holds.map((h) => new Date(expiresAt(accounts.get(h.cmd.orgId)!.profile)).toISOString()),
+          ],
+        },
+  ]);
   return outcomes;
 }
