@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,21 +42,13 @@ function cpuTicks(pid: number | undefined): number {
   }
 }
 
+/** The broker scripts/infra.js started for this run (its pid file); none when KAFKA_BROKERS names another one. */
 function brokerPid(): number | undefined {
   try {
-    const port = process.env.KAFKA_BROKERS?.split(',')[0]?.split(':')[1] ?? '9092';
-    const out = execFileSync('pgrep', ['-f', 'kafka.Kafka'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-    // Several brokers can run side by side (other checkouts); take the one whose command line names our port.
-    for (const pid of out) {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (cmd.includes(port) || out.length === 1) return Number(pid);
-      const props = cmd.split('\0').find((a) => a.endsWith('.properties'));
-      if (props && readFileSync(props, 'utf8').includes(`:${port}`)) return Number(pid);
-    }
+    return Number(readFileSync(join(repoRoot, '.tollgate', 'kafka', 'broker.pid'), 'utf8')) || undefined;
   } catch {
-    /* no broker of ours to measure */
+    return undefined;
   }
-  return undefined;
 }
 
 async function load(url: string, keys: string[], connections: number, duration: number): Promise<autocannon.Result> {
