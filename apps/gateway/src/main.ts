@@ -4,6 +4,7 @@ import express from 'express';
 import Redis from 'ioredis';
 import { NestFactory } from '@nestjs/core';
 import { createKafkaMessaging } from '@tollgate/messaging';
+import { openEventSpool } from './clients/event-spool';
 import { connectDatabase, KeyAuthenticator } from '@tollgate/persistence';
 import { ConfigError, configureHttp, createLogger, intFromEnv, onShutdown, runMain, strFromEnv } from '@tollgate/platform';
 import { loadProfile } from '@tollgate/profiles';
@@ -26,7 +27,8 @@ runMain('gateway', async () => {
   const ds = await connectDatabase({ migrate: false, poolSize: intFromEnv('GATEWAY_DB_POOL', 5) });
   const messaging = createKafkaMessaging({ clientId: 'tollgate-gateway', log: (_l, message, extra) => logger.warn({ msg: message, ...extra }) });
   await messaging.ensureTopics();
-  const events = await messaging.publisher();
+  // Events go through a durable spool on this gateway's disk when the broker can't acknowledge them in time.
+  const events = await openEventSpool(await messaging.publisher(), port, logger);
 
   let limits: CounterStore = new MemoryCounterStore();
   let redis: Redis | null = null;
@@ -61,7 +63,8 @@ runMain('gateway', async () => {
   const app = await NestFactory.create(
     GatewayModule.register([
       { name: 'postgres', check: async () => (await ds.query('SELECT 1')).length === 1 },
-      { name: 'kafka', check: () => messaging.ping() },
+      // Ready while calls can be recorded: the broker answers, or the spool still has room for a broker outage.
+      { name: 'kafka', check: async () => (await messaging.ping()) || events.accepting() },
     ]),
     { logger, bodyParser: false },
   );
@@ -86,6 +89,7 @@ runMain('gateway', async () => {
     await Promise.race([new Promise((r) => server.close(r)), new Promise((r) => setTimeout(r, 8000).unref())]);
     server.closeAllConnections();
     await app.close();
+    await events.close(1000);
     await messaging.close();
     metering.close();
     await upstream.close();

@@ -1,2 +1,4 @@
 export * from './messaging';
 export * from './kafka-messaging';
+export * from './spool-log';
+export * from './spooling-publisher';

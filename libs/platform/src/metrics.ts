@@ -56,3 +56,15 @@ export const dependencyErrors = new Counter({
   labelNames: ['app', 'dependency'] as const,
   registers: [registry],
 });
+
+export const spoolBytes = new Gauge({
+  name: 'tollgate_gateway_spool_bytes',
+  help: "Bytes in the gateway's event spool on disk (events the broker has not acknowledged yet, and drained ones awaiting deletion)",
+  registers: [registry],
+});
+
+export const spooledEvents = new Counter({
+  name: 'tollgate_gateway_spooled_events_total',
+  help: 'Events the gateway wrote to its spool because the broker did not acknowledge them in time',
+  registers: [registry],
+});
