@@ -111,9 +111,12 @@ function killLeftover(pidFile, log) {
 
 /**
  * Kafka for this run. Returns `{ brokers, stop }`; `stop` only stops a broker this call started.
- * Options: `fresh` wipes the broker's data first (tests), `log` prints progress.
+ * Options: `fresh` wipes the broker's data first (tests), `log` prints progress, `name` keeps the broker's data,
+ * configuration, pid file and log in `.tollgate/<name>` (default `kafka`; the fault suite runs a broker of its own
+ * that it kills and restarts on the same data), `data` names its data directory there (default `data-test` when
+ * fresh, else `data`). The result's `pid` is the broker's process, when started here.
  */
-async function ensureKafka({ log = () => undefined, fresh = false } = {}) {
+async function ensureKafka({ log = () => undefined, fresh = false, name = 'kafka', data = fresh ? 'data-test' : 'data' } = {}) {
   if (process.env.KAFKA_BROKERS) {
     const brokers = process.env.KAFKA_BROKERS;
     if (!(await kafkaAnswers(brokers))) throw new Error(`Kafka is not reachable at KAFKA_BROKERS=${brokers}`);
@@ -131,8 +134,8 @@ async function ensureKafka({ log = () => undefined, fresh = false } = {}) {
     throw new Error(`port ${port} is taken by something that is not a Kafka broker; set KAFKA_BROKERS to a broker`);
   }
 
-  const home = path.join(state, 'kafka');
-  const dataDir = path.join(home, fresh ? 'data-test' : 'data');
+  const home = path.join(state, name);
+  const dataDir = path.join(home, data);
   const pidFile = path.join(home, 'broker.pid');
   fs.mkdirSync(home, { recursive: true });
   killLeftover(pidFile, log);
@@ -185,7 +188,7 @@ async function ensureKafka({ log = () => undefined, fresh = false } = {}) {
     await sleep(300);
   }
   log(`Kafka ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return { brokers, started: true, stop };
+  return { brokers, started: true, stop, pid: jvm.pid };
 }
 
 /** The database at `url` (default the local server's `tollgate`), created when missing. Returns the URL. */
