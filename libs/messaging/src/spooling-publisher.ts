@@ -86,7 +86,12 @@ export class SpoolingPublisher implements Publisher {
       this.wake = null;
       w();
     }
-    if (!this.draining && !this.closed) this.draining = this.drain().finally(() => (this.draining = null));
+    if (this.draining || this.closed) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = null;
+      // An append that landed after the drainer found the spool empty, before it let go: drain it now.
+      if (this.spool.holdsAny()) this.kick();
+    });
   }
 
   private async drain(): Promise<void> {
