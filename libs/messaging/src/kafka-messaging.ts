@@ -297,7 +297,16 @@ class OffsetStoringConsumer implements BatchConsumer {
 
     // On every assignment, seek each partition to the offset stored with the data. Kafka's own committed
     // offset can lag behind it (a crash between the database commit and the Kafka commit), never lead it.
-    consumer.on(consumer.events.CRASH, () => (this.member = false));
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.member = false;
+      // kafkajs restarts the consumer itself after a retriable error, but after a non-retriable one (such as "the
+      // coordinator is not aware of this member" once a broker pause outlasted the session) it stays stopped while
+      // the process lives on, looking healthy and metering nothing. Start it again.
+      if (!e.payload.restart) {
+        this.log?.('error', `consumer: crashed (${e.payload.error.message}); starting it again`);
+        setTimeout(() => void this.restartAfterCrash(consumer), 1000);
+      }
+    });
     consumer.on(consumer.events.STOP, () => (this.member = false));
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.member = true;
@@ -308,7 +317,11 @@ class OffsetStoringConsumer implements BatchConsumer {
       );
     });
 
-    this.flusher = setInterval(() => void this.flushKafkaOffsets().catch(() => undefined), 1000);
+    // A refused commit (the group moved on: this member was dropped, a rebalance) must not crash the consumer.
+    this.flusher = setInterval(
+      () => void this.flushKafkaOffsets().catch((err: Error) => this.log?.('warn', `consumer: Kafka offset commit refused (${err.message}); the stored offsets stand`)),
+      1000,
+    );
     this.flusher.unref();
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });
@@ -351,6 +364,20 @@ class OffsetStoringConsumer implements BatchConsumer {
         this.uncommitted.set(batch.partition, nextOffset);
       },
     });
+  }
+
+  /** After a crash kafkajs won't recover from: a new consumer in the group, unless stopped or restarted meanwhile. */
+  private async restartAfterCrash(crashed: Consumer): Promise<void> {
+    if (this.consumer !== crashed) return;
+    await crashed.disconnect().catch(() => undefined);
+    if (this.consumer !== crashed) return;
+    try {
+      await this.start();
+    } catch (err) {
+      this.log?.('error', `consumer: could not start again (${(err as Error).message}); retrying in 5 s`);
+      const failed = this.consumer;
+      if (failed) setTimeout(() => void this.restartAfterCrash(failed), 5000);
+    }
   }
 
   private async loadStored(partitions: number[], seek: boolean): Promise<void> {
