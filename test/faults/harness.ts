@@ -94,8 +94,15 @@ export class Postgres {
     const [version, cluster] = spec.includes('/') ? spec.split('/') : [installedVersion(), 'tgfaults'];
     this.version = version!;
     this.cluster = cluster!;
+    // Must not throw: the exit listeners after this one stop the apps and the broker.
     const restart = () => {
-      if (this.stopped) this.ctl('start');
+      if (!this.stopped) return;
+      this.stopped = false;
+      try {
+        this.ctl('start');
+      } catch (e) {
+        say(`could not start PostgreSQL ${this.version}/${this.cluster} again: ${(e as Error).message}`);
+      }
     };
     process.once('exit', restart);
     for (const sig of ['SIGINT', 'SIGTERM'] as const) {

@@ -126,6 +126,7 @@ async function killMetering(ctx: Ctx, f: Figures): Promise<void> {
     await ctx.stack.startApp('metering');
   }
   await producing;
+  await ctx.observer.quiesce([spoolDir('gateway')]);
   await ctx.observer.checkEvents(events.map((e) => e.event_id), f);
   f.notes.push(`${sizes.events} events produced, metering SIGKILLed ${sizes.kills} times`);
 }
