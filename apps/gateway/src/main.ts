@@ -28,7 +28,7 @@ runMain('gateway', async () => {
   const messaging = createKafkaMessaging({ clientId: 'tollgate-gateway', log: (_l, message, extra) => logger.warn({ msg: message, ...extra }) });
   await messaging.ensureTopics();
   // Events go through a durable spool on this gateway's disk when the broker can't acknowledge them in time.
-  const events = await openEventSpool(await messaging.publisher(), port, logger);
+  const events = await openEventSpool(() => messaging.publisher(), port, logger);
 
   let limits: CounterStore = new MemoryCounterStore();
   let redis: Redis | null = null;

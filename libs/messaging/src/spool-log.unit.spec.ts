@@ -192,6 +192,20 @@ describe('SpoolingPublisher', () => {
     await publisher.close();
   });
 
+  it('takes a new broker publisher when the current one keeps refusing (an idempotent producer stuck after an unclean broker restart)', async () => {
+    const stuck: Publisher = { publish: () => Promise.reject(new Error('OutOfOrderSequenceException')), close: async () => undefined };
+    const fresh = new FakeBroker();
+    const spool = await SpoolLog.open(await tempDir(), { maxBytes: 1024 * 1024 });
+    const publisher = new SpoolingPublisher(stuck, spool, { deadlineMs: 20, retryMs: 2, maxRetryMs: 10, reconnect: async () => fresh });
+    publisher.start();
+    for (let i = 0; i < 3; i++) await publisher.publish('t', [msg(i)]);
+    await until(() => !spool.holdsAny());
+    expect(fresh.received).toEqual([0, 1, 2].map((i) => String(msg(i).value)));
+    await publisher.publish('t', [msg(3)]); // and the direct path uses it too
+    expect(fresh.received).toHaveLength(4);
+    await publisher.close();
+  });
+
   it('sends what an earlier run left in the spool before anything new', async () => {
     const dir = await tempDir();
     const left = await SpoolLog.open(dir, { maxBytes: 1024 * 1024 });

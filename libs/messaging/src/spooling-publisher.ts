@@ -8,6 +8,13 @@ export interface SpoolingPublisherOptions {
   retryMs?: number;
   maxRetryMs?: number;
   log?: (level: 'error' | 'warn' | 'info', message: string, extra?: Record<string, unknown>) => void;
+  /**
+   * A new broker publisher, taken when the current one keeps failing (5 drain attempts in a row, at most every
+   * 10 s). After a broker dies uncleanly an idempotent producer can be refused for good (OutOfOrderSequence on a
+   * sequence the broker lost); a new producer gets a new producer id. Its copies of what the old one may have
+   * written are duplicates, deduped by event_id.
+   */
+  reconnect?: () => Promise<Publisher>;
 }
 
 /**
@@ -30,8 +37,10 @@ export class SpoolingPublisher implements Publisher {
   private outageSince: number | null = null;
   private spooledTotal = 0;
 
+  private lastReconnect = 0;
+
   constructor(
-    private readonly inner: Publisher,
+    private inner: Publisher,
     readonly spool: SpoolLog,
     private readonly opts: SpoolingPublisherOptions = {},
   ) {
@@ -123,6 +132,7 @@ export class SpoolingPublisher implements Publisher {
         failures = 0;
       } catch (e) {
         if (failures++ % 20 === 0) this.opts.log?.('warn', `spool: the broker still refuses (${(e as Error).message}); ${this.spool.bytes()} bytes wait`);
+        if (failures >= 5) await this.reconnect();
         await this.sleep(pause);
         pause = Math.min(maxPause, pause * 2);
       }
@@ -130,6 +140,20 @@ export class SpoolingPublisher implements Publisher {
     if (this.outageSince !== null && !this.spool.holdsAny()) {
       this.opts.log?.('warn', `spool: drained; ${this.spooledTotal} events spooled since start, the last outage began ${((Date.now() - this.outageSince) / 1000).toFixed(1)} s ago`);
       this.outageSince = null;
+    }
+  }
+
+  private async reconnect(): Promise<void> {
+    if (!this.opts.reconnect || Date.now() - this.lastReconnect < 10_000) return;
+    this.lastReconnect = Date.now();
+    try {
+      const fresh = await this.opts.reconnect();
+      const old = this.inner;
+      this.inner = fresh;
+      void old.close().catch(() => undefined);
+      this.opts.log?.('warn', 'spool: sends kept failing; a new broker publisher takes over');
+    } catch (e) {
+      this.opts.log?.('warn', `spool: no new broker publisher yet (${(e as Error).message})`);
     }
   }
 

@@ -9,7 +9,7 @@ import { ConfigError, intFromEnv, spoolBytes, spooledEvents, strFromEnv } from '
  * (how long a call waits for the broker before its event is spooled, 1500 ms). Whatever an earlier run left in
  * the spool is sent before anything new.
  */
-export async function openEventSpool(kafka: Publisher, port: number, logger: ConsoleLogger): Promise<SpoolingPublisher> {
+export async function openEventSpool(connect: () => Promise<Publisher>, port: number, logger: ConsoleLogger): Promise<SpoolingPublisher> {
   const dir = resolve(strFromEnv('GATEWAY_SPOOL_DIR', `.tollgate/spool/${port}`));
   const maxBytes = intFromEnv('GATEWAY_SPOOL_MAX_BYTES', 64 * 1024 * 1024);
   if (maxBytes < 64 * 1024) throw new ConfigError(`environment: GATEWAY_SPOOL_MAX_BYTES: at least 65536 bytes (got ${maxBytes})`);
@@ -21,7 +21,7 @@ export async function openEventSpool(kafka: Publisher, port: number, logger: Con
   } catch (e) {
     throw new ConfigError(`GATEWAY_SPOOL_DIR=${dir}: ${(e as Error).message}`);
   }
-  const publisher = new SpoolingPublisher(kafka, spool, { deadlineMs: intFromEnv('GATEWAY_SPOOL_DEADLINE_MS', 1500), log });
+  const publisher = new SpoolingPublisher(await connect(), spool, { deadlineMs: intFromEnv('GATEWAY_SPOOL_DEADLINE_MS', 1500), log, reconnect: connect });
   let counted = 0;
   // Metrics follow once a second, off the paid path.
   setInterval(() => {
