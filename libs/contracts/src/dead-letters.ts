@@ -9,6 +9,14 @@ export const DeadLetterHeaders = {
   OriginalOffset: 'x-original-offset',
   /** The dead letter's id in metering's database (what `npm run dlq -- replay --id` takes). */
   Id: 'x-dead-letter-id',
+  /**
+   * On a dead letter whose original bytes were larger than a Kafka message may be: their length. The value sent is
+   * cut to its first MaxDeadLetterBytes; the whole message stays in metering's dead_letters table (npm run dlq).
+   */
+  TruncatedFrom: 'x-dead-letter-truncated-from',
   /** On a replayed message: the id of the dead letter it re-drives. */
   ReplayOf: 'x-replay-of-dead-letter',
 } as const;
+
+/** Largest dead-letter value sent to Kafka (its default message limit is 1 MiB, headers and key included). */
+export const MaxDeadLetterBytes = 512 * 1024;

@@ -1,5 +1,5 @@
 import { EntityManager } from 'typeorm';
-import { DeadLetterHeaders } from '@tollgate/contracts';
+import { DeadLetterHeaders, MaxDeadLetterBytes } from '@tollgate/contracts';
 import { OutgoingMessage } from '@tollgate/messaging';
 
 /**
@@ -118,12 +118,20 @@ export async function markReplayed(m: EntityManager, ids: string[]): Promise<voi
 }
 
 /** The dead letter as it goes on the dead-letter topic: the original key and bytes, the reason and origin in headers. */
+/**
+ * The message for the dead-letter topic. An original too large for a Kafka message (a 1 MB poison event) is cut to
+ * MaxDeadLetterBytes, with its length in a header: sent whole, the broker would refuse it on every retry, and with
+ * it every record coalesced into the same send (the ledger outbox shares metering's publisher).
+ */
 export function deadLetterMessage(d: DeadLetter): OutgoingMessage {
+  const value = d.value ?? Buffer.alloc(0);
+  const key = (d.key?.toString('utf8') ?? '').slice(0, 1024);
   return {
-    key: d.key?.toString('utf8') ?? '',
-    value: d.value ?? Buffer.alloc(0),
+    key,
+    value: value.length > MaxDeadLetterBytes ? value.subarray(0, MaxDeadLetterBytes) : value,
     headers: {
-      [DeadLetterHeaders.Reason]: d.reason,
+      ...(value.length > MaxDeadLetterBytes ? { [DeadLetterHeaders.TruncatedFrom]: String(value.length) } : {}),
+      [DeadLetterHeaders.Reason]: d.reason.slice(0, 2000),
       [DeadLetterHeaders.OriginalTopic]: d.topic,
       [DeadLetterHeaders.OriginalPartition]: String(d.partition),
       [DeadLetterHeaders.OriginalOffset]: d.offset,
