@@ -4,12 +4,12 @@ import express from 'express';
 import Redis from 'ioredis';
 import { NestFactory } from '@nestjs/core';
 import { createKafkaMessaging } from '@tollgate/messaging';
-import { openEventSpool } from './clients/event-spool';
 import { connectDatabase, KeyAuthenticator } from '@tollgate/persistence';
 import { ConfigError, configureHttp, createLogger, intFromEnv, onShutdown, runMain, strFromEnv } from '@tollgate/platform';
 import { loadProfile } from '@tollgate/profiles';
 import { CounterStore, MemoryCounterStore, systemClock } from '@tollgate/rate-limit';
 import { RedisCounterStore } from '@tollgate/rate-limit-redis';
+import { openEventSpool } from './clients/event-spool';
 import { GrpcMeteringClient } from './clients/metering-client';
 import { Upstream } from './clients/upstream';
 import { gatewayOpenApi } from './docs/gateway-openapi';
@@ -84,9 +84,10 @@ runMain('gateway', async () => {
   logger.log(`gateway ready: http://${host}:${port}${base === '/' ? '' : base} (profile ${profile.name}, ${profile.credits.enforcement} credits, limits in ${redis ? 'Redis' : 'memory'})`);
 
   onShutdown(async () => {
-    // Stop taking connections and let the calls in flight finish (their events published), within 8 s.
+    // Stop taking connections and let the calls in flight finish (their events published), within 7 s, so the
+    // process is gone within 10 s of SIGTERM.
     server.closeIdleConnections();
-    await Promise.race([new Promise((r) => server.close(r)), new Promise((r) => setTimeout(r, 8000).unref())]);
+    await Promise.race([new Promise((r) => server.close(r)), new Promise((r) => setTimeout(r, 7000).unref())]);
     server.closeAllConnections();
     await app.close();
     await events.close(1000);
