@@ -18,5 +18,8 @@ export const DeadLetterHeaders = {
   ReplayOf: 'x-replay-of-dead-letter',
 } as const;
 
-/** Largest dead-letter value sent to Kafka (its default message limit is 1 MiB, headers and key included). */
-export const MaxDeadLetterBytes = 512 * 1024;
+/**
+ * Largest dead-letter value sent to Kafka. The broker's default limit (1 MiB) is per record batch, and the relay
+ * sends several dead letters to the topic's one partition together: it keeps each send under 512 KiB.
+ */
+export const MaxDeadLetterBytes = 128 * 1024;

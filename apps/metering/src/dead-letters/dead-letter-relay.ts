@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { Topics } from '@tollgate/contracts';
+import { MaxDeadLetterBytes, Topics } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
 import { RelayLoop } from '../outbox/relay-loop';
 import { deadLetterMessage, markSent, unsentDeadLetters } from './dead-letter-store';
@@ -40,11 +40,18 @@ export class DeadLetterRelay {
     return this.ds.transaction(async (m) => {
       const [lock] = (await m.query(`SELECT pg_try_advisory_xact_lock(727276) AS ok`)) as Array<{ ok: boolean }>;
       if (!lock?.ok) return 0;
-      const letters = await unsentDeadLetters(m, this.batchSize);
-      if (letters.length === 0) return 0;
+      const unsent = await unsentDeadLetters(m, this.batchSize);
+      if (unsent.length === 0) return 0;
+      // One record batch on the broker: at most ~512 KiB of (cut) values per send, the rest on the next round.
+      let bytes = 0;
+      const letters = unsent.filter((d, i) => {
+        bytes += Math.min(d.value?.length ?? 0, MaxDeadLetterBytes) + 2048;
+        return i === 0 || bytes <= 512 * 1024;
+      });
       await this.publisher.publish(Topics.RequestCompletedDeadLetter, letters.map(deadLetterMessage));
       await markSent(m, letters.map((d) => d.id));
-      return letters.length;
+      // A full batch tells the loop to go again at once, as does a batch cut short by size.
+      return letters.length < unsent.length ? this.batchSize : letters.length;
     });
   }
 }
