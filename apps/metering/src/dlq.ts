@@ -3,6 +3,7 @@ import { DeadLetterHeaders } from '@tollgate/contracts';
 import { createKafkaMessaging, OutgoingMessage } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
 import { DeadLetter, DeadLetterSelection, findDeadLetters, markReplayed } from './dead-letters/dead-letter-store';
+import { runCommand } from './ops/cli';
 
 /**
  * `npm run dlq -- list [--pending] [--json]` and `npm run dlq -- replay (--all | --id ID... | --offset N... [--partition P])`
@@ -153,12 +154,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (require.main === module) {
-  main().then(
-    (code) => process.exit(code),
-    (e: Error) => {
-      process.stderr.write(`dlq: ${e.message}\n`);
-      process.exit(1);
-    },
-  );
-}
+runCommand('dlq', module, main);

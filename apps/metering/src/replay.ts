@@ -1,5 +1,6 @@
 import { DataSource } from 'typeorm';
 import { connectDatabase } from '@tollgate/persistence';
+import { progress, Progress, runCommand } from './ops/cli';
 
 /**
  * `npm run replay -- (--all | --org ID) [--source ledger] [--apply]`
@@ -120,20 +121,6 @@ export async function replay(ds: DataSource, opts: Options, progress: (done: num
   return differences;
 }
 
-function progressBar(): (done: number, total: number) => void {
-  const started = Date.now();
-  if (!process.stderr.isTTY) return () => undefined;
-  return (done, total) => {
-    const width = 30;
-    const filled = total === 0 ? width : Math.round((done / total) * width);
-    const seconds = (Date.now() - started) / 1000;
-    const rate = seconds > 0 ? done / seconds : 0;
-    const eta = rate > 0 ? Math.ceil((total - done) / rate) : 0;
-    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} orgs  ${rate.toFixed(0)}/s  ETA ${eta}s `);
-    if (done === total) process.stderr.write('\n');
-  };
-}
-
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   if (typeof opts === 'string') {
@@ -146,7 +133,9 @@ async function main(): Promise<number> {
   }
   const ds = await connectDatabase({ migrate: false, poolSize: 2 });
   try {
-    const differences = await replay(ds, opts, progressBar());
+    let bar: Progress | undefined;
+    const differences = await replay(ds, opts, (done, total) => (bar ??= progress('replay', 'orgs', total)).update(done, total));
+    bar?.finish();
     for (const d of differences) process.stdout.write(`${d.org_id}\t${d.what}\tlive=${d.live}\treplayed=${d.replayed}\n`);
     process.stdout.write(differences.length === 0 ? 'replay: projections match the ledger\n' : `replay: ${differences.length} difference(s)${opts.apply ? ', applied the replayed balances' : ''}\n`);
     return differences.length === 0 ? 0 : 1;
@@ -155,12 +144,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (require.main === module) {
-  main().then(
-    (code) => process.exit(code),
-    (e: Error) => {
-      process.stderr.write(`replay: ${e.message}\n`);
-      process.exit(1);
-    },
-  );
-}
+runCommand('replay', module, main);
