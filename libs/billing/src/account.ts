@@ -1,4 +1,5 @@
 import { assertInstant, monthOf, startOfMonth, startOfNextMonth } from './time';
+import { allowanceBucketId, applyEntry, copyAccount, emptyAccount } from './evolve';
 import { Account, Allocation, BucketKind, CreditBucket, Decided, LedgerEntryDraft, LedgerEntryType, PlanTerms } from './types';
 
 /**
@@ -35,17 +36,7 @@ export interface Reserved {
 export function openAccount(orgId: string, plan: PlanTerms, at: number, cause: string): Decided {
   assertInstant(at);
   assertPlan(plan);
-  const books = new Books({
-    orgId,
-    plan: { ...plan },
-    balance: 0,
-    debt: 0,
-    nextSeq: 1,
-    allowanceMonth: null,
-    allowanceSpent: 0,
-    grantedOneTime: [],
-    buckets: [],
-  });
+  const books = new Books(emptyAccount(orgId, plan));
   if (plan.oneTimeCredits > 0) grantOneTime(books, plan, at, cause);
   if (plan.monthlyAllowance > 0) grantAllowance(books, monthOf(at), at, cause);
   return books.decided();
@@ -170,12 +161,9 @@ export function grantTopUp(account: Account, amount: number, expiresAt: number |
   const books = booksAsTheyStand(account, at);
   if (amount === 0) return books.decided();
   if (books.bucket(bucketId)) throw new Error(`bucket "${bucketId}" already exists on account ${account.orgId}`);
-  const bucket: CreditBucket = { id: bucketId, kind: 'top_up', expiresAt, remaining: 0 };
-  books.account.buckets.push(bucket);
-  const paid = books.fill(bucket, amount);
   books.post('top_up', amount, cause, at, bucketId, {
     expires_at: expiresAt === null ? null : new Date(expiresAt).toISOString(),
-    ...(paid > 0 ? { paid_debt: paid } : {}),
+    ...books.debtPaidBy(amount),
   });
   return books.decided();
 }
@@ -190,26 +178,19 @@ export function changePlan(account: Account, newPlan: PlanTerms, at: number, cau
   const books = booksAt(account, at);
   const a = books.account;
   const fromPlan = a.plan.name;
+  // The plan itself is the command's record (admin_commands, orgs), not the ledger's: the fold takes it as given.
   a.plan = { ...newPlan };
 
-  let bucket = books.currentAllowance();
-  if (!bucket && newPlan.monthlyAllowance > 0) {
-    const month = monthOf(at);
-    // Spending recorded for an older month (a plan without allowance doesn't roll allowanceMonth) is not this month's.
-    if (a.allowanceMonth !== month) {
-      a.allowanceMonth = month;
-      a.allowanceSpent = 0;
-    }
-    bucket = { id: allowanceBucketId(month), kind: 'allowance', expiresAt: startOfNextMonth(at), remaining: 0 };
-    a.buckets.push(bucket);
-  }
-  if (bucket) {
-    const delta = Math.max(0, newPlan.monthlyAllowance - a.allowanceSpent) - bucket.remaining;
-    // Withdrawing allowance is not spending it: allowanceSpent only counts credits that paid for calls or debt.
-    let paid = 0;
-    if (delta > 0) paid = books.fill(bucket, delta);
-    else bucket.remaining += delta;
-    books.post('adjustment', delta, cause, at, bucket.id, { from_plan: fromPlan, to_plan: newPlan.name, month: a.allowanceMonth, ...(paid > 0 ? { paid_debt: paid } : {}) });
+  const live = books.currentAllowance();
+  if (live || newPlan.monthlyAllowance > 0) {
+    // Without a live allowance bucket the adjustment opens one for this month; spending recorded for an older month
+    // (a plan without allowance doesn't roll allowanceMonth) is not this month's.
+    const month = live ? (a.allowanceMonth as string) : monthOf(at);
+    const spent = live || a.allowanceMonth === month ? a.allowanceSpent : 0;
+    const delta = Math.max(0, newPlan.monthlyAllowance - spent) - (live?.remaining ?? 0);
+    const detail: Record<string, unknown> = { from_plan: fromPlan, to_plan: newPlan.name, month };
+    if (!live) detail.expires_at = new Date(startOfNextMonth(at)).toISOString();
+    books.post('adjustment', delta, cause, at, allowanceBucketId(month), { ...detail, ...(delta > 0 ? books.debtPaidBy(delta) : {}) }, !live);
   }
 
   if (newPlan.oneTimeCredits > 0 && !a.grantedOneTime.includes(newPlan.name)) grantOneTime(books, newPlan, at, cause);
@@ -218,27 +199,28 @@ export function changePlan(account: Account, newPlan: PlanTerms, at: number, cau
 
 // ---------------------------------------------------------------------------------------------- the books
 
-/** A working copy of one account while a decider runs: every change goes through here, entries included. */
+/**
+ * A working copy of one account while a decider runs. The decider only chooses entries; `post` applies each
+ * one with the fold's own `applyEntry`, so the account a decider returns is, by construction, its ledger folded.
+ */
 class Books {
   readonly account: Account;
   readonly entries: LedgerEntryDraft[] = [];
 
   constructor(from: Account) {
-    this.account = {
-      ...from,
-      plan: { ...from.plan },
-      grantedOneTime: [...from.grantedOneTime],
-      buckets: from.buckets.map((b) => ({ ...b })),
-    };
+    this.account = copyAccount(from);
   }
 
-  /** Appends an entry and moves the balance; callers change buckets/debt by the same amount. 0 writes nothing. */
-  post(type: LedgerEntryType, amount: number, cause: string, occurredAt: number, bucketId: string | null, detail: Record<string, unknown>): void {
-    if (amount === 0) return;
+  /**
+   * Appends an entry (next seq, running balance) and applies it. An amount of 0 writes nothing, except where the
+   * entry opens or closes a bucket (`opensOrCloses`): the fold must see every bucket's life.
+   */
+  post(type: LedgerEntryType, amount: number, cause: string, occurredAt: number, bucketId: string | null, detail: Record<string, unknown>, opensOrCloses = false): void {
+    if (amount === 0 && !opensOrCloses) return;
     const a = this.account;
-    a.balance += amount;
-    this.entries.push({ orgId: a.orgId, seq: a.nextSeq, type, amount, balanceAfter: a.balance, cause, occurredAt, bucketId, detail });
-    a.nextSeq += 1;
+    const entry: LedgerEntryDraft = { orgId: a.orgId, seq: a.nextSeq, type, amount, balanceAfter: a.balance + amount, cause, occurredAt, bucketId, detail };
+    applyEntry(a, entry);
+    this.entries.push(entry);
   }
 
   bucket(id: string): CreditBucket | undefined {
@@ -251,21 +233,10 @@ class Books {
     return month === null ? undefined : this.bucket(allowanceBucketId(month));
   }
 
-  /** Adds credits to a bucket, paying debt off first. Returns the debt paid off. */
-  fill(bucket: CreditBucket, credits: number): number {
-    const a = this.account;
-    const paid = Math.min(a.debt, credits);
-    a.debt -= paid;
-    bucket.remaining += credits - paid;
-    // Allowance that pays debt is spent allowance, or a plan change could hand it out again.
-    if (bucket === this.currentAllowance()) a.allowanceSpent += paid;
-    return paid;
-  }
-
-  /** Takes credits out of a bucket to pay for a call (held or charged). */
-  drain(bucket: CreditBucket, credits: number): void {
-    bucket.remaining -= credits;
-    if (bucket === this.currentAllowance()) this.account.allowanceSpent += credits;
+  /** What of `credits` added to a bucket now would pay debt off (the entry's `paid_debt`). */
+  debtPaidBy(credits: number): Record<string, number> {
+    const paid = Math.min(this.account.debt, credits);
+    return paid > 0 ? { paid_debt: paid } : {};
   }
 
   decided(): Decided {
@@ -290,10 +261,10 @@ function booksAt(account: Account, at: number): Books {
   const a = books.account;
 
   // Expiries are dated when they happened (the bucket's expiry), not when a command noticed them; their cause
-  // names the bucket, so the same roll gives the same entries whichever command triggers it.
+  // names the bucket, so the same roll gives the same entries whichever command triggers it. An emptied bucket
+  // closes with an expiry of 0: the ledger says when every bucket closed, so folding it gives these buckets.
   const expired = a.buckets.filter((b) => b.expiresAt !== null && b.expiresAt <= at).sort(bySpendingOrder);
-  for (const b of expired) books.post('expiry', -b.remaining, `expiry:${b.id}`, b.expiresAt ?? at, b.id, { kind: b.kind });
-  a.buckets = a.buckets.filter((b) => !expired.includes(b));
+  for (const b of expired) books.post('expiry', 0 - b.remaining, `expiry:${b.id}`, b.expiresAt ?? at, b.id, { kind: b.kind }, true);
 
   const month = monthOf(at);
   // 'YYYY-MM' strings order like the months they name.
@@ -308,13 +279,9 @@ function grantAllowance(books: Books, month: string, at: number, cause: string):
   const a = books.account;
   const id = allowanceBucketId(month);
   if (books.bucket(id)) throw new Error(`allowance of ${month} was already granted to account ${a.orgId}`);
-  a.allowanceMonth = month;
-  a.allowanceSpent = 0;
-  const bucket: CreditBucket = { id, kind: 'allowance', expiresAt: startOfNextMonth(at), remaining: 0 };
-  a.buckets.push(bucket);
   const credits = a.plan.monthlyAllowance;
-  const paid = books.fill(bucket, credits);
-  books.post('grant', credits, cause, at, id, { plan: a.plan.name, month, ...(paid > 0 ? { paid_debt: paid } : {}) });
+  const expiresAt = new Date(startOfNextMonth(at)).toISOString();
+  books.post('grant', credits, cause, at, id, { plan: a.plan.name, month, expires_at: expiresAt, ...books.debtPaidBy(credits) });
 }
 
 /** A plan's one-time credits: never expire, never granted twice for the same plan name. */
@@ -322,11 +289,7 @@ function grantOneTime(books: Books, plan: PlanTerms, at: number, cause: string):
   const a = books.account;
   const id = `one_time:${plan.name}`;
   if (books.bucket(id)) throw new Error(`one-time credits of plan "${plan.name}" already exist on account ${a.orgId}`);
-  a.grantedOneTime.push(plan.name);
-  const bucket: CreditBucket = { id, kind: 'one_time', expiresAt: null, remaining: 0 };
-  a.buckets.push(bucket);
-  const paid = books.fill(bucket, plan.oneTimeCredits);
-  books.post('grant', plan.oneTimeCredits, cause, at, id, { plan: plan.name, ...(paid > 0 ? { paid_debt: paid } : {}) });
+  books.post('grant', plan.oneTimeCredits, cause, at, id, { plan: plan.name, ...books.debtPaidBy(plan.oneTimeCredits) });
 }
 
 interface TakeOptions {
@@ -352,17 +315,14 @@ function take(books: Books, credits: number, o: TakeOptions): { allocation: Allo
   for (const id of order) {
     if (need === 0) break;
     const held = o.expiredMeanwhile?.get(id);
-    const bucket = held === undefined ? books.bucket(id) : undefined;
-    const n = Math.min(need, held ?? bucket?.remaining ?? 0);
+    const n = Math.min(need, held ?? books.bucket(id)?.remaining ?? 0);
     if (n === 0) continue;
     if (held !== undefined) o.expiredMeanwhile?.set(id, held - n);
-    else if (bucket) books.drain(bucket, n);
     books.post(o.type, -n, o.cause, o.at, id, o.detail);
     allocation.push({ bucketId: id, credits: n });
     need -= n;
   }
   if (need > 0 && o.intoDebt) {
-    a.debt += need;
     books.post(o.type, -need, o.cause, o.at, null, { ...o.detail, debt: need });
     need = 0;
   }
@@ -374,21 +334,14 @@ function take(books: Books, credits: number, o: TakeOptions): { allocation: Allo
  * while they were held) are returned separately, for the caller to spend on the settled call or expire.
  */
 function giveBack(books: Books, allocation: readonly Allocation[], at: number, cause: string, detail: Record<string, unknown>): Map<string, number> {
-  const a = books.account;
   const expiredMeanwhile = new Map<string, number>();
   for (const { bucketId, credits } of allocation) {
     if (credits === 0) continue;
-    const bucket = books.bucket(bucketId);
-    let paid = 0;
-    if (bucket) {
-      // The hold counted as spent allowance when it was taken; given back, it no longer does.
-      if (bucket === books.currentAllowance()) a.allowanceSpent -= credits;
-      paid = books.fill(bucket, credits);
-    } else {
-      expiredMeanwhile.set(bucketId, (expiredMeanwhile.get(bucketId) ?? 0) + credits);
-    }
-    // `paid_debt`: what of it went to debt rather than into the bucket (replay checks buckets against entries).
-    books.post('release', credits, cause, at, bucketId, paid > 0 ? { ...detail, paid_debt: paid } : detail);
+    // `paid_debt`: what of it went to debt rather than into the bucket.
+    let paid: Record<string, number> = {};
+    if (books.bucket(bucketId)) paid = books.debtPaidBy(credits);
+    else expiredMeanwhile.set(bucketId, (expiredMeanwhile.get(bucketId) ?? 0) + credits);
+    books.post('release', credits, cause, at, bucketId, { ...detail, ...paid });
   }
   return expiredMeanwhile;
 }
@@ -415,10 +368,6 @@ function bySpendingOrder(x: CreditBucket, y: CreditBucket): number {
     return x.expiresAt - y.expiresAt;
   }
   return kindOrder[x.kind] - kindOrder[y.kind] || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
-}
-
-function allowanceBucketId(month: string): string {
-  return `allowance:${month}`;
 }
 
 function assertCredits(n: number, what: string): void {

@@ -26,7 +26,7 @@ describe('opening an account', () => {
         cause: 'admin:create-org:acme',
         occurredAt: jan15,
         bucketId: 'allowance:2026-01',
-        detail: { plan: 'starter', month: '2026-01' },
+        detail: { plan: 'starter', month: '2026-01', expires_at: '2026-02-01T00:00:00.000Z' },
       },
     ]);
     expect(account).toEqual({
@@ -418,6 +418,7 @@ describe('only an event\'s own occurred_at moves the month (SPEC §6)', () => {
     expect(brief(h.then((a) => charge(a, 1, lateJanuaryCall, 'event:late')))).toEqual([['charge', -1, 'allowance:2026-01']]);
     expect(h.account.balance).toBe(10);
     expect(brief(h.then((a) => charge(a, 1, feb10, 'event:feb')))).toEqual([
+      ['expiry', 0, 'allowance:2026-01'],
       ['grant', 500, 'allowance:2026-02'],
       ['charge', -1, 'allowance:2026-02'],
     ]);
@@ -469,11 +470,14 @@ describe('debt', () => {
     expect(h.violations()).toEqual([]);
   });
 
-  it('given a debt of 20 on starter, when the month resets, then the new allowance pays it and counts it as spent', () => {
+  it('given a debt of 20 on starter, when the month resets, then the emptied allowance closes with an expiry of 0 and the new allowance pays the debt and counts it as spent', () => {
     const h = AccountHistory.opened(plans.starter, jan15);
     h.then((a) => charge(a, 520, jan20, 'event:e1'));
     const entries = h.then((a) => rollForward(a, feb1));
-    expect(entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([['grant', 500, 480]]);
+    expect(entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([
+      ['expiry', 0, -20],
+      ['grant', 500, 480],
+    ]);
     expect(h.account).toMatchObject({ debt: 0, allowanceSpent: 20 });
     expect(h.violations()).toEqual([]);
   });

@@ -1,4 +1,6 @@
+import { isDeepStrictEqual } from 'node:util';
 import { openAccount } from '../account';
+import { foldAccount } from '../evolve';
 import { Account, Decided, LedgerEntryDraft, PlanTerms } from '../types';
 
 /**
@@ -47,7 +49,17 @@ export class AccountHistory {
   record(decided: Decided): LedgerEntryDraft[] {
     this.entries.push(...decided.entries);
     this.account = deepFreeze(decided.account);
+    // State is a fold: every decision of every test also checks that replaying the ledger gives the projection.
+    const folded = this.folded();
+    if (!isDeepStrictEqual(folded, this.account)) {
+      throw new Error(`fold(entries) != projection:\n folded ${JSON.stringify(folded)}\n projected ${JSON.stringify(this.account)}`);
+    }
     return decided.entries;
+  }
+
+  /** The account as the fold of every entry so far (what a replay from the ledger gives). */
+  folded(): Account {
+    return foldAccount(this.account.orgId, this.account.plan, this.entries);
   }
 
   /** Everything wrong with the ledger so far; [] when every invariant holds. */
@@ -58,7 +70,7 @@ export class AccountHistory {
 
 /**
  * Replays a ledger from the account's opening and lists what breaks: seq gapless from 1, balanceAfter running,
- * balance = sum of amounts, balance = sum(remaining) - debt, no zero or fractional amounts, one org.
+ * balance = sum of amounts, balance = sum(remaining) - debt, whole amounts (0 only to open or close a bucket), one org.
  */
 export function ledgerViolations(entries: readonly LedgerEntryDraft[], account: Account): string[] {
   const problems: string[] = [];
@@ -66,7 +78,9 @@ export function ledgerViolations(entries: readonly LedgerEntryDraft[], account: 
   entries.forEach((e, i) => {
     if (e.seq !== i + 1) problems.push(`entry ${i} has seq ${e.seq}, expected ${i + 1}`);
     if (e.orgId !== account.orgId) problems.push(`entry ${e.seq} belongs to ${e.orgId}`);
-    if (!Number.isSafeInteger(e.amount) || e.amount === 0) problems.push(`entry ${e.seq} has amount ${e.amount}`);
+    if (!Number.isSafeInteger(e.amount)) problems.push(`entry ${e.seq} has amount ${e.amount}`);
+    // 0 only where an entry opens or closes a bucket (an emptied bucket's expiry, a plan change's new allowance).
+    if (e.amount === 0 && e.type !== 'expiry' && e.type !== 'adjustment') problems.push(`entry ${e.seq} is a ${e.type} of 0`);
     running += e.amount;
     if (e.balanceAfter !== running) problems.push(`entry ${e.seq} has balanceAfter ${e.balanceAfter}, running balance is ${running}`);
   });
