@@ -1,6 +1,6 @@
-import { changePlan, charge, grantTopUp, openAccount, release, reserve, settle } from './account';
+import { charge, openAccount } from './account';
 import { emptyAccount, evolve, foldAccount, LedgerFoldError } from './evolve';
-import { AccountHistory, deepFreeze, plans, utc } from './testing/account-builder';
+import { AccountHistory, deepFreeze, plans, randomHistory, utc } from './testing/account-builder';
 import { LedgerEntryDraft } from './types';
 
 const jan15 = utc('2026-01-15T10:00:00Z');
@@ -60,43 +60,9 @@ describe('the account is the fold of its ledger', () => {
     expect(() => foldAccount('acme', plans.starter, entries)).toThrow(message);
   });
 
-  it.each([1, 7, 42, 1234, 99_991])('given 1,500 random commands (seed %i) over months, when each is decided, then fold(entries) equals the projection after every step', (start) => {
-    // mulberry32: the low bits of a power-of-two LCG cycle too quickly for `% n` to cover every branch.
-    let seed = start;
-    const random = (n: number) => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4_294_967_296) * n);
-    };
-    const planPool = [plans.free, plans.starter, plans.pro, plans.standard, { name: 'bonus', oneTimeCredits: 30, monthlyAllowance: 60 }];
+  it.each([1, 7, 42, 1234, 99_991])('given 1,500 random commands (seed %i) over months, when each is decided, then fold(entries) equals the projection after every step', (seed) => {
     // AccountHistory.record compares foldAccount(entries) with the returned account after every decision.
-    const h = AccountHistory.opened(planPool[start % planPool.length] ?? plans.starter, jan15);
-    const held: Array<{ id: string; allocation: ReturnType<typeof reserve>['allocation'] }> = [];
-    let at = jan15;
-    for (let step = 0; step < 1500; step++) {
-      at += random(12 * 3_600_000);
-      const roll = random(100);
-      if (roll < 30) {
-        const r = reserve(h.account, `res_${step}`, random(8), at);
-        h.record(r.decided);
-        if (r.granted && r.allocation.length > 0) held.push({ id: `res_${step}`, allocation: r.allocation });
-      } else if (roll < 48 && held.length > 0) {
-        const [hold] = held.splice(random(held.length), 1);
-        if (hold) h.then((a) => settle(a, hold.id, hold.allocation, random(10), at, `event:${step}`));
-      } else if (roll < 58 && held.length > 0) {
-        const [hold] = held.splice(random(held.length), 1);
-        if (hold) h.then((a) => release(a, hold.id, hold.allocation, at, `reservation:${hold.id}:expired`));
-      } else if (roll < 84) {
-        h.then((a) => charge(a, random(60), at, `event:${step}`));
-      } else if (roll < 93) {
-        const expiry = random(2) === 0 ? null : at + 1 + random(40 * 86_400_000);
-        h.then((a) => grantTopUp(a, random(150), expiry, `top_up:${step}`, at, `admin:grant:${step}`));
-      } else {
-        const plan = planPool[random(planPool.length)] ?? plans.starter;
-        h.then((a) => changePlan(a, plan, at, `admin:plan:${step}`));
-      }
-    }
+    const h = randomHistory(seed, 1500);
     expect(h.violations()).toEqual([]);
     expect(h.folded()).toEqual(h.account);
     // The history exercised every kind of entry, debt and holds whose bucket expired while held.

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { openAccount } from '../account';
+import { changePlan, charge, grantTopUp, openAccount, release, reserve, settle } from '../account';
 import { foldAccount } from '../evolve';
 import { Account, Decided, LedgerEntryDraft, PlanTerms } from '../types';
 
@@ -100,4 +100,50 @@ export function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
+}
+
+/**
+ * A random but reproducible history: `steps` commands (holds, settlements, releases, charges, top-ups, plan
+ * changes) a few hours apart over months, from `seed`. Every decision goes through `AccountHistory.record`, which
+ * folds the whole ledger and compares it with the projection; the ledger's invariants are checked after each step.
+ */
+export function randomHistory(seed: number, steps: number): AccountHistory {
+  // mulberry32: the low bits of a power-of-two LCG cycle too quickly for `% n` to cover every branch.
+  let state = seed;
+  const random = (n: number) => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4_294_967_296) * n);
+  };
+  const planPool: PlanTerms[] = [plans.free, plans.starter, plans.pro, plans.standard, { name: 'bonus', oneTimeCredits: 30, monthlyAllowance: 60 }];
+  let at = utc('2026-01-15T10:00:00Z');
+  const h = AccountHistory.opened(planPool[seed % planPool.length] ?? plans.starter, at);
+  const held: Array<{ id: string; allocation: ReturnType<typeof reserve>['allocation'] }> = [];
+  for (let step = 0; step < steps; step++) {
+    at += random(12 * 3_600_000);
+    const roll = random(100);
+    if (roll < 30) {
+      const r = reserve(h.account, `res_${step}`, random(8), at);
+      h.record(r.decided);
+      if (r.granted && r.allocation.length > 0) held.push({ id: `res_${step}`, allocation: r.allocation });
+    } else if (roll < 48 && held.length > 0) {
+      const [hold] = held.splice(random(held.length), 1);
+      if (hold) h.then((a) => settle(a, hold.id, hold.allocation, random(10), at, `event:${step}`));
+    } else if (roll < 58 && held.length > 0) {
+      const [hold] = held.splice(random(held.length), 1);
+      if (hold) h.then((a) => release(a, hold.id, hold.allocation, at, `reservation:${hold.id}:expired`));
+    } else if (roll < 84) {
+      h.then((a) => charge(a, random(60), at, `event:${step}`));
+    } else if (roll < 93) {
+      const expiry = random(2) === 0 ? null : at + 1 + random(40 * 86_400_000);
+      h.then((a) => grantTopUp(a, random(150), expiry, `top_up:${step}`, at, `admin:grant:${step}`));
+    } else {
+      const plan = planPool[random(planPool.length)] ?? plans.starter;
+      h.then((a) => changePlan(a, plan, at, `admin:plan:${step}`));
+    }
+    const violations = h.violations();
+    if (violations.length > 0) throw new Error(`seed ${seed}, step ${step}: ${violations.join('; ')}`);
+  }
+  return h;
 }
