@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { MeteringConsumerGroup, ProtoFiles, ProtoPackages, Topics } from '@tollgate/contracts';
+import { MeteringConsumerGroup, Topics } from '@tollgate/contracts';
 import { createKafkaMessaging } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
 import {
@@ -10,7 +10,6 @@ import {
   consumerLag,
   createLogger,
   fieldValidationPipe,
-  grpcServerOptions,
   internalToken,
   intFromEnv,
   onShutdown,
@@ -25,6 +24,7 @@ import { LedgerOutboxRelay } from './outbox/ledger-outbox-relay';
 import { ProfileCatalog } from './profile-catalog';
 import { HoldSweeper } from './reservations/hold-sweeper';
 import { ReservationService } from './reservations/reservation.service';
+import { startReservationsThread } from './reservations/reservations-thread';
 
 runMain('metering', async () => {
   const logger = createLogger('metering');
@@ -45,6 +45,7 @@ runMain('metering', async () => {
   await messaging.ensureTopics();
   const publisher = await messaging.publisher();
 
+  // The hold sweeper's releases; the gateways' holds go to the reservations thread.
   const reservations = new ReservationService(ds, catalog);
   const admin = new AdminService(ds, catalog);
   const consumer = new RequestCompletedConsumer(ds, catalog);
@@ -57,18 +58,23 @@ runMain('metering', async () => {
     // Crash tests only: die between the database commit and the Kafka offset commit.
     afterStored: process.env.TOLLGATE_FAILPOINT === 'metering-after-db-commit' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
   });
+  // Reservations answer gateways from their own thread (see reservations-thread.ts); this one keeps the rest.
+  const reservationsThread = await startReservationsThread(
+    { profile: catalog.active.name, url: `${host}:${grpcPort}`, bearerToken: internal.token, poolSize: intFromEnv('METERING_RESERVATIONS_DB_POOL', 4) },
+    (why) => {
+      logger.error({ msg: `the reservations thread died (${why}); metering stops so that it is restarted whole` });
+      process.exit(1);
+    },
+  );
   const app = await NestFactory.create(
-    MeteringModule.register({ ds, messaging, admin, reservations, adminToken: token.token, consuming: () => batches.joined() }),
+    MeteringModule.register({ ds, messaging, admin, adminToken: token.token, consuming: () => batches.joined() }),
     { logger },
   );
   configureHttp(app, 'metering');
   app.useGlobalPipes(fieldValidationPipe());
   const openapi = SwaggerModule.createDocument(app, new DocumentBuilder().setTitle('Tollgate admin API').addBearerAuth().build());
   SwaggerModule.setup('docs', app, openapi, { jsonDocumentUrl: 'docs/openapi.json' });
-  // Reservations move credits: only gateways holding the internal token may call (UNAUTHENTICATED otherwise).
-  app.connectMicroservice(grpcServerOptions(ProtoPackages.Metering, ProtoFiles.Metering, `${host}:${grpcPort}`, { bearerToken: internal.token }));
   app.enableShutdownHooks();
-  await app.startAllMicroservices();
   await app.listen(port, host);
 
   await batches.start();
@@ -98,6 +104,7 @@ runMain('metering', async () => {
     await relay.stop();
     await deadLetters.stop();
     await app.close();
+    await reservationsThread.stop();
     await messaging.close();
     await ds.destroy();
   });

@@ -8,14 +8,11 @@ import { AdminService } from './admin/admin.service';
 import { AdminViews } from './admin/admin-views';
 import { AdminViewsController } from './admin/admin-views.controller';
 import { ConsoleController } from './console/console.controller';
-import { ReservationService } from './reservations/reservation.service';
-import { ReservationsGrpcController } from './reservations/reservations.grpc.controller';
 
 export interface MeteringDeps {
   ds: DataSource;
   messaging: Messaging;
   admin: AdminService;
-  reservations: ReservationService;
   adminToken: string;
   /** The ledger consumer is in its group: a metering that is not consuming is not ready. */
   consuming: () => boolean;
@@ -27,11 +24,10 @@ export class MeteringModule {
   static register(deps: MeteringDeps): DynamicModule {
     return {
       module: MeteringModule,
-      controllers: [AdminController, AdminViewsController, ConsoleController, ReservationsGrpcController, HealthController],
+      controllers: [AdminController, AdminViewsController, ConsoleController, HealthController],
       providers: [
         { provide: AdminService, useValue: deps.admin },
         { provide: AdminViews, useFactory: () => { const v = new AdminViews(deps.ds); v.startSampling(); return v; } },
-        { provide: ReservationService, useValue: deps.reservations },
         { provide: AdminToken, useValue: deps.adminToken },
         AdminTokenGuard,
         {

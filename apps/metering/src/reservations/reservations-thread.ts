@@ -1,0 +1,99 @@
+import 'reflect-metadata';
+import { join } from 'node:path';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { DynamicModule, Logger, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ProtoFiles, ProtoPackages } from '@tollgate/contracts';
+import { connectDatabase } from '@tollgate/persistence';
+import { createLogger, grpcServerOptions } from '@tollgate/platform';
+import { ProfileCatalog } from '../profile-catalog';
+import { ReservationService } from './reservation.service';
+import { ReservationsGrpcController } from './reservations.grpc.controller';
+
+/**
+ * Metering's gRPC reservations run on a thread of their own, with their own event loop and connection pool. A hold
+ * is on the paid call's path: it must not wait while the main thread parses, prices and writes a consumer batch or
+ * relays the outbox (profiles showed PostgreSQL idle in transaction, waiting for metering's one busy event loop).
+ * Correctness does not depend on the thread: holds and settlements still serialise on each org's account row.
+ *
+ * The thread is part of metering, not a service of its own: it starts before metering is ready, and metering exits
+ * if it dies (a supervisor restarts the whole process), so there is never a metering without reservations.
+ */
+export interface ReservationsThreadOptions {
+  /** The active profile's name (ProfileCatalog.load). */
+  profile: string;
+  /** host:port of the gRPC server. */
+  url: string;
+  /** Callers must present it as a bearer token (the gateways' internal token). */
+  bearerToken: string;
+  /** PostgreSQL connections of the thread's own pool. */
+  poolSize: number;
+}
+
+export interface ReservationsThread {
+  stop(): Promise<void>;
+}
+
+type FromThread = { ready: true } | { failed: string };
+
+/** Starts the thread and resolves once its gRPC server listens; rejects with the thread's start-up error. */
+export function startReservationsThread(opts: ReservationsThreadOptions, onDeath: (why: string) => void): Promise<ReservationsThread> {
+  const worker = new Worker(join(__dirname, 'reservations-thread.js'), { workerData: opts });
+  let stopping = false;
+  return new Promise((resolve, reject) => {
+    let started = false;
+    worker.on('message', (m: FromThread) => {
+      if ('ready' in m) {
+        started = true;
+        resolve({
+          stop: () => {
+            stopping = true;
+            worker.postMessage('stop');
+            return new Promise<void>((done) => worker.once('exit', () => done()));
+          },
+        });
+      } else reject(new Error(`reservations thread: ${m.failed}`));
+    });
+    worker.on('error', (e) => (started ? onDeath(e.message) : reject(e)));
+    worker.on('exit', (code) => {
+      if (!started) reject(new Error(`reservations thread exited with ${code} before it was ready`));
+      else if (!stopping) onDeath(`exited with ${code}`);
+    });
+  });
+}
+
+@Module({})
+class ReservationsModule {
+  static register(reservations: ReservationService): DynamicModule {
+    return { module: ReservationsModule, controllers: [ReservationsGrpcController], providers: [{ provide: ReservationService, useValue: reservations }] };
+  }
+}
+
+/** The thread itself: its own pool, catalog and Nest gRPC microservice. */
+async function runThread(opts: ReservationsThreadOptions): Promise<void> {
+  const port = parentPort!;
+  const logger = createLogger('metering');
+  const ds = await connectDatabase({ migrate: false, poolSize: opts.poolSize });
+  const catalog = ProfileCatalog.load(opts.profile);
+  const app = await NestFactory.createMicroservice(
+    ReservationsModule.register(new ReservationService(ds, catalog)),
+    { ...grpcServerOptions(ProtoPackages.Metering, ProtoFiles.Metering, opts.url, { bearerToken: opts.bearerToken }), logger },
+  );
+  await app.listen();
+  port.on('message', (m) => {
+    if (m !== 'stop') return;
+    void app
+      .close()
+      .then(() => ds.destroy())
+      .catch((e: Error) => new Logger('reservations').error({ msg: 'stopping the reservations thread failed', error: e.message }))
+      .finally(() => process.exit(0));
+  });
+  port.postMessage({ ready: true } satisfies FromThread);
+}
+
+if (!isMainThread && (workerData as { url?: unknown } | null)?.url) {
+  runThread(workerData as ReservationsThreadOptions).catch((e: Error) => {
+    parentPort!.postMessage({ failed: e.message } satisfies FromThread);
+    process.exit(1);
+  });
+}
