@@ -1,6 +1,7 @@
 import { InitialSchema1732300000000 } from './1732300000000-InitialSchema';
 import { DeadLetters1796181840252 } from './1796181840252-DeadLetters';
 import { ReservationHeldAt1796181879934 } from './1796181879934-ReservationHeldAt';
+import { OrgLeadingKeys1796192335631 } from './1796192335631-OrgLeadingKeys';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
-export const migrations = [InitialSchema1732300000000, DeadLetters1796181840252, ReservationHeldAt1796181879934];
+export const migrations = [InitialSchema1732300000000, DeadLetters1796181840252, ReservationHeldAt1796181879934, OrgLeadingKeys1796192335631];
