@@ -83,7 +83,7 @@ export async function lockAccounts(m: EntityManager, orgIds: string[]): Promise<
 
 /**
  * `lockAccounts`, and in the same round trip the reservations among `reservationIds` each org already has (a
- * retried Reserve gets the hold it has, not a second one).
+ * retried Reserve gets the hold it has, not a second one), by `org_id/id`.
  */
 export async function lockAccountsWithHolds(
   m: EntityManager,
@@ -99,7 +99,7 @@ export async function lockAccountsWithHolds(
     [orgIds, reservationIds],
   );
   const existing = new Map<string, { orgId: string; credits: number }>();
-  for (const r of rows) for (const h of r.held) existing.set(h.id, { orgId: r.org_id, credits: Number(h.credits) });
+  for (const r of rows) for (const h of r.held) existing.set(reservationKey(r.org_id, h.id), { orgId: r.org_id, credits: Number(h.credits) });
   return { accounts: new Map(rows.map((r) => [r.org_id, { account: toAccount(r), profile: r.profile }])), existing };
 }
 
@@ -247,14 +247,24 @@ export function usageCountPart(rows: UsageRow[]): WritePart | null {
   };
 }
 
-/** Event ids of the batch that were metered before (redelivery, replay, a restart after the DB commit). */
-export async function alreadyMetered(m: EntityManager, eventIds: string[]): Promise<Set<string>> {
-  if (eventIds.length === 0) return new Set();
-  const rows: Array<{ event_id: string }> = await m.query(
-    `SELECT event_id FROM usage_records WHERE event_id = ANY($1::text[])`,
-    [eventIds],
+/**
+ * The events of the batch that were metered before (redelivery, replay, a restart after the DB commit), as
+ * `org_id/event_id`: an event is identified within its org, so the same id from another org is another event.
+ * One probe of the (org_id, event_id) unique index per event.
+ */
+export async function alreadyMetered(m: EntityManager, events: ReadonlyArray<{ orgId: string; eventId: string }>): Promise<Set<string>> {
+  if (events.length === 0) return new Set();
+  const rows: Array<{ org_id: string; event_id: string }> = await m.query(
+    `SELECT u.org_id, u.event_id FROM unnest($1::text[], $2::text[]) AS p(org_id, event_id)
+       JOIN usage_records u ON u.org_id = p.org_id AND u.event_id = p.event_id`,
+    [events.map((e) => e.orgId), events.map((e) => e.eventId)],
   );
-  return new Set(rows.map((r) => r.event_id));
+  return new Set(rows.map((r) => eventKey(r.org_id, r.event_id)));
+}
+
+/** An event's identity: its id within its org. */
+export function eventKey(orgId: string, eventId: string): string {
+  return `${orgId}/${eventId}`;
 }
 
 /** Re-access windows for the (org, entity) pairs of a batch, per org. */
@@ -322,39 +332,56 @@ export function withPendingCharges(windows: Map<string, number>, holds: readonly
   return out;
 }
 
-/** Held reservations among `ids`, locked until the transaction ends. */
-export async function lockHeldReservations(m: EntityManager, ids: string[]): Promise<Map<string, HeldReservation & { orgId: string }>> {
-  if (ids.length === 0) return new Map();
+/** A reservation's identity: its id within its org (ids are unique per org only). */
+export interface ReservationRef {
+  orgId: string;
+  id: string;
+}
+
+/** A reservation's identity as one string, `org_id/id`. */
+export function reservationKey(orgId: string, id: string): string {
+  return `${orgId}/${id}`;
+}
+
+/** Held reservations among `refs`, locked until the transaction ends, by `org_id/id`. */
+export async function lockHeldReservations(m: EntityManager, refs: readonly ReservationRef[]): Promise<Map<string, HeldReservation & { orgId: string }>> {
+  if (refs.length === 0) return new Map();
   const rows: Array<{ id: string; org_id: string; credits: string; allocation: Allocation[] }> = await m.query(
-    `SELECT id, org_id, credits, allocation FROM reservations WHERE id = ANY($1::text[]) AND status = 'held' FOR UPDATE`,
-    [ids],
+    `SELECT r.id, r.org_id, r.credits, r.allocation
+       FROM unnest($1::text[], $2::text[]) AS p(org_id, id)
+       JOIN reservations r ON r.org_id = p.org_id AND r.id = p.id
+      WHERE r.status = 'held' FOR UPDATE OF r`,
+    [refs.map((r) => r.orgId), refs.map((r) => r.id)],
   );
-  return new Map(rows.map((r) => [r.id, { id: r.id, orgId: r.org_id, credits: Number(r.credits), allocation: r.allocation }]));
+  return new Map(rows.map((r) => [reservationKey(r.org_id, r.id), { id: r.id, orgId: r.org_id, credits: Number(r.credits), allocation: r.allocation }]));
 }
 
 /**
- * Reservations among `ids` that the gateway gave back (closed_by 'gateway'), as `org_id/id`: their calls were not
+ * Reservations among `refs` that the gateway gave back (closed_by 'gateway'), as `org_id/id`: their calls were not
  * answered with data, so an event naming one is charged nothing.
  */
-export async function givenBackReservations(m: EntityManager, ids: string[]): Promise<Set<string>> {
-  if (ids.length === 0) return new Set();
+export async function givenBackReservations(m: EntityManager, refs: readonly ReservationRef[]): Promise<Set<string>> {
+  if (refs.length === 0) return new Set();
   const rows: Array<{ id: string; org_id: string }> = await m.query(
-    `SELECT id, org_id FROM reservations WHERE id = ANY($1::text[]) AND status = 'released' AND closed_by = 'gateway'`,
-    [ids],
+    `SELECT r.id, r.org_id FROM unnest($1::text[], $2::text[]) AS p(org_id, id)
+       JOIN reservations r ON r.org_id = p.org_id AND r.id = p.id
+      WHERE r.status = 'released' AND r.closed_by = 'gateway'`,
+    [refs.map((r) => r.orgId), refs.map((r) => r.id)],
   );
-  return new Set(rows.map((r) => `${r.org_id}/${r.id}`));
+  return new Set(rows.map((r) => reservationKey(r.org_id, r.id)));
 }
 
-export async function closeReservations(m: EntityManager, ids: string[], status: 'settled' | 'released' | 'expired', by: string[]): Promise<void> {
-  await writeAll(m, [closeReservationsPart(ids, status, by)]);
+export async function closeReservations(m: EntityManager, refs: readonly ReservationRef[], status: 'settled' | 'released' | 'expired', by: string[]): Promise<void> {
+  await writeAll(m, [closeReservationsPart(refs, status, by)]);
 }
 
-export function closeReservationsPart(ids: string[], status: 'settled' | 'released' | 'expired', by: string[]): WritePart | null {
-  if (ids.length === 0) return null;
+export function closeReservationsPart(refs: readonly ReservationRef[], status: 'settled' | 'released' | 'expired', by: string[]): WritePart | null {
+  if (refs.length === 0) return null;
   return {
-    sql: `UPDATE reservations r SET status = $3, closed_at = now(), closed_by = u.by
-       FROM unnest($1::text[], $2::text[]) AS u(id, by) WHERE r.id = u.id AND r.status = 'held'`,
-    params: [ids, by, status],
+    sql: `UPDATE reservations r SET status = $4, closed_at = now(), closed_by = u.by
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS u(org_id, id, by)
+      WHERE r.org_id = u.org_id AND r.id = u.id AND r.status = 'held'`,
+    params: [refs.map((r) => r.orgId), refs.map((r) => r.id), by, status],
   };
 }
 

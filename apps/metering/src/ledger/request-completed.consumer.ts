@@ -12,6 +12,7 @@ import {
   alreadyMetered,
   closeReservationsPart,
   entriesParts,
+  eventKey,
   givenBackReservations,
   loadWindows,
   lockAccounts,
@@ -19,6 +20,8 @@ import {
   lockOffset,
   offsetPart,
   pendingEntityHolds,
+  ReservationRef,
+  reservationKey,
   storedOffsets,
   usageCountPart,
   usagePart,
@@ -63,7 +66,8 @@ export interface RequestCompletedConsumerOptions {
  *    the messages committed so far stay committed with their offsets; the rest are fetched again.
  * 2. after the commit, before the Kafka offset commit: the database holds the new offset; on re-assignment the
  *    consumer seeks to it, and the fence drops anything below it that is fetched anyway. Were an event ever
- *    redelivered at another offset, `usage_records.event_id` (unique) marks it as metered: no double charge.
+ *    redelivered at another offset, `usage_records (org_id, event_id)` (unique) marks it as metered: no double
+ *    charge.
  * 3. dead letters are only recorded here; DeadLetterRelay sends them after the commit (at-least-once, see there).
  *    No Kafka send happens while this transaction holds org rows.
  * 4. after the Kafka commit: nothing is pending.
@@ -141,13 +145,14 @@ export class RequestCompletedConsumer {
 
       const refused: Refusal[] = [];
       const events: Array<{ event: RequestCompletedV1; message: IncomingMessage }> = [];
+      // An event is its id within its org: the same id from two orgs is two events, twice from one org a repeat.
       const inBatch = new Set<string>();
       let repeated = 0;
       for (const { message, validation } of live) {
         if (!validation.ok) refused.push({ message, reason: validation.reason });
-        else if (inBatch.has(validation.event.event_id)) repeated++;
+        else if (inBatch.has(eventKey(validation.event.org_id, validation.event.event_id))) repeated++;
         else {
-          inBatch.add(validation.event.event_id);
+          inBatch.add(eventKey(validation.event.org_id, validation.event.event_id));
           events.push({ event: validation.event, message });
         }
       }
@@ -194,18 +199,16 @@ export class RequestCompletedConsumer {
     refused: Refusal[],
     writes: Array<WritePart | null>,
   ): Promise<{ metered: number; duplicates: number; credits: number }> {
-    const seen = await alreadyMetered(m, batchEvents.map((e) => e.event.event_id));
-    const events = batchEvents.filter((e) => !seen.has(e.event.event_id));
+    const seen = await alreadyMetered(m, batchEvents.map((e) => ({ orgId: e.event.org_id, eventId: e.event.event_id })));
+    const events = batchEvents.filter((e) => !seen.has(eventKey(e.event.org_id, e.event.event_id)));
     if (events.length === 0) return { metered: 0, duplicates: seen.size, credits: 0 };
 
     const accounts = await lockAccounts(m, [...new Set(events.map((e) => e.event.org_id))]);
-    const reservations = await lockHeldReservations(
-      m,
-      events.map((e) => e.event.reservation_id).filter((id): id is string => id !== null),
-    );
+    // A reservation is named by the event's org and its id: an event settles only a hold of its own org.
+    const named: ReservationRef[] = events.flatMap((e) => (e.event.reservation_id === null ? [] : [{ orgId: e.event.org_id, id: e.event.reservation_id }]));
+    const reservations = await lockHeldReservations(m, named);
     // Holds named by an event but no longer held: only those the gateway gave back matter (see meterEvent).
-    const unheld = events.map((e) => e.event.reservation_id).filter((id): id is string => id !== null && !reservations.has(id));
-    const givenBack = await givenBackReservations(m, unheld);
+    const givenBack = await givenBackReservations(m, named.filter((r) => !reservations.has(reservationKey(r.orgId, r.id))));
     const pairs = events.flatMap((e) => e.event.entities.map((entity) => [e.event.org_id, entity] as const));
     const windows = await loadWindows(m, pairs.map((p) => p[0]), pairs.map((p) => p[1]));
     // Holds of other calls that are paying for entities these events returned (see ReservationService.reserve).
@@ -215,7 +218,7 @@ export class RequestCompletedConsumer {
     const entries: LedgerEntryDraft[] = [];
     const usage: UsageRow[] = [];
     const windowWrites: Array<{ orgId: string; entityId: string; at: number }> = [];
-    const settled: string[] = [];
+    const settled: ReservationRef[] = [];
     let credits = 0;
 
     for (const { event, message } of events) {
@@ -233,19 +236,17 @@ export class RequestCompletedConsumer {
         refused.push({ message, reason: `route "${event.method} ${event.route}" is not in profile "${event.profile}"` });
         continue;
       }
-      const held = event.reservation_id ? reservations.get(event.reservation_id) : undefined;
-      // A reservation settles only the org that made it: another org's id in an event is ignored.
-      const reservation = held && held.orgId === event.org_id ? held : null;
+      const reservation = (event.reservation_id && reservations.get(reservationKey(event.org_id, event.reservation_id))) || null;
       const orgWindows = windows.get(event.org_id) ?? new Map<string, number>();
       windows.set(event.org_id, orgWindows);
       const account = touched.get(event.org_id) ?? locked.account;
       // An entity another still-held call is paying for is free here, as it was when that call's reservation
       // priced this one: its holder's settlement charges it, so the org pays once and never goes below zero.
-      const others = pending.filter((h) => h.orgId === event.org_id && h.id !== event.reservation_id && !settled.includes(h.id));
+      const others = pending.filter((h) => h.orgId === event.org_id && h.id !== event.reservation_id && !settled.some((s) => s.orgId === h.orgId && s.id === h.id));
       const pricingWindows = withPendingCharges(orgWindows, others);
       let metered;
       try {
-        const wasGivenBack = !reservation && event.reservation_id !== null && givenBack.has(`${event.org_id}/${event.reservation_id}`);
+        const wasGivenBack = !reservation && event.reservation_id !== null && givenBack.has(reservationKey(event.org_id, event.reservation_id));
         metered = meterEvent(account, event, pricingOf(route), pricingWindows, reservation, wasGivenBack);
         if (pricingWindows !== orgWindows) applyCharges(orgWindows, metered.priced.chargedEntities, Date.parse(event.occurred_at));
       } catch (e) {
@@ -255,8 +256,8 @@ export class RequestCompletedConsumer {
       touched.set(event.org_id, metered.account);
       entries.push(...metered.entries);
       if (reservation) {
-        settled.push(reservation.id);
-        reservations.delete(reservation.id);
+        settled.push({ orgId: event.org_id, id: reservation.id });
+        reservations.delete(reservationKey(event.org_id, reservation.id));
       }
       const at = Date.parse(event.occurred_at);
       for (const entityId of metered.priced.chargedEntities) windowWrites.push({ orgId: event.org_id, entityId, at });

@@ -77,13 +77,15 @@ export class HoldSweeper {
     let released = 0;
     let kept = 0;
     const lagging = new Set<number>();
-    let after: { expiresAt: Date; id: string } | null = null;
+    // Keyset paging by (expires_at, org_id, id): a reservation id is unique within its org only.
+    let after: { expiresAt: Date; orgId: string; id: string } | null = null;
     for (let page = 0; page < maxPages; page++) {
       const rows: Array<{ id: string; org_id: string; held_at: Date; expires_at: Date }> = await this.ds.query(
         `SELECT id, org_id, held_at, expires_at FROM reservations
-          WHERE status = 'held' AND expires_at < $1 AND ($2::timestamptz IS NULL OR (expires_at, id) > ($2::timestamptz, $3::text))
-          ORDER BY expires_at, id LIMIT $4`,
-        [now, after?.expiresAt.toISOString() ?? null, after?.id ?? '', pageSize],
+          WHERE status = 'held' AND expires_at < $1
+            AND ($2::timestamptz IS NULL OR (expires_at, org_id, id) > ($2::timestamptz, $3::text, $4::text))
+          ORDER BY expires_at, org_id, id LIMIT $5`,
+        [now, after?.expiresAt.toISOString() ?? null, after?.orgId ?? '', after?.id ?? '', pageSize],
       );
       for (const r of rows) {
         const partition = this.broker.partitionOf(r.org_id, horizons.partitions);
@@ -99,7 +101,7 @@ export class HoldSweeper {
       }
       const last = rows[rows.length - 1];
       if (!last || rows.length < pageSize) break;
-      after = { expiresAt: last.expires_at, id: last.id };
+      after = { expiresAt: last.expires_at, orgId: last.org_id, id: last.id };
     }
 
     holdsKeptPastTimeout.set(kept);

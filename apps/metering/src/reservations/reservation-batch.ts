@@ -1,7 +1,17 @@
 import { EntityManager } from 'typeorm';
 import { Account, LedgerEntryDraft, priceCall, reserve } from '@tollgate/billing';
 import { ProfileCatalog, pricingOf } from '../profile-catalog';
-import { accountsPart, entriesParts, loadWindows, lockAccountsWithHolds, PendingEntityHold, pendingEntityHolds, withPendingCharges, writeAll } from '../ledger/ledger-store';
+import {
+  accountsPart,
+  entriesParts,
+  loadWindows,
+  lockAccountsWithHolds,
+  PendingEntityHold,
+  pendingEntityHolds,
+  reservationKey,
+  withPendingCharges,
+  writeAll,
+} from '../ledger/ledger-store';
 
 export interface ReserveCommand {
   reservationId: string;
@@ -23,7 +33,6 @@ export interface ReserveOutcome {
 
 export class UnknownOrgError extends Error {}
 export class UnknownRouteError extends Error {}
-export class ReservationIdTakenError extends Error {}
 
 /**
  * Decides a batch of holds in one transaction (group commit): the orgs involved are locked once, in org order
@@ -39,8 +48,8 @@ export async function reserveBatch(
   cmds: readonly ReserveCommand[],
   expiresAt: (profile: string) => number,
 ): Promise<Array<ReserveOutcome | Error>> {
-  // Retried commands (a gateway that timed out and asked again) get the hold they already have. A reservation id
-  // another org holds is not found here: its insert fails the batch, and it alone is refused on the retry.
+  // Retried commands (a gateway that timed out and asked again) get the hold they already have. A reservation is
+  // its id within its org (the key is (org_id, id)): the same id under another org is another hold.
   const { accounts, existing } = await lockAccountsWithHolds(m, [...new Set(cmds.map((c) => c.orgId))], cmds.map((c) => c.reservationId));
 
   // Per-entity holds are priced against the org's re-access windows and the entities other held calls pay for.
@@ -62,12 +71,9 @@ export async function reserveBatch(
       continue;
     }
     const account = touched.get(cmd.orgId) ?? locked.account;
-    const already = existing.get(cmd.reservationId);
-    const earlier = inBatch.get(cmd.reservationId);
-    if ((already && already.orgId !== cmd.orgId) || (earlier && earlier.orgId !== cmd.orgId)) {
-      outcomes.push(new ReservationIdTakenError(`reservation_id "${cmd.reservationId}" belongs to another org`));
-      continue;
-    }
+    const key = reservationKey(cmd.orgId, cmd.reservationId);
+    const already = existing.get(key);
+    const earlier = inBatch.get(key);
     if (already || earlier) {
       outcomes.push({ granted: true, reservationId: cmd.reservationId, requested: (already ?? earlier)!.credits, shortfall: 0, balance: account.balance });
       continue;
@@ -101,7 +107,7 @@ export async function reserveBatch(
     touched.set(cmd.orgId, r.decided.account);
     entries.push(...r.decided.entries);
     if (r.granted && credits > 0) {
-      inBatch.set(cmd.reservationId, { orgId: cmd.orgId, credits });
+      inBatch.set(key, { orgId: cmd.orgId, credits });
       holds.push({ cmd, credits, allocation: JSON.stringify(r.allocation), payingFor });
       if (payingFor.length > 0) pending.push({ id: cmd.reservationId, orgId: cmd.orgId, entities: payingFor, occurredAt: cmd.occurredAt });
     }

@@ -7,7 +7,7 @@ import { appendEntries, closeReservations, lockAccounts, saveAccounts } from '..
 import { ReserveCommand, ReserveOutcome, reserveBatch } from './reservation-batch';
 
 export type { ReserveCommand, ReserveOutcome } from './reservation-batch';
-export { UnknownOrgError, UnknownRouteError, ReservationIdTakenError } from './reservation-batch';
+export { UnknownOrgError, UnknownRouteError } from './reservation-batch';
 
 /** The clock skew a reservation may have, as events may (a gateway whose clock is off can't move a month). */
 export class ClockSkewError extends Error {}
@@ -102,7 +102,7 @@ export class ReservationService {
     const decided = release(locked.account, reservationId, rows[0].allocation, this.clock(), `reservation:${reservationId}:${status}`);
     await appendEntries(m, decided.entries);
     await saveAccounts(m, [decided.account]);
-    await closeReservations(m, [reservationId], status, [status === 'expired' ? 'timeout' : 'gateway']);
+    await closeReservations(m, [{ orgId, id: reservationId }], status, [status === 'expired' ? 'timeout' : 'gateway']);
     return true;
   }
 }

@@ -2,7 +2,7 @@ import { Controller } from '@nestjs/common';
 import { GrpcMethod, RpcException } from '@nestjs/microservices';
 import { status } from '@grpc/grpc-js';
 import { forbiddenCharacterAt, ReserveBatchReply, ReserveBatchRequest, ReserveRequest } from '@tollgate/contracts';
-import { ClockSkewError, ReservationIdTakenError, ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
+import { ClockSkewError, ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
 
 /** tollgate.metering.v1.Reservations (libs/contracts/src/proto/metering.proto). */
 @Controller()
@@ -43,13 +43,15 @@ export class ReservationsGrpcController {
     } catch (e) {
       if (e instanceof UnknownOrgError) throw new RpcException({ code: status.NOT_FOUND, message: e.message });
       if (e instanceof UnknownRouteError || e instanceof ClockSkewError) throw invalid(e.message);
-      if (e instanceof ReservationIdTakenError) throw new RpcException({ code: status.ALREADY_EXISTS, message: e.message });
       throw e;
     }
   }
 
   @GrpcMethod('Reservations', 'Release')
   async release(req: { reservationId: string; orgId: string }) {
+    // A hold is its id within its org: both name it.
+    if (!req.reservationId) throw invalid('reservation_id is required');
+    if (!req.orgId) throw invalid('org_id is required');
     return { released: await this.reservations.release(req.reservationId, req.orgId) };
   }
 
