@@ -193,8 +193,8 @@ export class AdminViews {
               u.method, u.path, u.status_code, u.cost_reason, u.request_id,
               h.route AS hold_route, h.status AS hold_status, c.result AS command_result
          FROM ledger_entries e
-         LEFT JOIN usage_records u ON e.cause LIKE 'event:%' AND u.event_id = substr(e.cause, 7)
-         LEFT JOIN reservations h ON e.cause LIKE 'reservation:%' AND h.id = substr(e.cause, 13)
+         LEFT JOIN usage_records u ON e.cause LIKE 'event:%' AND u.org_id = e.org_id AND u.event_id = substr(e.cause, 7)
+         LEFT JOIN reservations h ON e.cause LIKE 'reservation:%' AND h.org_id = e.org_id AND h.id = substr(e.cause, 13)
          LEFT JOIN admin_commands c ON e.cause LIKE 'admin:grant:%' AND c.org_id = e.org_id AND c.idempotency_key = substr(e.cause, 13)
         WHERE e.org_id = $1 AND ($2::bigint IS NULL OR e.seq < $2)
         ORDER BY e.seq DESC LIMIT $3`,
