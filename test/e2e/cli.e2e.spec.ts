@@ -105,7 +105,11 @@ describe('tollgate CLI and the admin views behind it (trackyard)', () => {
     expect(ledger.entries.map((e: { type: string; amount: number }) => [e.type, e.amount])).toEqual([['grant', 50], ['top_up', 25], ['top_up', 5]]);
     const table = await cli(['ledger', id, '--after', '1']);
     expect(table.stdout.split('\n')[0]).toMatch(/^SEQ\s+TYPE\s+AMOUNT\s+BALANCE_AFTER\s+CAUSE\s+OCCURRED_AT$/);
-    expect(table.stdout).toContain(`admin:grant:${granted.idempotency_key}`);
+    // The grant's entry is caused by its recorded command.
+    const commands = (await stack.admin<{ commands: Array<{ id: string; command: string; idempotency_key: string | null }> }>('GET', `/admin/orgs/${id}/history`)).body.commands;
+    const command = commands.find((c) => c.idempotency_key === granted.idempotency_key);
+    expect(command).toMatchObject({ command: 'grant-credits' });
+    expect(table.stdout).toContain(`admin:${command!.id}`);
     expect(table.stdout).not.toMatch(/^\s*1\s+grant/m);
   });
 

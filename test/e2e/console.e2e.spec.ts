@@ -40,6 +40,12 @@ describe('operator console (trackyard, headless Chromium)', () => {
       headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
       body: JSON.stringify({ query: 'console' }),
     });
+  const lastCommand = async (command: string) => {
+    const { commands } = (await stack.admin<{ commands: Array<{ id: string; command: string; input: Record<string, unknown>; idempotency_key: string | null }> }>('GET', `/admin/orgs/${orgId}/history?limit=500`)).body;
+    const found = commands.filter((c) => c.command === command).pop();
+    if (!found) throw new Error(`no ${command} command in the history of ${orgId}`);
+    return found;
+  };
   const ledger = async () => (await stack.admin<{ entries: Array<{ seq: number; type: string; amount: number; cause: string }> }>('GET', `/admin/orgs/${orgId}/ledger?limit=500`)).body.entries;
 
   beforeAll(async () => {
@@ -156,7 +162,8 @@ describe('operator console (trackyard, headless Chromium)', () => {
     expect(await top.textContent()).toContain('admin grant: browser goodwill');
     const after = await ledger();
     expect(after).toHaveLength(before + 1);
-    expect(after[after.length - 1]).toMatchObject({ type: 'top_up', amount: 100, cause: expect.stringMatching(/^admin:grant:console-/) });
+    expect(after[after.length - 1]).toMatchObject({ type: 'top_up', amount: 100, cause: `admin:${(await lastCommand('grant-credits')).id}` });
+    expect((await lastCommand('grant-credits')).idempotency_key).toMatch(/^console-/);
   });
 
   it('changes the plan, and the ledger shows the plan change', async () => {
@@ -167,8 +174,10 @@ describe('operator console (trackyard, headless Chromium)', () => {
     await page.click('#plan-form button[type=submit]');
     await page.waitForSelector('#plan-result:has-text("Now on starter")');
     await page.waitForSelector('#org-plan:has-text("starter")');
-    expect((await ledger()).some((e) => e.cause === 'admin:plan:starter')).toBe(true);
-    expect(await page.locator('#ledger tbody tr', { hasText: 'admin:plan:starter' }).count()).toBeGreaterThan(0);
+    const changed = await lastCommand('change-plan');
+    expect(changed.input).toEqual({ plan: 'starter' });
+    expect((await ledger()).some((e) => e.cause === `admin:${changed.id}`)).toBe(true);
+    expect(await page.locator('#ledger tbody tr', { hasText: `admin:${changed.id}` }).locator('text=plan changed to starter').count()).toBeGreaterThan(0);
   });
 
   it('sets limits, which the admin API then returns', async () => {

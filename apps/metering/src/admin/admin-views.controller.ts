@@ -3,8 +3,9 @@ import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { AdminTokenGuard } from './admin.guard';
 import { ActivityQueryDto, LedgerEntriesQueryDto, ListOrgsQueryDto, OrgUsageQueryDto } from './admin-views.dto';
 import { AdminViews } from './admin-views';
+import { AfterPageQueryDto } from './paging.dto';
 
-/** Read-only admin views for operators (CLI and console): lists, usage, keys, activity and the system. */
+/** Read-only admin views for operators (CLI and console): lists, usage, keys, history, activity and the system. */
 @ApiTags('admin')
 @ApiBearerAuth()
 @UseGuards(AdminTokenGuard)
@@ -30,6 +31,12 @@ export class AdminViewsController {
   @Get('orgs/:org/entries')
   entries(@Param('org') org: string, @Query() q: LedgerEntriesQueryDto) {
     return this.views.entries(org, q.before, q.limit);
+  }
+
+  /** The org's operator commands, oldest first: who did what when, and the ledger entries each appended. */
+  @Get('orgs/:org/history')
+  history(@Param('org') org: string, @Query() q: AfterPageQueryDto) {
+    return this.views.history(org, q.after, q.limit);
   }
 
   @Get('orgs/:org/activity')

@@ -1,11 +1,12 @@
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
+import { OffsetPageQueryDto } from './paging.dto';
 
 export const OrgSorts = ['id', 'name', 'plan', 'balance', 'used_this_month', 'calls_today', 'last_call_at', 'created_at'] as const;
 export type OrgSort = (typeof OrgSorts)[number];
 
 /** `GET /admin/orgs`: search, sort and page the orgs. */
-export class ListOrgsQueryDto {
+export class ListOrgsQueryDto extends OffsetPageQueryDto {
   /** Matches the id or the name, case-insensitively, anywhere in it. */
   @IsOptional()
   @IsString()
@@ -19,36 +20,10 @@ export class ListOrgsQueryDto {
   @IsOptional()
   @IsIn(['asc', 'desc'])
   order?: 'asc' | 'desc';
-
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(500)
-  limit?: number;
-
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  offset?: number;
 }
 
 /** `GET /admin/orgs/:org/usage`: the org's calls, newest first (what `/usage` shows its end users). */
-export class OrgUsageQueryDto {
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(500)
-  limit?: number;
-
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  offset?: number;
-}
+export class OrgUsageQueryDto extends OffsetPageQueryDto {}
 
 /** `GET /admin/orgs/:org/entries`: the ledger newest first, each entry with the call or command behind it. */
 export class LedgerEntriesQueryDto {

@@ -2,6 +2,8 @@ import { NotFoundException } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { consumerLag, eventsMetered, holdsKeptPastTimeout } from '@tollgate/platform';
 import { OrgSort } from './admin-views.dto';
+import { toHistoryItem } from './admin-commands';
+import { readHistory } from './admin-command-store';
 
 /**
  * What an operator looks at (the CLI's `orgs list` and `usage`, the console's pages): read-only views over the
@@ -187,15 +189,19 @@ export class AdminViews {
     const rows: Array<{
       seq: string; type: string; amount: string; balance_after: string; cause: string; occurred_at: Date; recorded_at: Date;
       bucket_id: string | null; detail: unknown; method: string | null; path: string | null; status_code: number | null;
-      cost_reason: string | null; request_id: string | null; hold_route: string | null; hold_status: string | null; command_result: Record<string, unknown> | null;
+      cost_reason: string | null; request_id: string | null; hold_route: string | null; hold_status: string | null;
+      command_id: string | null; command: string | null; command_actor: string | null; command_input: Record<string, unknown> | null;
     }> = await this.ds.query(
       `SELECT e.seq, e.type, e.amount, e.balance_after, e.cause, e.occurred_at, e.recorded_at, e.bucket_id, e.detail,
               u.method, u.path, u.status_code, u.cost_reason, u.request_id,
-              h.route AS hold_route, h.status AS hold_status, c.result AS command_result
+              h.route AS hold_route, h.status AS hold_status,
+              c.id AS command_id, c.command, c.actor AS command_actor, c.input AS command_input
          FROM ledger_entries e
          LEFT JOIN usage_records u ON e.cause LIKE 'event:%' AND u.org_id = e.org_id AND u.event_id = substr(e.cause, 7)
          LEFT JOIN reservations h ON e.cause LIKE 'reservation:%' AND h.org_id = e.org_id AND h.id = substr(e.cause, 13)
-         LEFT JOIN admin_commands c ON e.cause LIKE 'admin:grant:%' AND c.org_id = e.org_id AND c.idempotency_key = substr(e.cause, 13)
+         -- admin:<command id>; grants recorded before commands had ids: admin:grant:<idempotency key>
+         LEFT JOIN admin_commands c ON e.cause LIKE 'admin:%' AND c.org_id = e.org_id
+               AND (c.id = substr(e.cause, 7) OR (e.cause LIKE 'admin:grant:%' AND c.idempotency_key = substr(e.cause, 13)))
         WHERE e.org_id = $1 AND ($2::bigint IS NULL OR e.seq < $2)
         ORDER BY e.seq DESC LIMIT $3`,
       [orgId, before ?? null, limit],
@@ -214,10 +220,18 @@ export class AdminViews {
         detail: r.detail,
         call: r.path ? { method: r.method, path: r.path, status_code: r.status_code, cost_reason: r.cost_reason, request_id: r.request_id } : null,
         hold: r.hold_route ? { route: r.hold_route, status: r.hold_status } : null,
-        command: r.command_result ? { command: 'grant-credits', reason: r.command_result.reason ?? null, idempotency_key: r.command_result.idempotency_key ?? null } : null,
+        command: r.command_id
+          ? { id: r.command_id, command: r.command, actor: r.command_actor, reason: r.command_input?.reason ?? null, idempotency_key: r.command_input?.idempotency_key ?? null, input: r.command_input }
+          : null,
       })),
       last_seq: Number(last[0]?.seq ?? 0),
     };
+  }
+
+  /** The org's operator commands with a seq above `after`, oldest first (paged like the ledger). */
+  async history(orgId: string, after = 0, limit = 100) {
+    await this.requireOrg(orgId);
+    return { commands: (await readHistory(this.ds.manager, orgId, after, limit)).map(toHistoryItem) };
   }
 
   /**

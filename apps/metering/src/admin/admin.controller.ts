@@ -1,19 +1,28 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query, UseGuards } from '@nestjs/common';
+import { Body, Controller, createParamDecorator, Delete, ExecutionContext, Get, HttpCode, Param, Post, Put, Query, UseGuards, UseInterceptors } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { AdminTokenGuard } from './admin.guard';
-import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto, LedgerQueryDto } from './admin.dto';
+import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto } from './admin.dto';
 import { AdminService } from './admin.service';
+import { ActorHeader, parseActor } from './admin-commands';
+import { AfterPageQueryDto } from './paging.dto';
+import { CommandIdInterceptor } from './command-id.interceptor';
+
+/** Who issued the command: `X-Tollgate-Actor` (validated; 400 naming it), else the admin token's holder. Read after the guard. */
+const Actor = createParamDecorator((_: unknown, ctx: ExecutionContext) =>
+  parseActor(ctx.switchToHttp().getRequest<{ headers: Record<string, string | string[] | undefined> }>().headers[ActorHeader]),
+);
 
 @ApiTags('admin')
 @ApiBearerAuth()
 @UseGuards(AdminTokenGuard)
+@UseInterceptors(CommandIdInterceptor)
 @Controller('admin')
 export class AdminController {
   constructor(private readonly admin: AdminService) {}
 
   @Post('orgs')
-  createOrg(@Body() dto: CreateOrgDto) {
-    return this.admin.createOrg(dto);
+  createOrg(@Body() dto: CreateOrgDto, @Actor() actor: string) {
+    return this.admin.createOrg(dto, actor);
   }
 
   @Get('orgs/:org')
@@ -22,29 +31,30 @@ export class AdminController {
   }
 
   @Post('orgs/:org/keys')
-  createKey(@Param('org') org: string, @Body() dto: CreateKeyDto) {
-    return this.admin.createKey(org, dto);
+  createKey(@Param('org') org: string, @Body() dto: CreateKeyDto, @Actor() actor: string) {
+    return this.admin.createKey(org, dto, actor);
   }
 
   @Delete('keys/:id')
   @HttpCode(204)
-  async revokeKey(@Param('id') id: string): Promise<void> {
-    await this.admin.revokeKey(id);
+  revokeKey(@Param('id') id: string, @Actor() actor: string) {
+    // 204: no body is sent; the command id goes out as a header.
+    return this.admin.revokeKey(id, actor);
   }
 
   @Post('orgs/:org/credits')
-  grantCredits(@Param('org') org: string, @Body() dto: GrantCreditsDto) {
-    return this.admin.grantCredits(org, dto);
+  grantCredits(@Param('org') org: string, @Body() dto: GrantCreditsDto, @Actor() actor: string) {
+    return this.admin.grantCredits(org, dto, actor);
   }
 
   @Put('orgs/:org/plan')
-  changePlan(@Param('org') org: string, @Body() dto: ChangePlanDto) {
-    return this.admin.changePlan(org, dto);
+  changePlan(@Param('org') org: string, @Body() dto: ChangePlanDto, @Actor() actor: string) {
+    return this.admin.changePlan(org, dto, actor);
   }
 
   @Put('orgs/:org/limits')
-  setLimits(@Param('org') org: string, @Body() body: unknown) {
-    return this.admin.setLimits(org, body);
+  setLimits(@Param('org') org: string, @Body() body: unknown, @Actor() actor: string) {
+    return this.admin.setLimits(org, body, actor);
   }
 
   @Get('orgs/:org/limits')
@@ -53,7 +63,7 @@ export class AdminController {
   }
 
   @Get('orgs/:org/ledger')
-  ledger(@Param('org') org: string, @Query() q: LedgerQueryDto) {
+  ledger(@Param('org') org: string, @Query() q: AfterPageQueryDto) {
     return this.admin.ledger(org, q.after, q.limit);
   }
 }

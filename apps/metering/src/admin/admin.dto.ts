@@ -1,4 +1,3 @@
-import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsISO8601, IsOptional, IsString, Length, Matches, Max, Min } from 'class-validator';
 
 const idPattern = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -59,19 +58,4 @@ export class ChangePlanDto {
   @IsString()
   @Length(1, 64)
   plan!: string;
-}
-
-export class LedgerQueryDto {
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  after?: number;
-
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(500)
-  limit?: number;
 }

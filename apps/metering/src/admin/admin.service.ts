@@ -1,16 +1,23 @@
-import { BadRequestException, ConflictException, NotFoundException } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { ConflictException, NotFoundException } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
 import { changePlan, grantTopUp, openAccount } from '@tollgate/billing';
 import { hashKey, KeyPrefixLength, newId, newSecret } from '@tollgate/persistence';
 import { ProfileCatalog } from '../profile-catalog';
 import { appendEntries, insertAccount, lockAccounts, readAccount, saveAccounts } from '../ledger/ledger-store';
 import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto } from './admin.dto';
+import { answer, commandCause, DefaultActor, fieldError } from './admin-commands';
+import { recordCommand } from './admin-command-store';
 
-function fieldError(field: string, problem: string): BadRequestException {
-  return new BadRequestException({ error: 'invalid_request', message: `${field}: ${problem}`, fields: [{ field, problem }] });
+/** The seqs of the entries a command appended under its own cause (a plan change may also roll the month). */
+function causedBy(decided: { entries: ReadonlyArray<{ seq: number; cause: string }> }, cause: string): number[] {
+  return decided.entries.filter((e) => e.cause === cause).map((e) => e.seq);
 }
 
-/** Operator commands. Each runs in one transaction; a rejected command writes nothing. */
+/**
+ * Operator commands. Each runs in one transaction with its row in admin_commands (who, when, what, the result and
+ * the ledger entries it appended, which carry `cause = admin:<command id>`); a rejected command writes nothing.
+ * `actor` is who issued it (the X-Tollgate-Actor header, parsed by the controller).
+ */
 export class AdminService {
   constructor(
     private readonly ds: DataSource,
@@ -18,13 +25,14 @@ export class AdminService {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  async createOrg(dto: CreateOrgDto) {
+  async createOrg(dto: CreateOrgDto, actor = DefaultActor) {
     const profileName = dto.profile ?? this.catalog.active.name;
     const profile = this.catalog.get(profileName);
     if (!profile) throw fieldError('profile', `unknown profile "${profileName}"`);
     const plan = this.catalog.plan(profileName, dto.plan);
     if (!plan) throw fieldError('plan', `must be one of ${profile.plans.map((p) => p.name).join(', ')} (got "${dto.plan}")`);
     const id = dto.id ?? newId('org').toLowerCase();
+    const commandId = newId('cmd');
     const now = this.clock();
     return this.ds.transaction(async (m) => {
       const inserted: unknown[] = await m.query(
@@ -32,10 +40,17 @@ export class AdminService {
         [id, dto.name, profileName, plan.name],
       );
       if (inserted.length === 0) throw new ConflictException({ error: 'conflict', message: `org "${id}" already exists` });
-      const opened = openAccount(id, plan, now, `admin:create-org:${id}`);
+      const cause = commandCause(commandId);
+      const opened = openAccount(id, plan, now, cause);
       await insertAccount(m, opened.account);
       await appendEntries(m, opened.entries);
-      return { id, name: dto.name, profile: profileName, plan: plan.name, balance: opened.account.balance, created_at: new Date(now).toISOString() };
+      const result = { id, name: dto.name, profile: profileName, plan: plan.name, balance: opened.account.balance, created_at: new Date(now).toISOString() };
+      await recordCommand(m, {
+        id: commandId, orgId: id, command: 'create-org', actor, at: now,
+        input: { id, name: dto.name, plan: plan.name, profile: profileName },
+        idempotencyKey: null, result, entrySeqs: causedBy(opened, cause),
+      });
+      return answer(result, commandId);
     });
   }
 
@@ -56,30 +71,55 @@ export class AdminService {
     };
   }
 
-  async createKey(orgId: string, dto: CreateKeyDto) {
-    await this.requireOrg(orgId);
+  async createKey(orgId: string, dto: CreateKeyDto, actor = DefaultActor) {
     const kind = dto.kind ?? 'key';
+    const name = dto.name ?? 'default';
     const key = newSecret(kind);
     const id = newId('key');
+    const commandId = newId('cmd');
     const prefix = key.slice(0, KeyPrefixLength);
-    await this.ds.query(
-      `INSERT INTO api_keys (id, org_id, name, kind, prefix, key_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
-      [id, orgId, dto.name ?? 'default', kind, prefix, hashKey(key)],
-    );
-    // The only time the key exists outside the caller: it is stored as a hash.
-    return { id, key, prefix, kind, org_id: orgId, name: dto.name ?? 'default' };
+    const now = this.clock();
+    return this.ds.transaction(async (m) => {
+      await this.lockOrg(m, orgId);
+      await m.query(
+        `INSERT INTO api_keys (id, org_id, name, kind, prefix, key_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
+        [id, orgId, name, kind, prefix, hashKey(key)],
+      );
+      // The record names the key by its id: neither the key nor its hash is written anywhere but api_keys.
+      await recordCommand(m, {
+        id: commandId, orgId, command: 'create-key', actor, at: now,
+        input: { name, kind }, idempotencyKey: null, result: { key_id: id, name, kind }, entrySeqs: [],
+      });
+      // The only time the key exists outside the caller: it is stored as a hash.
+      return answer({ id, key, prefix, kind, org_id: orgId, name }, commandId);
+    });
   }
 
-  async revokeKey(keyId: string): Promise<void> {
-    // A plain SELECT-shaped statement: TypeORM returns [rows, count] for an UPDATE ... RETURNING.
-    const rows: unknown[] = await this.ds.query(
-      `WITH revoked AS (UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING id) SELECT id FROM revoked`,
-      [keyId],
-    );
-    if (rows.length === 0) throw new NotFoundException({ error: 'not_found', message: `key "${keyId}" does not exist` });
+  /** Revokes a key (again: a no-op, recorded as such). A key that doesn't exist is a 404 and writes nothing. */
+  async revokeKey(keyId: string, actor = DefaultActor) {
+    const commandId = newId('cmd');
+    const now = this.clock();
+    return this.ds.transaction(async (m) => {
+      const owner: Array<{ org_id: string }> = await m.query(`SELECT org_id FROM api_keys WHERE id = $1`, [keyId]);
+      if (!owner[0]) throw new NotFoundException({ error: 'not_found', message: `key "${keyId}" does not exist` });
+      const orgId = owner[0].org_id;
+      await this.lockOrg(m, orgId);
+      const before: Array<{ revoked_at: Date | null }> = await m.query(`SELECT revoked_at FROM api_keys WHERE id = $1 FOR UPDATE`, [keyId]);
+      const already = before[0]?.revoked_at ?? null;
+      // A plain SELECT-shaped statement: TypeORM returns [rows, count] for an UPDATE ... RETURNING.
+      const revoked: Array<{ revoked_at: Date }> = already
+        ? [{ revoked_at: already }]
+        : await m.query(`WITH r AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 RETURNING revoked_at) SELECT revoked_at FROM r`, [keyId]);
+      await recordCommand(m, {
+        id: commandId, orgId, command: 'revoke-key', actor, at: now,
+        input: { key_id: keyId }, idempotencyKey: null,
+        result: { key_id: keyId, revoked_at: revoked[0]!.revoked_at.toISOString(), already_revoked: already !== null }, entrySeqs: [],
+      });
+      return answer({}, commandId);
+    });
   }
 
-  async grantCredits(orgId: string, dto: GrantCreditsDto) {
+  async grantCredits(orgId: string, dto: GrantCreditsDto, actor = DefaultActor) {
     const expiresAt = dto.expires_at ? Date.parse(dto.expires_at) : null;
     const now = this.clock();
     if (expiresAt !== null && expiresAt <= now) throw fieldError('expires_at', 'must be in the future');
@@ -87,16 +127,18 @@ export class AdminService {
       const locked = (await lockAccounts(m, [orgId])).get(orgId);
       if (!locked) throw this.orgNotFound(orgId);
       // The account lock serialises grants of one org, so this read-then-insert cannot race.
-      const prior: Array<{ result: Record<string, unknown>; command: string }> = await m.query(
-        `SELECT command, result FROM admin_commands WHERE org_id = $1 AND idempotency_key = $2`,
+      const prior: Array<{ id: string; result: Record<string, unknown>; command: string }> = await m.query(
+        `SELECT id, command, result FROM admin_commands WHERE org_id = $1 AND idempotency_key = $2`,
         [orgId, dto.idempotency_key],
       );
       if (prior[0]) {
         if (prior[0].command !== 'grant-credits') throw fieldError('idempotency_key', 'was used by another command');
-        return { ...prior[0].result, replayed: true };
+        return answer({ ...prior[0].result, replayed: true }, prior[0].id);
       }
+      const commandId = newId('cmd');
+      const cause = commandCause(commandId);
       const bucketId = `top_up:${dto.idempotency_key}`;
-      const decided = grantTopUp(locked.account, dto.amount, expiresAt, bucketId, now, `admin:grant:${dto.idempotency_key}`);
+      const decided = grantTopUp(locked.account, dto.amount, expiresAt, bucketId, now, cause);
       await appendEntries(m, decided.entries);
       await saveAccounts(m, [decided.account]);
       const result = {
@@ -108,15 +150,18 @@ export class AdminService {
         balance: decided.account.balance,
         seq: decided.entries[decided.entries.length - 1]?.seq ?? null,
       };
-      await m.query(
-        `INSERT INTO admin_commands (org_id, idempotency_key, command, result) VALUES ($1, $2, 'grant-credits', $3)`,
-        [orgId, dto.idempotency_key, JSON.stringify(result)],
-      );
-      return { ...result, replayed: false };
+      await recordCommand(m, {
+        id: commandId, orgId, command: 'grant-credits', actor, at: now,
+        input: { amount: dto.amount, reason: dto.reason, idempotency_key: dto.idempotency_key, expires_at: dto.expires_at ?? null },
+        idempotencyKey: dto.idempotency_key, result, entrySeqs: causedBy(decided, cause),
+      });
+      return answer({ ...result, replayed: false }, commandId);
     });
   }
 
-  async changePlan(orgId: string, dto: ChangePlanDto) {
+  async changePlan(orgId: string, dto: ChangePlanDto, actor = DefaultActor) {
+    const commandId = newId('cmd');
+    const now = this.clock();
     return this.ds.transaction(async (m) => {
       const locked = (await lockAccounts(m, [orgId])).get(orgId);
       if (!locked) throw this.orgNotFound(orgId);
@@ -125,15 +170,22 @@ export class AdminService {
         const names = this.catalog.get(locked.profile)?.plans.map((p) => p.name).join(', ');
         throw fieldError('plan', `must be one of ${names} (got "${dto.plan}")`);
       }
-      const decided = changePlan(locked.account, plan, this.clock(), `admin:plan:${plan.name}`);
+      const cause = commandCause(commandId);
+      const fromPlan = locked.account.plan.name;
+      const decided = changePlan(locked.account, plan, now, cause);
       await appendEntries(m, decided.entries);
       await saveAccounts(m, [decided.account]);
       await m.query(`UPDATE orgs SET plan = $2, updated_at = now() WHERE id = $1`, [orgId, plan.name]);
-      return { id: orgId, plan: plan.name, balance: decided.account.balance };
+      const result = { id: orgId, plan: plan.name, balance: decided.account.balance };
+      await recordCommand(m, {
+        id: commandId, orgId, command: 'change-plan', actor, at: now,
+        input: { plan: plan.name }, idempotencyKey: null, result: { ...result, from_plan: fromPlan }, entrySeqs: causedBy(decided, cause),
+      });
+      return answer(result, commandId);
     });
   }
 
-  async setLimits(orgId: string, body: unknown) {
+  async setLimits(orgId: string, body: unknown, actor = DefaultActor) {
     const org = await this.requireOrg(orgId);
     const profile = this.catalog.get(org.profile)!;
     const names = profile.limits.map((l) => l.name);
@@ -148,8 +200,17 @@ export class AdminService {
       }
       limits[name] = value as number;
     }
-    await this.ds.query(`UPDATE orgs SET limit_overrides = $2, updated_at = now() WHERE id = $1`, [orgId, JSON.stringify(limits)]);
-    return { org_id: orgId, limits };
+    const commandId = newId('cmd');
+    const now = this.clock();
+    return this.ds.transaction(async (m) => {
+      const before = await this.lockOrg(m, orgId);
+      await m.query(`UPDATE orgs SET limit_overrides = $2, updated_at = now() WHERE id = $1`, [orgId, JSON.stringify(limits)]);
+      await recordCommand(m, {
+        id: commandId, orgId, command: 'set-limits', actor, at: now,
+        input: { limits }, idempotencyKey: null, result: { limits, previous: before.limit_overrides }, entrySeqs: [],
+      });
+      return answer({ org_id: orgId, limits }, commandId);
+    });
   }
 
   async getLimits(orgId: string) {
@@ -183,6 +244,16 @@ export class AdminService {
   private async requireOrg(orgId: string) {
     const rows: Array<{ id: string; profile: string; limit_overrides: Record<string, number> }> = await this.ds.query(
       `SELECT id, profile, limit_overrides FROM orgs WHERE id = $1`,
+      [orgId],
+    );
+    if (!rows[0]) throw this.orgNotFound(orgId);
+    return rows[0];
+  }
+
+  /** The org's row, locked until the transaction ends (see recordCommand); 404 when there is none. */
+  private async lockOrg(m: EntityManager, orgId: string) {
+    const rows: Array<{ id: string; profile: string; limit_overrides: Record<string, number> }> = await m.query(
+      `SELECT id, profile, limit_overrides FROM orgs WHERE id = $1 FOR NO KEY UPDATE`,
       [orgId],
     );
     if (!rows[0]) throw this.orgNotFound(orgId);

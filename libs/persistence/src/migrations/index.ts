@@ -1,7 +1,14 @@
 import { InitialSchema1732300000000 } from './1732300000000-InitialSchema';
 import { DeadLetters1796181840252 } from './1796181840252-DeadLetters';
 import { ReservationHeldAt1796181879934 } from './1796181879934-ReservationHeldAt';
+import { AdminCommandRecord1796192278455 } from './1796192278455-AdminCommandRecord';
 import { OrgLeadingKeys1796192335631 } from './1796192335631-OrgLeadingKeys';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
-export const migrations = [InitialSchema1732300000000, DeadLetters1796181840252, ReservationHeldAt1796181879934, OrgLeadingKeys1796192335631];
+export const migrations = [
+  InitialSchema1732300000000,
+  DeadLetters1796181840252,
+  ReservationHeldAt1796181879934,
+  AdminCommandRecord1796192278455,
+  OrgLeadingKeys1796192335631,
+];

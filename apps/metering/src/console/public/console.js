@@ -292,10 +292,21 @@
     function describe(e) {
       if (e.call) return `${e.call.method} ${e.call.path} → ${e.call.status_code} (${e.call.cost_reason})${e.call.request_id ? `, request ${e.call.request_id}` : ''}`;
       if (e.hold) return `hold for ${e.hold.route} (${e.hold.status})`;
-      if (e.command) return `admin grant: ${e.command.reason}`;
+      if (e.command) return describeCommand(e.command);
+      // Entries written before every command was recorded name the command in their cause.
       if (e.cause.startsWith('admin:plan:')) return `admin: plan changed to ${e.cause.slice(11)}`;
       if (e.cause.startsWith('admin:create-org:')) return 'admin: org created';
       return '';
+    }
+
+    // The command behind an entry (as the entries view gives it): what it did and who issued it.
+    function describeCommand(c) {
+      const by = c.actor ? ` (by ${c.actor})` : '';
+      const input = c.input || {};
+      if (c.command === 'grant-credits') return `admin grant: ${c.reason}${by}`;
+      if (c.command === 'change-plan') return `admin: plan changed to ${input.plan}${by}`;
+      if (c.command === 'create-org') return `admin: org created${by}`;
+      return `admin: ${c.command}${by}`;
     }
 
     const ledgerPages = [];
