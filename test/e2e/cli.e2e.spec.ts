@@ -113,6 +113,31 @@ describe('tollgate CLI and the admin views behind it (trackyard)', () => {
     expect(table.stdout).not.toMatch(/^\s*1\s+grant/m);
   });
 
+  it('records who ran each command (--actor, else $USER) and lists the org\'s commands with history', async () => {
+    const id = uniqueId('cli-history');
+    expect((await cli(['orgs', 'create', id, '--plan', 'free', '--actor', 'alice'])).code).toBe(0);
+    expect((await cli(['plan', 'set', id, 'starter'], { USER: 'bob' })).code).toBe(0);
+    expect((await cli(['credits', 'grant', id, '7', '--reason', 'thanks'], { USER: '', LOGNAME: '' })).code).toBe(0);
+    expect((await cli(['plan', 'set', id, 'platinum', '--actor', 'mallory'])).code).toBe(2);
+    expect((await cli(['plan', 'set', id, 'pro', '--actor', 'a'.repeat(129)])).code).toBe(2);
+
+    const page = await json(['history', id]);
+    expect(page.commands.map((c: { command: string; actor: string }) => [c.command, c.actor])).toEqual([
+      ['create-org', 'alice'], ['change-plan', 'bob'], ['grant-credits', 'admin-token'],
+    ]);
+    const table = await cli(['history', id]);
+    expect(table.code).toBe(0);
+    const lines = table.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^SEQ\s+AT\s+COMMAND\s+ACTOR\s+WHAT\s+ENTRIES\s+ID$/);
+    expect(lines.slice(1).map((l) => l.trim().split(/\s{2,}/).slice(0, 6).filter((_, i) => i !== 1))).toEqual([
+      ['1', 'create-org', 'alice', `plan free, name "${id}"`, '1'],
+      ['2', 'change-plan', 'bob', 'plan free -> starter', '2'],
+      ['3', 'grant-credits', 'admin-token', '+7 "thanks"', '3'],
+    ]);
+    expect((await json(['history', id, '--after', '2'])).commands.map((c: { seq: number }) => c.seq)).toEqual([3]);
+    expect((await cli(['history', 'no-such-org'])).code).toBe(4);
+  });
+
   it('changes the plan and sets and shows the limit overrides', async () => {
     const id = uniqueId('cli-plan');
     await json(['orgs', 'create', id, '--plan', 'free']);

@@ -33,11 +33,13 @@ Usage: tollgate <command> [arguments] [--json]
   limits set <org> NAME=N [NAME=N ...]         per-org limit overrides (requests per window)
   limits show <org>
   ledger <org> [--after SEQ] [--limit N] [--follow] [--interval SECONDS]
+  history <org> [--after SEQ] [--limit N]      the org's operator commands, oldest first: who did what, when
   usage <org> [--limit N] [--offset N]
   system                                       events/s, consumer lag, dead letters, holds, decisions
 
 Environment: TOLLGATE_ADMIN_URL (default http://127.0.0.1:8081), TOLLGATE_ADMIN_TOKEN.
 --json prints the API's JSON (one object per line with ledger --follow) instead of tables.
+--actor NAME records who issued a command (default: $USER; without either, metering records "admin-token").
 
 Exit codes: 0 ok, 1 server error, 2 usage or invalid input, 3 auth, 4 not found, 5 unreachable, 6 conflict.
 `;
@@ -54,7 +56,11 @@ interface Io {
 }
 
 class AdminClient {
-  constructor(private readonly base: string, private readonly token: string | undefined) {}
+  constructor(
+    private readonly base: string,
+    private readonly token: string | undefined,
+    private readonly actor: string | undefined,
+  ) {}
 
   async call<T = Json>(method: string, path: string, body?: unknown, attempts = 1): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -73,7 +79,11 @@ class AdminClient {
     try {
       res = await fetch(`${this.base}${path}`, {
         method,
-        headers: { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: {
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          ...(this.actor ? { 'x-tollgate-actor': this.actor } : {}),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(15_000),
       });
@@ -143,6 +153,7 @@ const options = {
   reason: { type: 'string' },
   'expires-at': { type: 'string' },
   'idempotency-key': { type: 'string' },
+  actor: { type: 'string' },
 } as const;
 
 type Flags = { [K in keyof typeof options]?: (typeof options)[K]['type'] extends 'boolean' ? boolean : string };
@@ -168,6 +179,43 @@ function query(params: Record<string, string | number | undefined>): string {
 
 const seg = encodeURIComponent;
 
+/** What an HTTP header can carry and metering accepts as an actor: 1-128 printable Latin-1 characters. */
+const actorPattern = /^[\x20-\x7e\u00a0-\u00ff]{1,128}$/;
+
+/** Who the commands are recorded as: --actor, else $USER (or $LOGNAME) when it is a usable name, else nobody named. */
+export function actorOf(flag: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (flag !== undefined) {
+    if (!actorPattern.test(flag.trim())) throw new CliError(ExitCode.usage, `--actor must be 1-128 printable Latin-1 characters (got "${flag}")`);
+    return flag.trim();
+  }
+  const user = (env.USER || env.LOGNAME || '').trim();
+  return actorPattern.test(user) ? user : undefined;
+}
+
+/** One line for a recorded command: what it asked for, in the operator's words. */
+export function describeCommand(c: Json): string {
+  const input = (c.input ?? {}) as Json;
+  const result = (c.result ?? {}) as Json;
+  switch (c.command) {
+    case 'create-org':
+      return `plan ${cell(input.plan)}, name ${JSON.stringify(input.name ?? null)}`;
+    case 'change-plan':
+      return result.from_plan ? `plan ${cell(result.from_plan)} -> ${cell(input.plan)}` : `plan -> ${cell(input.plan)}`;
+    case 'set-limits': {
+      const limits = Object.entries((input.limits ?? {}) as Json);
+      return limits.length ? limits.map(([k, v]) => `${k}=${cell(v)}`).join(' ') : '(plan defaults)';
+    }
+    case 'create-key':
+      return `${cell(result.key_id)} (${cell(input.kind)}, ${JSON.stringify(input.name ?? null)})`;
+    case 'revoke-key':
+      return `${cell(input.key_id)}${result.already_revoked ? ' (already revoked)' : ''}`;
+    case 'grant-credits':
+      return `+${cell(input.amount)} ${JSON.stringify(input.reason ?? null)}${input.expires_at ? `, expires ${cell(input.expires_at)}` : ''}`;
+    default:
+      return JSON.stringify(input);
+  }
+}
+
 // ---- commands -------------------------------------------------------------------------------------------
 
 export async function run(argv: string[], io: Io): Promise<number> {
@@ -184,11 +232,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return args.length === 0 && !flags.help ? ExitCode.usage : ExitCode.ok;
   }
   const base = (io.env.TOLLGATE_ADMIN_URL || 'http://127.0.0.1:8081').replace(/\/+$/, '');
-  const client = new AdminClient(base, io.env.TOLLGATE_ADMIN_TOKEN || undefined);
   const print = (value: unknown, human: () => string) => io.out(flags.json ? `${JSON.stringify(value, null, 2)}\n` : human());
   try {
+    const client = new AdminClient(base, io.env.TOLLGATE_ADMIN_TOKEN || undefined, actorOf(flags.actor, io.env));
     const [noun, verb] = args;
-    const command = noun === 'ledger' || noun === 'usage' || noun === 'system' ? noun : `${noun} ${verb ?? ''}`.trim();
+    const command = noun === 'ledger' || noun === 'usage' || noun === 'system' || noun === 'history' ? noun : `${noun} ${verb ?? ''}`.trim();
     switch (command) {
       case 'orgs create': {
         const id = need(args, 2, 'the org id (tollgate orgs create <id> --plan PLAN)');
@@ -284,6 +332,20 @@ export async function run(argv: string[], io: Io): Promise<number> {
       }
       case 'ledger':
         return await ledger(client, need(args, 1, 'the org id (tollgate ledger <org>)'), flags, io);
+      case 'history': {
+        const org = need(args, 1, 'the org id (tollgate history <org>)');
+        const page = await client.call<{ commands: Json[] }>(
+          'GET',
+          `/admin/orgs/${seg(org)}/history${query({ after: int('after', flags.after, 0), limit: int('limit', flags.limit, 1, 500) })}`,
+        );
+        print(page, () =>
+          table(
+            page.commands.map((c) => ({ ...c, what: describeCommand(c), entries: (c.entries as number[]).join(',') || '-' })),
+            ['seq', 'at', 'command', 'actor', 'what', 'entries', 'id'],
+          ),
+        );
+        return ExitCode.ok;
+      }
       case 'usage': {
         const org = need(args, 1, 'the org id (tollgate usage <org>)');
         const page = await client.call<{ usage: Json[]; total_count: number; offset: number }>(
