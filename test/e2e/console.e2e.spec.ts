@@ -103,6 +103,7 @@ describe('operator console (trackyard, headless Chromium)', () => {
     await page.click('#signin button[type=submit]');
     await page.waitForSelector('#signin-error:has-text("refused")');
     await page.fill('#token', stack.adminToken);
+    await page.fill('#actor', 'Ada Operator');
     await page.click('#signin button[type=submit]');
     await page.waitForSelector('#orgs tbody tr');
     expect(page.url()).not.toContain(stack.adminToken);
@@ -187,6 +188,15 @@ describe('operator console (trackyard, headless Chromium)', () => {
     // jsonb keeps its own key order: day before minute.
     await page.waitForSelector('#limits-now:has-text("Overrides: day=50 minute=2")');
     expect((await stack.admin('GET', `/admin/orgs/${orgId}/limits`)).body).toEqual({ org_id: orgId, limits: { minute: 2, day: 50 } });
+    // The history, newest first: each change by the name given at sign-in (the org itself was made over the API).
+    await page.waitForSelector('#history tbody tr[data-command=set-limits]');
+    const rows = await page.locator('#history tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+    expect(rows.map((r) => [r[2], r[3]])).toEqual([
+      ['set-limits', 'Ada Operator'], ['change-plan', 'Ada Operator'], ['grant-credits', 'Ada Operator'], ['create-key', 'admin-token'], ['create-org', 'admin-token'],
+    ]);
+    expect(rows[0]![4]).toContain('day=50 minute=2');
+    expect(rows[1]![4]).toContain('plan free → starter');
+    expect(rows[2]![4]).toContain('+100 "browser goodwill"');
     // The README's picture of an org page (before any key is shown on it).
     await page.screenshot({ path: screenshotPath(), fullPage: true });
   });
@@ -204,6 +214,8 @@ describe('operator console (trackyard, headless Chromium)', () => {
     expect(await page.content()).not.toContain(newKey);
     await page.locator('#keys tbody tr', { hasText: 'browser' }).locator('button:has-text("Revoke")').click();
     await page.waitForSelector('#keys tbody tr.revoked:has-text("browser")');
+    await page.waitForSelector('#history tbody tr[data-command=revoke-key]:has-text("Ada Operator")');
+    expect(await page.locator('#history').textContent()).not.toContain(newKey);
     await eventually(async () => (await search(newKey)).status === 401, 8000, 250);
   });
 

@@ -6,6 +6,8 @@
 (function () {
   'use strict';
   const TOKEN = 'tollgate.adminToken';
+  // Who the operator said they are at sign-in: recorded as the actor of every change (X-Tollgate-Actor).
+  const ACTOR = 'tollgate.actor';
   const main = document.getElementById('main');
   const REASONS = [
     ['charged', 'charged', '#2563eb'],
@@ -50,7 +52,10 @@
     const token = sessionStorage.getItem(TOKEN);
     const res = await fetch(path, {
       method,
-      headers: Object.assign({ authorization: `Bearer ${token || ''}` }, body === undefined ? {} : { 'content-type': 'application/json' }),
+      headers: Object.assign(
+        { authorization: `Bearer ${token || ''}`, 'x-tollgate-actor': sessionStorage.getItem(ACTOR) || 'console' },
+        body === undefined ? {} : { 'content-type': 'application/json' },
+      ),
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
       credentials: 'omit',
@@ -59,6 +64,7 @@
     const parsed = text ? JSON.parse(text) : null;
     if (res.status === 401) {
       sessionStorage.removeItem(TOKEN);
+      sessionStorage.removeItem(ACTOR);
       route();
       throw new ApiError(401, parsed);
     }
@@ -87,6 +93,7 @@
   window.addEventListener('hashchange', route);
   document.getElementById('signout').addEventListener('click', () => {
     sessionStorage.removeItem(TOKEN);
+    sessionStorage.removeItem(ACTOR);
     location.hash = '#/orgs';
     route();
   });
@@ -115,6 +122,8 @@
       }
       sessionStorage.setItem(TOKEN, input.value);
       input.value = '';
+      const actor = document.getElementById('actor').value.trim();
+      if (actor) sessionStorage.setItem(ACTOR, actor);
       route();
     });
   }
@@ -194,6 +203,8 @@
     const newer = h('button', { class: 'secondary', type: 'button' }, '← Newer');
     const older = h('button', { class: 'secondary', type: 'button' }, 'Older →');
     const keysBody = h('tbody');
+    const historyBody = h('tbody');
+    const historyInfo = h('p', { class: 'muted', id: 'history-info' });
     const keyResult = h('div', { id: 'new-key' });
     const limitsNow = h('p', { id: 'limits-now', class: 'muted' });
     const message = (id) => h('p', { id, class: 'muted', role: 'status' });
@@ -235,6 +246,11 @@
         h('thead', {}, h('tr', {}, h('th', { class: 'num' }, 'Seq'), h('th', {}, 'Type'), h('th', { class: 'num' }, 'Amount'), h('th', { class: 'num' }, 'Balance'), h('th', {}, 'Cause'), h('th', {}, 'Occurred'))),
         ledgerBody),
       h('div', { class: 'pager' }, newer, older, ledgerInfo),
+      h('h2', {}, 'History'),
+      h('table', { id: 'history' },
+        h('thead', {}, h('tr', {}, h('th', { class: 'num' }, 'Seq'), h('th', {}, 'When'), h('th', {}, 'Command'), h('th', {}, 'Actor'), h('th', {}, 'What'), h('th', {}, 'Entries'))),
+        historyBody),
+      historyInfo,
     );
 
     async function loadSummary() {
@@ -328,6 +344,38 @@
       newer.onclick = () => loadLedger(ledgerPages.pop());
     }
 
+    // The org's operator commands, newest first (the API pages oldest first: read every page; orgs have few).
+    function what(c) {
+      const i = c.input || {};
+      const r = c.result || {};
+      switch (c.command) {
+        case 'create-org': return `plan ${i.plan}, name "${i.name}"`;
+        case 'change-plan': return r.from_plan ? `plan ${r.from_plan} → ${i.plan}` : `plan → ${i.plan}`;
+        case 'set-limits': return Object.entries(i.limits || {}).map(([k, v]) => `${k}=${v}`).join(' ') || '(plan defaults)';
+        case 'create-key': return `${r.key_id} (${i.kind}, "${i.name}")`;
+        case 'revoke-key': return `${i.key_id}${r.already_revoked ? ' (already revoked)' : ''}`;
+        case 'grant-credits': return `+${fmt(i.amount)} "${i.reason}"${i.expires_at ? `, expires ${when(i.expires_at)}` : ''}`;
+        default: return JSON.stringify(i);
+      }
+    }
+    const HistoryShown = 20;
+    async function loadHistory() {
+      const commands = [];
+      for (let after = 0; ;) {
+        const page = await api('GET', `${base}/history?after=${after}&limit=500`);
+        commands.push(...page.commands);
+        if (page.commands.length < 500) break;
+        after = page.commands[page.commands.length - 1].seq;
+      }
+      const shown = commands.slice(-HistoryShown).reverse();
+      historyBody.replaceChildren(...shown.map((c) => h('tr', { 'data-command': c.command, 'data-id': c.id },
+        h('td', { class: 'num' }, String(c.seq)), h('td', {}, when(c.at)), h('td', {}, c.command), h('td', {}, c.actor),
+        h('td', { class: 'cause' }, what(c), h('br'), h('code', { class: 'muted' }, c.id)),
+        h('td', {}, c.entries.length ? c.entries.join(', ') : '–'))));
+      if (commands.length === 0) historyBody.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No commands recorded.')));
+      historyInfo.textContent = commands.length > HistoryShown ? `the newest ${HistoryShown} of ${commands.length} commands (tollgate history ${orgId} lists them all)` : '';
+    }
+
     async function loadKeys() {
       const { keys } = await api('GET', `${base}/keys`);
       keysBody.replaceChildren(...keys.map((k) => h('tr', { 'data-key': k.id, class: k.revoked_at ? 'revoked' : '' },
@@ -337,7 +385,7 @@
           onclick: async () => {
             if (!confirm(`Revoke ${k.id}? Gateways refuse it within seconds.`)) return;
             await act(keyMsg, () => api('DELETE', `/admin/keys/${enc(k.id)}`), `Revoked ${k.id}.`);
-            await loadKeys();
+            await Promise.all([loadKeys(), loadHistory()]);
           },
         }, 'Revoke')))));
       if (keys.length === 0) keysBody.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No keys.')));
@@ -359,7 +407,7 @@
     }
 
     async function refreshAll() {
-      await Promise.all([loadSummary(), loadLedger(undefined), loadCharts()]);
+      await Promise.all([loadSummary(), loadLedger(undefined), loadCharts(), loadHistory()]);
       ledgerPages.length = 0;
     }
 
@@ -396,7 +444,7 @@
         }
         limits[m[1]] = Number(m[2]);
       }
-      if (await act(limitsMsg, () => api('PUT', `${base}/limits`, limits), 'Limits saved; gateways apply them within seconds.')) await loadSummary();
+      if (await act(limitsMsg, () => api('PUT', `${base}/limits`, limits), 'Limits saved; gateways apply them within seconds.')) await Promise.all([loadSummary(), loadHistory()]);
     });
     keyForm.addEventListener('submit', async (ev) => {
       ev.preventDefault();
@@ -407,12 +455,12 @@
       if (k) {
         keyResult.replaceChildren(h('div', { class: 'secret' }, h('strong', {}, 'Copy the key now: it is shown only this once. '), h('code', { id: 'new-key-value' }, k.key)));
         keyForm.reset();
-        await loadKeys();
+        await Promise.all([loadKeys(), loadHistory()]);
       }
     });
     bucketSelect.addEventListener('change', () => loadCharts().catch((e) => failed(callsChart, e)));
 
-    Promise.all([loadSummary(), loadCharts(), loadLedger(undefined), loadKeys()]).catch((e) => {
+    Promise.all([loadSummary(), loadCharts(), loadLedger(undefined), loadKeys(), loadHistory()]).catch((e) => {
       if (e.status !== 401) failed(summary, e);
     });
   }
