@@ -1,5 +1,5 @@
 import { Body, Controller, createParamDecorator, Delete, ExecutionContext, Get, HttpCode, Param, Post, Put, Query, UseGuards, UseInterceptors } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiHeader, ApiTags } from '@nestjs/swagger';
 import { AdminTokenGuard } from './admin.guard';
 import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto } from './admin.dto';
 import { AdminService } from './admin.service';
@@ -14,6 +14,7 @@ const Actor = createParamDecorator((_: unknown, ctx: ExecutionContext) =>
 
 @ApiTags('admin')
 @ApiBearerAuth()
+@ApiHeader({ name: 'X-Tollgate-Actor', required: false, description: 'Who issues the command (1-128 characters, no control characters); recorded with it. Default: admin-token.' })
 @UseGuards(AdminTokenGuard)
 @UseInterceptors(CommandIdInterceptor)
 @Controller('admin')
