@@ -199,6 +199,8 @@ export interface UsageRow {
   decision: string;
   apiKeyId: string | null;
   entities: number;
+  /** The entities the call paid for (per-entity pricing); re-access windows are rebuilt from these. */
+  chargedEntities: readonly string[];
 }
 
 export async function insertUsage(m: EntityManager, rows: UsageRow[]): Promise<void> {
@@ -208,10 +210,16 @@ export async function insertUsage(m: EntityManager, rows: UsageRow[]): Promise<v
 export function usagePart(rows: UsageRow[]): WritePart | null {
   if (rows.length === 0) return null;
   return {
+    // A jagged text[][] can't go through unnest, so each row's charged entities travel as a jsonb array.
     sql: `INSERT INTO usage_records (event_id, org_id, occurred_at, method, route, path, status_code, credits, cost_reason,
-                                response_time_ms, request_id, decision, api_key_id, entities)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[],
-                          $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::int[])`,
+                                response_time_ms, request_id, decision, api_key_id, entities, charged_entities)
+     SELECT u.event_id, u.org_id, u.occurred_at, u.method, u.route, u.path, u.status_code, u.credits, u.cost_reason,
+            u.response_time_ms, u.request_id, u.decision, u.api_key_id, u.entities,
+            CASE WHEN u.charged = '[]'::jsonb THEN '{}'::text[] ELSE ARRAY(SELECT jsonb_array_elements_text(u.charged)) END
+       FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[],
+                   $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::int[], $15::jsonb[])
+         AS u(event_id, org_id, occurred_at, method, route, path, status_code, credits, cost_reason, response_time_ms,
+              request_id, decision, api_key_id, entities, charged)`,
     params: [
       rows.map((r) => r.eventId),
       rows.map((r) => r.orgId),
@@ -227,6 +235,7 @@ export function usagePart(rows: UsageRow[]): WritePart | null {
       rows.map((r) => r.decision),
       rows.map((r) => r.apiKeyId),
       rows.map((r) => r.entities),
+      rows.map((r) => JSON.stringify(r.chargedEntities)),
     ],
   };
 }

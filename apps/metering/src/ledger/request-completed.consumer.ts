@@ -277,6 +277,7 @@ export class RequestCompletedConsumer {
         decision: event.decision ?? 'forwarded',
         apiKeyId: event.api_key_id,
         entities: event.entities.length,
+        chargedEntities: metered.priced.chargedEntities,
       });
     }
 

@@ -3,6 +3,7 @@ import { DeadLetters1796181840252 } from './1796181840252-DeadLetters';
 import { ReservationHeldAt1796181879934 } from './1796181879934-ReservationHeldAt';
 import { AdminCommandRecord1796192278455 } from './1796192278455-AdminCommandRecord';
 import { OrgLeadingKeys1796192335631 } from './1796192335631-OrgLeadingKeys';
+import { UsageChargedEntities1796194700000 } from './1796194700000-UsageChargedEntities';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
 export const migrations = [
@@ -11,4 +12,5 @@ export const migrations = [
   ReservationHeldAt1796181879934,
   AdminCommandRecord1796192278455,
   OrgLeadingKeys1796192335631,
+  UsageChargedEntities1796194700000,
 ];
