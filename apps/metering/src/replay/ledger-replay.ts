@@ -1,0 +1,444 @@
+import { PoolClient } from 'pg';
+import { DataSource, EntityManager } from 'typeorm';
+import { Account, LedgerEntryDraft, LedgerEntryType, PlanTerms } from '@tollgate/billing';
+import { accountsPart, lockAccounts, toAccount, writeAll } from '../ledger/ledger-store';
+import { Difference, diffAccount } from './diff';
+import { evolve, foldAccount } from './fold-placeholder';
+
+/**
+ * `npm run replay -- --source ledger`: every projection rebuilt from what it is a projection of, into shadow
+ * tables, and diffed against the live ones field by field.
+ *
+ * - accounts: the fold of each org's ledger from seq 1 (`foldAccount` of @tollgate/billing, the same `evolve`
+ *   the deciders' results obey), with the account's current plan (`accounts.plan`; `orgs.plan` from the profile
+ *   when the row is missing);
+ * - usage_totals: count(*) of the org's usage_records;
+ * - reaccess_windows: max(occurred_at) per (org, entity) over the usage rows that charged the entity
+ *   (`usage_records.charged_entities`). Rows metered before that column existed (NULL) charged entities nobody
+ *   recorded: windows up to the last of them can't be verified. They are counted, not reported as differences,
+ *   and `--apply` keeps those windows.
+ *
+ * Reading: orgs go in batches, each batch in one REPEATABLE READ transaction, so its ledger, usage rows and live
+ * projections are one snapshot. Metering writes an org's entries and projections in one transaction, so a replay
+ * while traffic flows sees no difference that isn't real. The batch's entries stream through a server-side cursor
+ * in (org, seq) order (the primary key's order: no sort), folded as they arrive.
+ *
+ * `--apply`, org by org, each its own transaction: lock the account row (`SELECT … FOR UPDATE`, the lock every
+ * money writer takes before it appends), fold the entries appended since the shadow was built onto the shadow's
+ * account (the ledger is append-only and the fold deterministic; a plan changed meanwhile means a fold from seq 1),
+ * write the account, the org's usage total and windows, commit. Every writer of an org's entries, usage rows and
+ * windows holds that lock, so nothing the repair read can change before it commits. An interrupted apply stops
+ * between orgs: each live row is untouched or repaired. ledger_entries is only ever read.
+ */
+export interface LedgerReplayOptions {
+  orgs: string[] | 'all';
+  apply: boolean;
+  /** Orgs per snapshot (one REPEATABLE READ transaction each). */
+  orgsPerBatch?: number;
+  /** Ledger rows per FETCH from the cursor. */
+  rowsPerFetch?: number;
+}
+
+export interface LedgerReplayHooks {
+  /** Entries folded so far, of the ledger's total. */
+  progress?(entries: number, total: number): void;
+  /** Checked between batches and between the orgs an apply repairs (Ctrl-C). */
+  stopRequested?(): boolean;
+  /** The terms of a plan, for an org whose account row is missing (its plan is then orgs.plan). */
+  planTerms?(profile: string, plan: string): PlanTerms | undefined;
+}
+
+export interface LedgerReplayReport {
+  differences: Difference[];
+  orgs: number;
+  entries: number;
+  /** Wall time of the rebuild and diff, in seconds (apply not included). */
+  seconds: number;
+  /** Usage rows metered before charged_entities existed that charged entities: their windows can't be verified. */
+  unverifiedRows: number;
+  unverifiedOrgs: number;
+  /** Orgs --apply repaired. */
+  repaired: string[];
+  /** Stopped by stopRequested() before the end. */
+  interrupted: boolean;
+}
+
+/** Bad input the operator can fix (exit 2), as opposed to a failure. */
+export class ReplayArgumentError extends Error {}
+
+interface OrgToReplay {
+  id: string;
+  profile: string;
+  plan: string;
+}
+
+interface AccountRow {
+  org_id: string;
+  plan: PlanTerms;
+  balance: string;
+  debt: string;
+  next_seq: string;
+  allowance_month: string | null;
+  allowance_spent: string;
+  granted_one_time: string[];
+  buckets: Account['buckets'];
+}
+
+interface EntryRow {
+  org_id: string;
+  seq: string;
+  type: LedgerEntryType;
+  amount: string;
+  balance_after: string;
+  cause: string;
+  occurred_ms: string;
+  bucket_id: string | null;
+  detail: Record<string, unknown>;
+}
+
+const entryColumns = `org_id, seq, type, amount, balance_after, cause,
+  (extract(epoch FROM occurred_at) * 1000)::int8 AS occurred_ms, bucket_id, detail`;
+const accountColumns = `org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets`;
+
+function toEntry(r: EntryRow): LedgerEntryDraft {
+  return {
+    orgId: r.org_id,
+    seq: Number(r.seq),
+    type: r.type,
+    amount: Number(r.amount),
+    balanceAfter: Number(r.balance_after),
+    cause: r.cause,
+    occurredAt: Number(r.occurred_ms),
+    bucketId: r.bucket_id,
+    detail: r.detail,
+  };
+}
+
+export async function replayLedger(ds: DataSource, opts: LedgerReplayOptions, hooks: LedgerReplayHooks = {}): Promise<LedgerReplayReport> {
+  const started = Date.now();
+  const orgs = await orgsToReplay(ds, opts.orgs);
+  const shadow = new ShadowTables(ds, `replay_${process.pid}_${Date.now().toString(36)}`);
+  const report: LedgerReplayReport = { differences: [], orgs: orgs.length, entries: 0, seconds: 0, unverifiedRows: 0, unverifiedOrgs: 0, repaired: [], interrupted: false };
+  await shadow.create();
+  try {
+    const total = await countEntries(ds, opts.orgs === 'all' ? null : orgs.map((o) => o.id));
+    const runner = ds.createQueryRunner();
+    const client = (await runner.connect()) as PoolClient;
+    try {
+      const perBatch = opts.orgsPerBatch ?? 1000;
+      for (let i = 0; i < orgs.length; i += perBatch) {
+        if (hooks.stopRequested?.()) {
+          report.interrupted = true;
+          break;
+        }
+        const batch = orgs.slice(i, i + perBatch);
+        const found = await replayBatch(client, shadow, batch, opts.rowsPerFetch ?? 10_000, hooks, (n) => {
+          report.entries += n;
+          hooks.progress?.(report.entries, Math.max(total, report.entries));
+        });
+        report.differences.push(...found.differences);
+        report.unverifiedRows += found.unverifiedRows;
+        report.unverifiedOrgs += found.unverifiedOrgs;
+      }
+    } finally {
+      await runner.release();
+    }
+    report.seconds = (Date.now() - started) / 1000;
+
+    if (opts.apply && !report.interrupted) {
+      for (const orgId of [...new Set(report.differences.map((d) => d.orgId))]) {
+        if (hooks.stopRequested?.()) {
+          report.interrupted = true;
+          break;
+        }
+        await repairOrg(ds, shadow, orgId);
+        report.repaired.push(orgId);
+      }
+    }
+    return report;
+  } finally {
+    await shadow.drop();
+  }
+}
+
+/** The orgs asked for, in id order; an unknown id is the operator's mistake. */
+async function orgsToReplay(ds: DataSource, which: string[] | 'all'): Promise<OrgToReplay[]> {
+  const rows: OrgToReplay[] =
+    which === 'all'
+      ? await ds.query(`SELECT id, profile, plan FROM orgs ORDER BY id`)
+      : await ds.query(`SELECT id, profile, plan FROM orgs WHERE id = ANY($1::text[]) ORDER BY id`, [which]);
+  if (which !== 'all') {
+    const known = new Set(rows.map((r) => r.id));
+    const unknown = which.filter((id) => !known.has(id));
+    if (unknown.length > 0) throw new ReplayArgumentError(`no org ${unknown.map((id) => `"${id}"`).join(', ')}`);
+  }
+  return rows;
+}
+
+async function countEntries(ds: DataSource, orgIds: string[] | null): Promise<number> {
+  const rows: Array<{ n: string }> =
+    orgIds === null
+      ? await ds.query(`SELECT count(*) AS n FROM ledger_entries`)
+      : await ds.query(`SELECT count(*) AS n FROM ledger_entries WHERE org_id = ANY($1::text[])`, [orgIds]);
+  return Number(rows[0]?.n ?? 0);
+}
+
+/**
+ * The shadow projections of one run, in a schema of their own (unlogged: they are rebuilt, never recovered), so
+ * two replays never share them. Dropped at the end, whatever happens.
+ */
+class ShadowTables {
+  constructor(
+    private readonly ds: DataSource,
+    readonly schema: string,
+  ) {}
+
+  get accounts(): string {
+    return `${this.schema}.accounts`;
+  }
+  get usageTotals(): string {
+    return `${this.schema}.usage_totals`;
+  }
+  get windows(): string {
+    return `${this.schema}.reaccess_windows`;
+  }
+  get unverified(): string {
+    return `${this.schema}.unverified_windows`;
+  }
+
+  async create(): Promise<void> {
+    await this.ds.query(`CREATE SCHEMA ${this.schema}`);
+    await this.ds.query(`CREATE UNLOGGED TABLE ${this.accounts} (LIKE accounts INCLUDING DEFAULTS, PRIMARY KEY (org_id))`);
+    await this.ds.query(`CREATE UNLOGGED TABLE ${this.usageTotals} (LIKE usage_totals INCLUDING DEFAULTS, PRIMARY KEY (org_id))`);
+    await this.ds.query(`CREATE UNLOGGED TABLE ${this.windows} (LIKE reaccess_windows INCLUDING DEFAULTS, PRIMARY KEY (org_id, entity_id))`);
+    // Per org: usage rows that charged entities before charged_entities was recorded, and the last one's instant.
+    await this.ds.query(`CREATE UNLOGGED TABLE ${this.unverified} (org_id text PRIMARY KEY, rows bigint NOT NULL, last_at timestamptz NOT NULL)`);
+  }
+
+  async drop(): Promise<void> {
+    await this.ds.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+  }
+}
+
+interface BatchResult {
+  differences: Difference[];
+  unverifiedRows: number;
+  unverifiedOrgs: number;
+}
+
+/** One batch of orgs in one snapshot: fold, write the shadow, diff. */
+async function replayBatch(
+  client: PoolClient,
+  shadow: ShadowTables,
+  batch: OrgToReplay[],
+  rowsPerFetch: number,
+  hooks: LedgerReplayHooks,
+  folded: (entries: number) => void,
+): Promise<BatchResult> {
+  const ids = batch.map((o) => o.id);
+  const differences: Difference[] = [];
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  try {
+    const liveRows = await client.query<AccountRow>(`SELECT ${accountColumns} FROM accounts WHERE org_id = ANY($1::text[])`, [ids]);
+    const live = new Map(liveRows.rows.map((r) => [r.org_id, toAccount({ ...r, profile: '' })]));
+
+    const replayed = new Map<string, Account>();
+    const planOf = (org: OrgToReplay): PlanTerms => {
+      const plan = live.get(org.id)?.plan ?? hooks.planTerms?.(org.profile, org.plan);
+      if (!plan) throw new Error(`org ${org.id} has no account row and plan "${org.plan}" is not in profile "${org.profile}"`);
+      return plan;
+    };
+    const byId = new Map(batch.map((o) => [o.id, o]));
+    let current: Account | null = null;
+    // The ledger's own invariants, checked on the way: seq gapless from 1, balance_after the running sum.
+    let expectedSeq = 1;
+    let running = 0;
+
+    await client.query(
+      `DECLARE replay_entries NO SCROLL CURSOR FOR
+         SELECT ${entryColumns} FROM ledger_entries WHERE org_id = ANY($1::text[]) ORDER BY org_id, seq`,
+      [ids],
+    );
+    for (;;) {
+      const page = await client.query<EntryRow>(`FETCH ${rowsPerFetch} FROM replay_entries`);
+      for (const row of page.rows) {
+        const entry = toEntry(row);
+        if (current?.orgId !== entry.orgId) {
+          if (current) replayed.set(current.orgId, current);
+          const org = byId.get(entry.orgId);
+          current = foldAccount(entry.orgId, org ? planOf(org) : { name: 'unknown', oneTimeCredits: 0, monthlyAllowance: 0 }, []);
+          expectedSeq = 1;
+          running = 0;
+        }
+        running += entry.amount;
+        if (entry.seq !== expectedSeq) {
+          differences.push({ orgId: entry.orgId, field: `seq ${entry.seq}`, live: `entry ${expectedSeq}`, replayed: 'gap or duplicate' });
+        }
+        if (entry.balanceAfter !== running) {
+          differences.push({ orgId: entry.orgId, field: `balance_after at seq ${entry.seq}`, live: String(entry.balanceAfter), replayed: String(running) });
+        }
+        expectedSeq = entry.seq + 1;
+        current = evolve(current, entry);
+      }
+      folded(page.rows.length);
+      if (page.rows.length < rowsPerFetch) break;
+    }
+    if (current) replayed.set(current.orgId, current);
+    await client.query(`CLOSE replay_entries`);
+
+    // An org without a single entry folds to an empty account: a live row with anything in it differs.
+    for (const org of batch) if (!replayed.has(org.id) && live.has(org.id)) replayed.set(org.id, foldAccount(org.id, planOf(org), []));
+    for (const org of batch) {
+      const r = replayed.get(org.id);
+      if (r) differences.push(...diffAccount(live.get(org.id) ?? null, r));
+    }
+    await writeShadowAccounts(client, shadow, [...replayed.values()]);
+
+    await client.query(
+      `INSERT INTO ${shadow.usageTotals} (org_id, total)
+       SELECT org_id, count(*) FROM usage_records WHERE org_id = ANY($1::text[]) GROUP BY org_id`,
+      [ids],
+    );
+    await client.query(
+      `INSERT INTO ${shadow.windows} (org_id, entity_id, last_charged_at)
+       SELECT u.org_id, e.entity_id, max(u.occurred_at)
+         FROM usage_records u CROSS JOIN LATERAL unnest(u.charged_entities) AS e(entity_id)
+        WHERE u.org_id = ANY($1::text[]) GROUP BY u.org_id, e.entity_id`,
+      [ids],
+    );
+    const unverified = await client.query<{ rows: string; orgs: string }>(
+      `WITH ins AS (
+         INSERT INTO ${shadow.unverified} (org_id, rows, last_at)
+         SELECT org_id, count(*), max(occurred_at) FROM usage_records
+          WHERE org_id = ANY($1::text[]) AND charged_entities IS NULL AND credits > 0 AND entities > 0 GROUP BY org_id
+         RETURNING rows)
+       SELECT COALESCE(sum(rows), 0) AS rows, count(*) AS orgs FROM ins`,
+      [ids],
+    );
+
+    const totals = await client.query<{ org_id: string; live: string | null; replayed: string | null }>(
+      `SELECT o.org_id, l.total AS live, r.total AS replayed
+         FROM unnest($1::text[]) AS o(org_id)
+         LEFT JOIN usage_totals l ON l.org_id = o.org_id
+         LEFT JOIN ${shadow.usageTotals} r ON r.org_id = o.org_id
+        WHERE COALESCE(l.total, 0) <> COALESCE(r.total, 0)`,
+      [ids],
+    );
+    for (const t of totals.rows) differences.push({ orgId: t.org_id, field: 'usage_total', live: t.live ?? 'missing', replayed: t.replayed ?? '0' });
+
+    // A live window no recorded charge explains is not reported when it is no later than the org's last usage row
+    // without charged_entities (and no recorded charge is later): such a row may have charged it.
+    const windows = await client.query<{ org_id: string; entity_id: string; live: Date | null; replayed: Date | null }>(
+      `SELECT org_id, entity_id, l.last_charged_at AS live, r.last_charged_at AS replayed
+         FROM (SELECT * FROM reaccess_windows WHERE org_id = ANY($1::text[])) l
+         FULL JOIN (SELECT * FROM ${shadow.windows} WHERE org_id = ANY($1::text[])) r USING (org_id, entity_id)
+         LEFT JOIN ${shadow.unverified} v USING (org_id)
+        WHERE l.last_charged_at IS DISTINCT FROM r.last_charged_at
+          AND NOT (v.last_at IS NOT NULL AND l.last_charged_at <= v.last_at
+                   AND (r.last_charged_at IS NULL OR r.last_charged_at < l.last_charged_at))
+        ORDER BY org_id, entity_id`,
+      [ids],
+    );
+    for (const w of windows.rows) {
+      differences.push({
+        orgId: w.org_id,
+        field: `window ${w.entity_id}`,
+        live: w.live ? w.live.toISOString() : 'missing',
+        replayed: w.replayed ? w.replayed.toISOString() : 'missing',
+      });
+    }
+    await client.query('COMMIT');
+    differences.sort((a, b) => (a.orgId < b.orgId ? -1 : a.orgId > b.orgId ? 1 : 0));
+    return { differences, unverifiedRows: Number(unverified.rows[0]?.rows ?? 0), unverifiedOrgs: Number(unverified.rows[0]?.orgs ?? 0) };
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+async function writeShadowAccounts(client: PoolClient, shadow: ShadowTables, accounts: Account[]): Promise<void> {
+  if (accounts.length === 0) return;
+  await client.query(
+    `INSERT INTO ${shadow.accounts} (org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)
+     SELECT u.org_id, u.plan, u.balance, u.debt, u.next_seq, u.allowance_month, u.allowance_spent,
+            ARRAY(SELECT jsonb_array_elements_text(u.granted_one_time)), u.buckets
+       FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[])
+         AS u(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)`,
+    [
+      accounts.map((a) => a.orgId),
+      accounts.map((a) => JSON.stringify(a.plan)),
+      accounts.map((a) => a.balance),
+      accounts.map((a) => a.debt),
+      accounts.map((a) => a.nextSeq),
+      accounts.map((a) => a.allowanceMonth),
+      accounts.map((a) => a.allowanceSpent),
+      accounts.map((a) => JSON.stringify(a.grantedOneTime)),
+      accounts.map((a) => JSON.stringify(a.buckets)),
+    ],
+  );
+}
+
+const samePlan = (x: PlanTerms, y: PlanTerms): boolean =>
+  x.name === y.name && x.oneTimeCredits === y.oneTimeCredits && x.monthlyAllowance === y.monthlyAllowance;
+
+/**
+ * Swaps one org's replayed projection in, under its account lock (see the top of this file). The shadow's
+ * account was folded from a snapshot taken without the lock: the entries appended since are folded onto it here.
+ */
+async function repairOrg(ds: DataSource, shadow: ShadowTables, orgId: string): Promise<void> {
+  await ds.transaction(async (m: EntityManager) => {
+    const shadowRows: AccountRow[] = await m.query(`SELECT ${accountColumns} FROM ${shadow.accounts} WHERE org_id = $1`, [orgId]);
+    const shadowRow = shadowRows[0];
+    let locked = (await lockAccounts(m, [orgId])).get(orgId);
+    if (!locked && shadowRow) {
+      // A ledger without its account row: the row is created from the shadow, then locked like any other.
+      await m.query(
+        `INSERT INTO accounts (${accountColumns}) SELECT ${accountColumns} FROM ${shadow.accounts} WHERE org_id = $1 ON CONFLICT (org_id) DO NOTHING`,
+        [orgId],
+      );
+      locked = (await lockAccounts(m, [orgId])).get(orgId);
+    }
+    if (!locked) return;
+    const plan = locked.account.plan;
+    const base = shadowRow ? toAccount({ ...shadowRow, profile: '' }) : null;
+    const from = base && samePlan(base.plan, plan) ? base : null;
+    const rows: EntryRow[] = await m.query(`SELECT ${entryColumns} FROM ledger_entries WHERE org_id = $1 AND seq >= $2 ORDER BY seq`, [
+      orgId,
+      from?.nextSeq ?? 1,
+    ]);
+    const entries = rows.map(toEntry);
+    const account = from ? entries.reduce(evolve, from) : foldAccount(orgId, plan, entries);
+    await writeAll(m, [accountsPart([account])]);
+
+    await m.query(
+      `INSERT INTO usage_totals (org_id, total) SELECT $1, count(*) FROM usage_records WHERE org_id = $1
+       ON CONFLICT (org_id) DO UPDATE SET total = EXCLUDED.total`,
+      [orgId],
+    );
+    // Windows: what the recorded charges give; a window no later than the last usage row without
+    // charged_entities may come from such a row, so it is kept (and never moved back).
+    const cutoffRows: Array<{ at: Date | null }> = await m.query(
+      `SELECT max(occurred_at) AS at FROM usage_records
+        WHERE org_id = $1 AND charged_entities IS NULL AND credits > 0 AND entities > 0`,
+      [orgId],
+    );
+    const cutoff = cutoffRows[0]?.at ?? null;
+    await m.query(
+      `WITH replayed AS (
+         SELECT e.entity_id, max(u.occurred_at) AS at
+           FROM usage_records u CROSS JOIN LATERAL unnest(u.charged_entities) AS e(entity_id)
+          WHERE u.org_id = $1 GROUP BY e.entity_id),
+       removed AS (
+         DELETE FROM reaccess_windows w WHERE w.org_id = $1
+            AND NOT EXISTS (SELECT 1 FROM replayed r WHERE r.entity_id = w.entity_id)
+            AND w.last_charged_at > COALESCE($2::timestamptz, '-infinity'))
+       INSERT INTO reaccess_windows (org_id, entity_id, last_charged_at)
+       SELECT $1, entity_id, at FROM replayed
+       ON CONFLICT (org_id, entity_id) DO UPDATE SET last_charged_at =
+         CASE WHEN reaccess_windows.last_charged_at <= COALESCE($2::timestamptz, '-infinity')
+              THEN GREATEST(reaccess_windows.last_charged_at, EXCLUDED.last_charged_at)
+              ELSE EXCLUDED.last_charged_at END`,
+      [orgId, cutoff],
+    );
+  });
+}
