@@ -104,6 +104,12 @@ async function runLedger(opts: Options): Promise<number> {
           `existed: re-access windows up to the last of them are not verified\n`,
       );
     }
+    if (report.unfoldable.length > 0) {
+      process.stdout.write(
+        `replay: the ledger of ${report.unfoldable.length} org(s) can't be folded (their "ledger" line says where); ` +
+          `${opts.apply ? '--apply left them as they are' : '--apply would leave them as they are'}\n`,
+      );
+    }
     const rate = report.seconds > 0 ? Math.round(report.entries / report.seconds) : report.entries;
     process.stdout.write(`replay: ${report.entries} ledger entries of ${report.orgs} org(s) in ${report.seconds.toFixed(1)} s (${rate} entries/s)\n`);
     const orgsDiffering = new Set(report.differences.map((d) => d.orgId)).size;

@@ -1,9 +1,8 @@
 import { PoolClient } from 'pg';
 import { DataSource, EntityManager } from 'typeorm';
-import { Account, LedgerEntryDraft, LedgerEntryType, PlanTerms } from '@tollgate/billing';
+import { Account, evolve, foldAccount, LedgerEntryDraft, LedgerEntryType, LedgerFoldError, PlanTerms } from '@tollgate/billing';
 import { accountsPart, lockAccounts, toAccount, writeAll } from '../ledger/ledger-store';
 import { Difference, diffAccount } from './diff';
-import { evolve, foldAccount } from './fold-placeholder';
 
 /**
  * `npm run replay -- --source ledger`: every projection rebuilt from what it is a projection of, into shadow
@@ -57,6 +56,8 @@ export interface LedgerReplayReport {
   /** Usage rows metered before charged_entities existed that charged entities: their windows can't be verified. */
   unverifiedRows: number;
   unverifiedOrgs: number;
+  /** Orgs whose ledger can't be folded (a LedgerFoldError, reported as a difference): --apply leaves them alone. */
+  unfoldable: string[];
   /** Orgs --apply repaired. */
   repaired: string[];
   /** Stopped by stopRequested() before the end. */
@@ -118,7 +119,7 @@ export async function replayLedger(ds: DataSource, opts: LedgerReplayOptions, ho
   const started = Date.now();
   const orgs = await orgsToReplay(ds, opts.orgs);
   const shadow = new ShadowTables(ds, `replay_${process.pid}_${Date.now().toString(36)}`);
-  const report: LedgerReplayReport = { differences: [], orgs: orgs.length, entries: 0, seconds: 0, unverifiedRows: 0, unverifiedOrgs: 0, repaired: [], interrupted: false };
+  const report: LedgerReplayReport = { differences: [], orgs: orgs.length, entries: 0, seconds: 0, unverifiedRows: 0, unverifiedOrgs: 0, unfoldable: [], repaired: [], interrupted: false };
   await shadow.create();
   try {
     const total = await countEntries(ds, opts.orgs === 'all' ? null : orgs.map((o) => o.id));
@@ -137,6 +138,7 @@ export async function replayLedger(ds: DataSource, opts: LedgerReplayOptions, ho
           hooks.progress?.(report.entries, Math.max(total, report.entries));
         });
         report.differences.push(...found.differences);
+        report.unfoldable.push(...found.unfoldable);
         report.unverifiedRows += found.unverifiedRows;
         report.unverifiedOrgs += found.unverifiedOrgs;
       }
@@ -146,13 +148,21 @@ export async function replayLedger(ds: DataSource, opts: LedgerReplayOptions, ho
     report.seconds = (Date.now() - started) / 1000;
 
     if (opts.apply && !report.interrupted) {
-      for (const orgId of [...new Set(report.differences.map((d) => d.orgId))]) {
+      const unfoldable = new Set(report.unfoldable);
+      for (const orgId of [...new Set(report.differences.map((d) => d.orgId))].filter((id) => !unfoldable.has(id))) {
         if (hooks.stopRequested?.()) {
           report.interrupted = true;
           break;
         }
-        await repairOrg(ds, shadow, orgId);
-        report.repaired.push(orgId);
+        try {
+          await repairOrg(ds, shadow, orgId);
+          report.repaired.push(orgId);
+        } catch (e) {
+          // An entry appended since the diff that the fold refuses: the org's transaction rolled back, untouched.
+          if (!(e instanceof LedgerFoldError)) throw e;
+          report.differences.push({ orgId, field: 'ledger', live: `seq ${e.seq}`, replayed: `cannot be folded: ${e.message}` });
+          report.unfoldable.push(orgId);
+        }
       }
     }
     return report;
@@ -222,6 +232,7 @@ class ShadowTables {
 
 interface BatchResult {
   differences: Difference[];
+  unfoldable: Set<string>;
   unverifiedRows: number;
   unverifiedOrgs: number;
 }
@@ -237,6 +248,7 @@ async function replayBatch(
 ): Promise<BatchResult> {
   const ids = batch.map((o) => o.id);
   const differences: Difference[] = [];
+  const unfoldable = new Set<string>();
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   try {
     const liveRows = await client.query<AccountRow>(`SELECT ${accountColumns} FROM accounts WHERE org_id = ANY($1::text[])`, [ids]);
@@ -249,10 +261,9 @@ async function replayBatch(
       return plan;
     };
     const byId = new Map(batch.map((o) => [o.id, o]));
+    // The org being folded; null while skipping the rest of a ledger that can't be folded (reported once).
     let current: Account | null = null;
-    // The ledger's own invariants, checked on the way: seq gapless from 1, balance_after the running sum.
-    let expectedSeq = 1;
-    let running = 0;
+    let orgId: string | null = null;
 
     await client.query(
       `DECLARE replay_entries NO SCROLL CURSOR FOR
@@ -262,23 +273,23 @@ async function replayBatch(
     for (;;) {
       const page = await client.query<EntryRow>(`FETCH ${rowsPerFetch} FROM replay_entries`);
       for (const row of page.rows) {
-        const entry = toEntry(row);
-        if (current?.orgId !== entry.orgId) {
+        if (row.org_id !== orgId) {
           if (current) replayed.set(current.orgId, current);
-          const org = byId.get(entry.orgId);
-          current = foldAccount(entry.orgId, org ? planOf(org) : { name: 'unknown', oneTimeCredits: 0, monthlyAllowance: 0 }, []);
-          expectedSeq = 1;
-          running = 0;
+          orgId = row.org_id;
+          const org = byId.get(orgId);
+          current = org ? foldAccount(orgId, planOf(org), []) : null;
         }
-        running += entry.amount;
-        if (entry.seq !== expectedSeq) {
-          differences.push({ orgId: entry.orgId, field: `seq ${entry.seq}`, live: `entry ${expectedSeq}`, replayed: 'gap or duplicate' });
+        if (!current) continue;
+        const entry = toEntry(row);
+        try {
+          // evolve checks the ledger's own invariants on the way: seq gapless from 1, balance_after the running sum.
+          current = evolve(current, entry);
+        } catch (e) {
+          if (!(e instanceof LedgerFoldError)) throw e;
+          differences.push({ orgId: entry.orgId, field: 'ledger', live: `seq ${entry.seq}`, replayed: `cannot be folded: ${e.message}` });
+          unfoldable.add(entry.orgId);
+          current = null;
         }
-        if (entry.balanceAfter !== running) {
-          differences.push({ orgId: entry.orgId, field: `balance_after at seq ${entry.seq}`, live: String(entry.balanceAfter), replayed: String(running) });
-        }
-        expectedSeq = entry.seq + 1;
-        current = evolve(current, entry);
       }
       folded(page.rows.length);
       if (page.rows.length < rowsPerFetch) break;
@@ -287,7 +298,9 @@ async function replayBatch(
     await client.query(`CLOSE replay_entries`);
 
     // An org without a single entry folds to an empty account: a live row with anything in it differs.
-    for (const org of batch) if (!replayed.has(org.id) && live.has(org.id)) replayed.set(org.id, foldAccount(org.id, planOf(org), []));
+    for (const org of batch) {
+      if (!replayed.has(org.id) && !unfoldable.has(org.id) && live.has(org.id)) replayed.set(org.id, foldAccount(org.id, planOf(org), []));
+    }
     for (const org of batch) {
       const r = replayed.get(org.id);
       if (r) differences.push(...diffAccount(live.get(org.id) ?? null, r));
@@ -349,7 +362,7 @@ async function replayBatch(
     }
     await client.query('COMMIT');
     differences.sort((a, b) => (a.orgId < b.orgId ? -1 : a.orgId > b.orgId ? 1 : 0));
-    return { differences, unverifiedRows: Number(unverified.rows[0]?.rows ?? 0), unverifiedOrgs: Number(unverified.rows[0]?.orgs ?? 0) };
+    return { differences, unfoldable, unverifiedRows: Number(unverified.rows[0]?.rows ?? 0), unverifiedOrgs: Number(unverified.rows[0]?.orgs ?? 0) };
   } catch (e) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw e;
