@@ -12,6 +12,7 @@ import { CounterCheck, MemoryCounterStore } from '@tollgate/rate-limit';
 import { RedisCounterStore } from '@tollgate/rate-limit-redis';
 import { requestCompleted, testKafka } from '../support/kafka';
 import { gatewayBench, printGatewayTable } from './gateway';
+import { replayBench } from './replay';
 import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
 
 /**
@@ -221,6 +222,10 @@ async function main(): Promise<void> {
   const started = new Date();
   const gateway = want('gateway') ? await gatewayBench() : null;
   if (want('rate-limit')) await rateLimits();
+  if (want('replay')) {
+    const r = await replayBench();
+    rows.push({ name: r.name, n: r.n, p50: '-', p99: '-', throughput: `${r.rate} entries/s (${r.seconds.toFixed(1)} s)` });
+  }
   if (want('metering') || want('reservations') || want('query')) {
     const stack = await Stack.start({ profile: 'trackyard' });
     try {
