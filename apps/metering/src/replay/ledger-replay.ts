@@ -282,8 +282,13 @@ async function replayBatch(
           GROUP BY org_id, (seq - 1) / 2000 ORDER BY org_id, min(seq)`,
       [ids],
     );
+    // The next FETCH is asked for before this page is folded: PostgreSQL packs it meanwhile.
+    const fetchRuns = () => client.query<{ org_id: string; entries: string }>(`FETCH ${runsPerFetch} FROM replay_entries`);
+    let next = fetchRuns();
     for (;;) {
-      const page = await client.query<{ org_id: string; entries: string }>(`FETCH ${runsPerFetch} FROM replay_entries`);
+      const page = await next;
+      const more = page.rows.length === runsPerFetch;
+      if (more) next = fetchRuns();
       let n = 0;
       for (const row of page.rows) {
         if (row.org_id !== current?.orgId) {
@@ -296,7 +301,7 @@ async function replayBatch(
         current.add(entries);
       }
       folded(n);
-      if (page.rows.length < runsPerFetch) break;
+      if (!more) break;
     }
     finish(current);
     await client.query(`CLOSE replay_entries`);
