@@ -223,8 +223,7 @@ async function main(): Promise<void> {
   const gateway = want('gateway') ? await gatewayBench() : null;
   if (want('rate-limit')) await rateLimits();
   if (want('replay')) {
-    const r = await replayBench();
-    rows.push({ name: r.name, n: r.n, p50: '-', p99: '-', throughput: `${r.rate} entries/s (${r.seconds.toFixed(1)} s)` });
+    for (const r of await replayBench()) rows.push({ name: r.name, n: r.n, p50: '-', p99: '-', throughput: `${r.rate} entries/s (${r.seconds.toFixed(1)} s)` });
   }
   if (want('metering') || want('reservations') || want('query')) {
     const stack = await Stack.start({ profile: 'trackyard' });

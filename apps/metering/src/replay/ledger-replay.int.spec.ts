@@ -1,14 +1,18 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
+import { parseProfile, profilesDir } from '@tollgate/profiles';
 import { AdminService } from '../admin/admin.service';
 import { RequestCompletedConsumer } from '../ledger/request-completed.consumer';
 import { ProfileCatalog } from '../profile-catalog';
 import { formatDifference } from './diff';
 import { replayLedger, ReplayArgumentError } from './ledger-replay';
+import { whatIf } from './what-if';
 
-/** The ledger replay against real PostgreSQL: what --apply does when stopped, and usage rows older than charged_entities. */
+/** The ledger replay against real PostgreSQL: a stopped --apply, usage rows older than charged_entities, a what-if. */
 describe('replayLedger (real PostgreSQL)', () => {
   let ds: DataSource;
   const catalog = ProfileCatalog.load('trackyard');
@@ -90,6 +94,23 @@ describe('replayLedger (real PostgreSQL)', () => {
     expect(drifted.repaired).toEqual([org]);
     expect(await windows()).toEqual(['c1', 'c2', 'c3']);
     expect((await replayLedger(ds, { orgs: [org], apply: false })).differences).toEqual([]);
+  });
+
+  it('what-if: a longer re-access window re-prices the entities charged again after 30 days as free, from charged_entities', async () => {
+    const org = newOrgId('what-if');
+    const admin = new AdminService(ds, catalog, () => now);
+    await admin.createOrg({ id: org, name: org, plan: 'standard', profile: 'trace' });
+    await admin.grantCredits(org, { amount: 20, reason: 'trial', idempotency_key: `k-${org}` });
+    const trace = { profile: 'trace', method: 'GET', route: '/companies', path: '/v1/companies' };
+    const day = 86_400_000;
+    await meter({ org_id: org, ...trace, entities: ['c1', 'c2'] }, now); // 2
+    await meter({ org_id: org, ...trace, entities: ['c3'] }, now + day); // 1
+    await meter({ org_id: org, ...trace, entities: ['c1'] }, now + 40 * day); // 1: 40 days after c1 was charged
+    const text = readFileSync(join(profilesDir(), 'trace.yaml'), 'utf8').replace(/reaccess_days: 30/g, 'reaccess_days: 60');
+    const before = await ds.query(`SELECT * FROM accounts WHERE org_id = $1`, [org]);
+    const report = await whatIf(ds, parseProfile(text, 'trace-60.yaml'), [org]);
+    expect(report.lines).toEqual([{ orgId: org, calls: 3, actual: 4, whatIf: 3, approximate: 0, unknownRoute: 0 }]);
+    expect(await ds.query(`SELECT * FROM accounts WHERE org_id = $1`, [org])).toEqual(before);
   });
 
   it('refuses an org that does not exist', async () => {

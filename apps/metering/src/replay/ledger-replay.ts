@@ -137,7 +137,8 @@ export async function replayLedger(ds: DataSource, opts: LedgerReplayOptions, ho
           report.entries += n;
           hooks.progress?.(report.entries, Math.max(total, report.entries));
         });
-        report.differences.push(...found.differences);
+        // A loop, not push(...): a batch can find more differences than a call takes arguments.
+        for (const d of found.differences) report.differences.push(d);
         report.unfoldable.push(...found.unfoldable);
         report.unverifiedRows += found.unverifiedRows;
         report.unverifiedOrgs += found.unverifiedOrgs;
