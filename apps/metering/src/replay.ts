@@ -87,16 +87,23 @@ async function runLedger(opts: Options): Promise<number> {
   let catalog: ProfileCatalog | undefined;
   try {
     let bar: Progress | undefined;
+    let repairBar: Progress | undefined;
     const report = await replayLedger(
       ds,
       { orgs: opts.orgs, apply: opts.apply },
       {
         progress: (done, total) => (bar ??= progress('replay', 'entries', total)).update(done, total),
+        repairProgress: (done, total) => {
+          bar?.finish();
+          bar = undefined;
+          (repairBar ??= progress('replay --apply', 'orgs', total)).update(done, total);
+        },
         stopRequested: () => stop,
         planTerms: (profile, plan) => (catalog ??= ProfileCatalog.load(process.env.TOLLGATE_PROFILE ?? 'trackyard')).plan(profile, plan),
       },
     );
     bar?.finish();
+    repairBar?.finish();
     for (const d of report.differences) process.stdout.write(`${formatDifference(d)}\n`);
     if (report.unverifiedRows > 0) {
       process.stdout.write(

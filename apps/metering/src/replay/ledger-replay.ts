@@ -41,6 +41,8 @@ export interface LedgerReplayOptions {
 export interface LedgerReplayHooks {
   /** Entries folded so far, of the ledger's total. */
   progress?(entries: number, total: number): void;
+  /** Orgs --apply has repaired so far, of those that differ. */
+  repairProgress?(orgs: number, total: number): void;
   /** Checked between batches and between the orgs an apply repairs (Ctrl-C). */
   stopRequested?(): boolean;
   /** The terms of a plan, for an org whose account row is missing (its plan is then orgs.plan). */
@@ -150,7 +152,9 @@ export async function replayLedger(ds: DataSource, opts: LedgerReplayOptions, ho
 
     if (opts.apply && !report.interrupted) {
       const unfoldable = new Set(report.unfoldable);
-      for (const orgId of [...new Set(report.differences.map((d) => d.orgId))].filter((id) => !unfoldable.has(id))) {
+      const toRepair = [...new Set(report.differences.map((d) => d.orgId))].filter((id) => !unfoldable.has(id));
+      for (const [i, orgId] of toRepair.entries()) {
+        hooks.repairProgress?.(i, toRepair.length);
         if (hooks.stopRequested?.()) {
           report.interrupted = true;
           break;
@@ -165,6 +169,7 @@ export async function replayLedger(ds: DataSource, opts: LedgerReplayOptions, ho
           report.unfoldable.push(orgId);
         }
       }
+      if (!report.interrupted) hooks.repairProgress?.(toRepair.length, toRepair.length);
     }
     return report;
   } finally {
