@@ -113,7 +113,7 @@ async function runLedger(opts: Options): Promise<number> {
     }
     if (report.unfoldable.length > 0) {
       process.stdout.write(
-        `replay: the ledger of ${report.unfoldable.length} org(s) can't be folded (their "ledger" line says where); ` +
+        `replay: ${report.unfoldable.length} org(s) can't be replayed (their "ledger" or "account" line says why); ` +
           `${opts.apply ? '--apply left them as they are' : '--apply would leave them as they are'}\n`,
       );
     }
@@ -122,7 +122,8 @@ async function runLedger(opts: Options): Promise<number> {
     const orgsDiffering = new Set(report.differences.map((d) => d.orgId)).size;
     if (report.differences.length === 0) process.stdout.write('replay: projections match the ledger\n');
     else {
-      const applied = opts.apply ? `; repaired ${report.repaired.length} of ${orgsDiffering} org(s) under their account lock` : '';
+      const repairable = orgsDiffering - new Set(report.unfoldable).size;
+      const applied = opts.apply ? `; repaired ${report.repaired.length} of ${repairable} org(s) under their account lock` : '';
       process.stdout.write(`replay: ${report.differences.length} difference(s) in ${orgsDiffering} org(s)${applied}\n`);
     }
     if (report.interrupted) {

@@ -58,7 +58,10 @@ export interface LedgerReplayReport {
   /** Usage rows metered before charged_entities existed that charged entities: their windows can't be verified. */
   unverifiedRows: number;
   unverifiedOrgs: number;
-  /** Orgs whose ledger can't be folded (a LedgerFoldError, reported as a difference): --apply leaves them alone. */
+  /**
+   * Orgs that can't be replayed, each reported as a difference: a ledger the fold refuses (LedgerFoldError), or no
+   * account row and no known plan. --apply leaves them alone.
+   */
   unfoldable: string[];
   /** Orgs --apply repaired. */
   repaired: string[];
@@ -261,10 +264,15 @@ async function replayBatch(
     const live = new Map(liveRows.rows.map((r) => [r.org_id, toAccount({ ...r, profile: '' })]));
 
     const replayed = new Map<string, Account>();
-    const planOf = (org: OrgToReplay): PlanTerms => {
-      const plan = live.get(org.id)?.plan ?? hooks.planTerms?.(org.profile, org.plan);
-      if (!plan) throw new Error(`org ${org.id} has no account row and plan "${org.plan}" is not in profile "${org.profile}"`);
-      return plan;
+    // The account's plan, else the org's plan from its profile; an org with neither can't be replayed (reported).
+    const planOf = (org: OrgToReplay | undefined): PlanTerms | null => {
+      const plan = org && (live.get(org.id)?.plan ?? hooks.planTerms?.(org.profile, org.plan));
+      if (plan) return plan;
+      if (org) {
+        differences.push({ orgId: org.id, field: 'account', live: 'missing', replayed: `no terms for plan "${org.plan}" in profile "${org.profile}"` });
+        unfoldable.add(org.id);
+      }
+      return null;
     };
     const byId = new Map(batch.map((o) => [o.id, o]));
     let current = null as OrgFold | null;
@@ -299,8 +307,9 @@ async function replayBatch(
       for (const row of page.rows) {
         if (row.org_id !== current?.orgId) {
           finish(current);
-          const org = byId.get(row.org_id);
-          current = new OrgFold(row.org_id, org ? planOf(org) : unknownPlan, maxBuffered);
+          const plan = planOf(byId.get(row.org_id));
+          current = new OrgFold(row.org_id, plan ?? noPlan, maxBuffered);
+          if (!plan) current.skip();
         }
         const entries = (JSON.parse(row.entries) as PackedEntry[]).map((e) => unpack(row.org_id, e));
         n += entries.length;
@@ -314,7 +323,8 @@ async function replayBatch(
 
     // An org without a single entry folds to an empty account: a live row with anything in it differs.
     for (const org of batch) {
-      if (!replayed.has(org.id) && !unfoldable.has(org.id) && live.has(org.id)) replayed.set(org.id, foldAccount(org.id, planOf(org), []));
+      const plan = live.get(org.id)?.plan;
+      if (!replayed.has(org.id) && !unfoldable.has(org.id) && plan) replayed.set(org.id, foldAccount(org.id, plan, []));
     }
     for (const org of batch) {
       const r = replayed.get(org.id);
@@ -393,8 +403,8 @@ function unpack(orgId: string, e: PackedEntry): LedgerEntryDraft {
 
 /** Entries of one org held in memory before its fold goes entry by entry (about 100 MB at most). */
 const maxBuffered = 200_000;
-/** Entries of an org not in the orgs table are skipped, never folded: its plan is never asked for. */
-const unknownPlan: PlanTerms = { name: 'unknown', oneTimeCredits: 0, monthlyAllowance: 0 };
+/** Stands in for the plan of an org that can't be replayed: its fold is skipped, never used. */
+const noPlan: PlanTerms = { name: 'unknown', oneTimeCredits: 0, monthlyAllowance: 0 };
 
 /**
  * One org's fold while its entries stream in. They are buffered and folded by one `foldAccount` when the org's
@@ -405,6 +415,7 @@ const unknownPlan: PlanTerms = { name: 'unknown', oneTimeCredits: 0, monthlyAllo
 class OrgFold {
   private buffered: LedgerEntryDraft[] = [];
   private account: Account | null = null;
+  private skipped = false;
   failed: LedgerFoldError | null = null;
 
   constructor(
@@ -413,8 +424,14 @@ class OrgFold {
     private readonly cap: number,
   ) {}
 
+  /** Entries of an org that can't be replayed (reported by the caller) are read past, not folded. */
+  skip(): void {
+    this.skipped = true;
+    this.buffered = [];
+  }
+
   add(entries: LedgerEntryDraft[]): void {
-    if (this.failed) return;
+    if (this.failed || this.skipped) return;
     if (this.account === null && this.buffered.length + entries.length <= this.cap) {
       for (const e of entries) this.buffered.push(e);
       return;
@@ -429,7 +446,7 @@ class OrgFold {
 
   /** The org's account, or null when its ledger can't be folded (`failed` says where). */
   finish(): Account | null {
-    if (this.failed) return null;
+    if (this.failed || this.skipped) return null;
     let account: Account | null = this.account;
     this.guard(() => (account ??= foldAccount(this.orgId, this.plan, this.buffered)));
     return this.failed ? null : account;
