@@ -184,6 +184,10 @@ class KafkaMessaging implements Messaging {
     return ends.reduce((sum, p) => sum + Math.max(0, Number(p.high) - Math.max(0, done.get(p.partition) ?? 0)), 0);
   }
 
+  async topics(): Promise<string[]> {
+    return (await this.connectedAdmin()).listTopics();
+  }
+
   async endOffsets(topic: string): Promise<Map<number, bigint>> {
     const admin = await this.connectedAdmin();
     return new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));

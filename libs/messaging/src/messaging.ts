@@ -64,6 +64,8 @@ export interface Messaging {
   ping(): Promise<boolean>;
   /** Committed-vs-end offsets per partition (for the consumer lag metric). */
   lag(groupId: string, topic: string): Promise<number>;
+  /** The topics the cluster has (asking never creates one). */
+  topics(): Promise<string[]>;
   /** Each partition's high-water mark: the offset its next message will get (every message below it is written). */
   endOffsets(topic: string): Promise<Map<number, bigint>>;
   /** The partition `publish` puts a message keyed `key` on, in a topic of `partitions` partitions. */
