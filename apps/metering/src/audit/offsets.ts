@@ -1,0 +1,62 @@
+import { Messaging } from '@tollgate/messaging';
+import { Sql } from './sql';
+import { Violation } from './violation';
+
+/** What the `offsets` check can and cannot prove with this schema; printed in the report's header. */
+export const OffsetsScope = [
+  'offsets: usage_records does not store the topic, partition or offset an event came from, so the audit cannot',
+  'prove that every offset below a partition\'s stored next_offset produced a usage row (or was a duplicate).',
+  'It checks what the schema records: every dead letter\'s offset is below its partition\'s stored next_offset',
+  '(the transaction that recorded it moved the offset past it) and no offset is dead-lettered twice; with',
+  'KAFKA_BROKERS set, also that every consumed topic and partition exists and no stored next_offset is beyond the',
+  'partition\'s end offset (an offset never written cannot have been consumed).',
+];
+
+/**
+ * `offsets`: database-wide (consumer offsets are per partition, not per org). `broker` is null when KAFKA_BROKERS
+ * is not set: then only the database side is checked, and the report says so.
+ */
+export async function checkOffsets(sql: Sql, broker: Pick<Messaging, 'topics' | 'endOffsets'> | null): Promise<{ violations: Violation[]; notes: string[] }> {
+  const violations: Violation[] = [];
+  const notes: string[] = [];
+  const v = (subject: string, expected: string, found: string) => violations.push({ check: 'offsets', org: null, subject, expected, found });
+
+  const letters = await sql<{ id: string; topic: string; partition: number; offset: string; stored: string | null }>(
+    `SELECT d.id, d.topic, d.partition, d."offset",
+            (SELECT MAX(c.next_offset) FROM consumer_offsets c WHERE c.topic = d.topic AND c.partition = d.partition) AS stored
+       FROM dead_letters d
+      WHERE NOT EXISTS (SELECT 1 FROM consumer_offsets c WHERE c.topic = d.topic AND c.partition = d.partition AND c.next_offset > d."offset")
+      ORDER BY d.id`,
+  );
+  for (const d of letters) {
+    v(`dead letter ${d.id} (${d.topic}[${d.partition}]@${d.offset})`, `a stored next_offset above ${d.offset}`, d.stored === null ? 'no stored offset for the partition' : `next_offset ${d.stored}`);
+  }
+  const twice = await sql<{ topic: string; partition: number; offset: string; ids: string[] }>(
+    `SELECT topic, partition, "offset", array_agg(id::text ORDER BY id) AS ids FROM dead_letters
+      GROUP BY 1, 2, 3 HAVING COUNT(*) > 1 ORDER BY 1, 2, 3`,
+  );
+  for (const d of twice) v(`${d.topic}[${d.partition}]@${d.offset}`, 'dead-lettered at most once', `dead letters ${d.ids.join(', ')}`);
+
+  if (!broker) {
+    notes.push('offsets: KAFKA_BROKERS is not set: stored offsets were not compared with the topics\' end offsets');
+    return { violations, notes };
+  }
+  const stored = await sql<{ group_id: string; topic: string; partition: number; next_offset: string }>(
+    `SELECT group_id, topic, partition, next_offset FROM consumer_offsets ORDER BY topic, partition, group_id`,
+  );
+  const existing = new Set(await broker.topics());
+  const ends = new Map<string, Map<number, bigint>>();
+  for (const topic of new Set(stored.map((s) => s.topic))) if (existing.has(topic)) ends.set(topic, await broker.endOffsets(topic));
+  for (const s of stored) {
+    const subject = `${s.topic}[${s.partition}] (group ${s.group_id})`;
+    const topicEnds = ends.get(s.topic);
+    if (!topicEnds) {
+      v(subject, 'a topic the cluster has', `no topic ${s.topic} (next_offset ${s.next_offset})`);
+      continue;
+    }
+    const end = topicEnds.get(s.partition);
+    if (end === undefined) v(subject, `one of the topic's ${topicEnds.size} partitions`, `no partition ${s.partition} (next_offset ${s.next_offset})`);
+    else if (BigInt(s.next_offset) > end) v(subject, `next_offset at most the end offset ${end}`, `next_offset ${s.next_offset}`);
+  }
+  return { violations, notes };
+}
