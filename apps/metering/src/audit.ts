@@ -8,7 +8,7 @@ import { CheckDescriptions, CheckName, CheckNames, isCheckName, Violation } from
 import { progress, Progress, runCommand } from './ops/cli';
 
 /**
- * `npm run audit -- [--org ID ...] [--check NAME ...] [--hold-grace SECONDS]`
+ * `npm run audit -- [--org ID ...] [--check NAME ...] [--group ID] [--hold-grace SECONDS]`
  *
  * Checks the database against the ledger's invariants and prints a report: a header (`#` lines: what was checked
  * and what the schema does not let it check), one tab-separated line per violation (check, org, what, expected,
@@ -19,15 +19,17 @@ import { progress, Progress, runCommand } from './ops/cli';
 export interface Options {
   orgs: string[] | 'all';
   checks: Set<CheckName>;
+  group: string | null;
   holdGraceSeconds: number;
 }
 
-export const usage = `usage: npm run audit -- [--org ID ...] [--check NAME ...] [--hold-grace SECONDS]
+export const usage = `usage: npm run audit -- [--org ID ...] [--check NAME ...] [--group ID] [--hold-grace SECONDS]
   checks: ${CheckNames.join(', ')}`;
 
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): Options | string {
   const orgs: string[] = [];
   const checks = new Set<CheckName>();
+  let group: string | null = null;
   let holdGraceSeconds: number | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -39,6 +41,10 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     } else if (a === '--check') {
       if (!value || !isCheckName(value)) return `--check needs one of ${CheckNames.join(', ')}${value ? ` (got "${value}")` : ''}`;
       checks.add(value);
+      i++;
+    } else if (a === '--group') {
+      if (!value || value.startsWith('--')) return '--group needs a consumer group id';
+      group = value;
       i++;
     } else if (a === '--hold-grace') {
       if (!value || !/^\d{1,9}$/.test(value)) return '--hold-grace needs a whole number of seconds';
@@ -55,7 +61,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
       return (e as Error).message;
     }
   }
-  return { orgs: orgs.length > 0 ? orgs : 'all', checks: checks.size > 0 ? checks : new Set(CheckNames), holdGraceSeconds: grace };
+  return { orgs: orgs.length > 0 ? orgs : 'all', checks: checks.size > 0 ? checks : new Set(CheckNames), group, holdGraceSeconds: grace };
 }
 
 /** Lines printed per check and org before the rest are counted, so a broken org can't drown the report. */
@@ -70,13 +76,16 @@ export function report(opts: Options, result: AuditResult, seconds: number, data
   if (opts.checks.has('usage')) lines.push('# usage: usage_records does not say which entities a call charged: each window is checked against the credits per-entity calls charged at its instant, not tied to one call');
   if (opts.checks.has('charges')) lines.push('# charges: a hold settled at exactly its price is matched to its call by org, route, instant and credits (the schema does not record which event settled a hold)');
   if (opts.orgs !== 'all') lines.push('# offsets and append-only are database-wide: they ran for the whole database');
+  if (opts.group !== null) lines.push(`# offsets: consumer group ${opts.group} only`);
   for (const n of result.notes) lines.push(`# note: ${n}`);
   lines.push('check\torg\tsubject\texpected\tfound');
 
   const counts = new Map<CheckName, number>();
   const shown = new Map<string, number>();
   const hidden = new Map<string, { check: CheckName; org: string; n: number }>();
-  for (const v of result.violations) {
+  const order = (v: Violation) => CheckNames.indexOf(v.check);
+  const sorted = [...result.violations].sort((x, y) => order(x) - order(y) || (x.org ?? '').localeCompare(y.org ?? ''));
+  for (const v of sorted) {
     counts.set(v.check, (counts.get(v.check) ?? 0) + 1);
     const key = `${v.check}\t${v.org ?? '-'}`;
     const n = (shown.get(key) ?? 0) + 1;

@@ -13,27 +13,37 @@ export const OffsetsScope = [
 ];
 
 /**
- * `offsets`: database-wide (consumer offsets are per partition, not per org). `broker` is null when KAFKA_BROKERS
- * is not set: then only the database side is checked, and the report says so.
+ * `offsets`: database-wide (consumer offsets are per partition, not per org), or one consumer group's (`group`:
+ * its stored offsets, and the dead letters of the topics it consumes). `broker` is null when KAFKA_BROKERS is not
+ * set: then only the database side is checked, and the report says so.
  */
-export async function checkOffsets(sql: Sql, broker: Pick<Messaging, 'topics' | 'endOffsets'> | null): Promise<{ violations: Violation[]; notes: string[] }> {
+export async function checkOffsets(
+  sql: Sql,
+  broker: Pick<Messaging, 'topics' | 'endOffsets'> | null,
+  group: string | null,
+): Promise<{ violations: Violation[]; notes: string[] }> {
   const violations: Violation[] = [];
   const notes: string[] = [];
   const v = (subject: string, expected: string, found: string) => violations.push({ check: 'offsets', org: null, subject, expected, found });
 
   const letters = await sql<{ id: string; topic: string; partition: number; offset: string; stored: string | null }>(
     `SELECT d.id, d.topic, d.partition, d."offset",
-            (SELECT MAX(c.next_offset) FROM consumer_offsets c WHERE c.topic = d.topic AND c.partition = d.partition) AS stored
+            (SELECT MAX(c.next_offset) FROM consumer_offsets c WHERE c.topic = d.topic AND c.partition = d.partition AND ($1::text IS NULL OR c.group_id = $1)) AS stored
        FROM dead_letters d
-      WHERE NOT EXISTS (SELECT 1 FROM consumer_offsets c WHERE c.topic = d.topic AND c.partition = d.partition AND c.next_offset > d."offset")
+      WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM consumer_offsets c WHERE c.group_id = $1 AND c.topic = d.topic))
+        AND NOT EXISTS (SELECT 1 FROM consumer_offsets c
+                         WHERE c.topic = d.topic AND c.partition = d.partition AND c.next_offset > d."offset" AND ($1::text IS NULL OR c.group_id = $1))
       ORDER BY d.id`,
+    [group],
   );
   for (const d of letters) {
     v(`dead letter ${d.id} (${d.topic}[${d.partition}]@${d.offset})`, `a stored next_offset above ${d.offset}`, d.stored === null ? 'no stored offset for the partition' : `next_offset ${d.stored}`);
   }
   const twice = await sql<{ topic: string; partition: number; offset: string; ids: string[] }>(
-    `SELECT topic, partition, "offset", array_agg(id::text ORDER BY id) AS ids FROM dead_letters
+    `SELECT topic, partition, "offset", array_agg(id::text ORDER BY id) AS ids FROM dead_letters d
+      WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM consumer_offsets c WHERE c.group_id = $1 AND c.topic = d.topic))
       GROUP BY 1, 2, 3 HAVING COUNT(*) > 1 ORDER BY 1, 2, 3`,
+    [group],
   );
   for (const d of twice) v(`${d.topic}[${d.partition}]@${d.offset}`, 'dead-lettered at most once', `dead letters ${d.ids.join(', ')}`);
 
@@ -42,7 +52,8 @@ export async function checkOffsets(sql: Sql, broker: Pick<Messaging, 'topics' | 
     return { violations, notes };
   }
   const stored = await sql<{ group_id: string; topic: string; partition: number; next_offset: string }>(
-    `SELECT group_id, topic, partition, next_offset FROM consumer_offsets ORDER BY topic, partition, group_id`,
+    `SELECT group_id, topic, partition, next_offset FROM consumer_offsets WHERE $1::text IS NULL OR group_id = $1 ORDER BY topic, partition, group_id`,
+    [group],
   );
   const existing = new Set(await broker.topics());
   const ends = new Map<string, Map<number, bigint>>();

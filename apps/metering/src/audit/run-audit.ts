@@ -14,6 +14,8 @@ export interface AuditOptions {
   /** The orgs to audit, or every org (those with an orgs row, an accounts row or ledger entries). */
   orgs: string[] | 'all';
   checks: ReadonlySet<CheckName>;
+  /** `offsets`: only this consumer group's stored offsets (and the dead letters of its topics); null = every group. */
+  group: string | null;
   /** `stale-holds`: how long past its expires_at a hold may still be held. */
   holdGraceSeconds: number;
   /** A batch is at most this many ledger entries (by accounts.next_seq) ... */
@@ -64,7 +66,7 @@ export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDe
 
     if (on('stale-holds')) violations.push(...(await checkStaleHolds(sql, opts.orgs, opts.holdGraceSeconds)));
     if (on('offsets')) {
-      const r = await checkOffsets(sql, deps.broker);
+      const r = await checkOffsets(sql, deps.broker, opts.group);
       violations.push(...r.violations);
       notes.push(...r.notes);
     }
