@@ -1,39 +1,93 @@
+import { Account, foldAccount, LedgerEntryDraft, LedgerEntryType, LedgerFoldError } from '@tollgate/billing';
 import { OrgBatch, Sql } from './sql';
 import { Violation } from './violation';
 
+interface EntryRow {
+  org_id: string;
+  seq: string;
+  type: LedgerEntryType;
+  amount: string;
+  balance_after: string;
+  cause: string;
+  occurred_at: string;
+  bucket_id: string | null;
+  detail: Record<string, unknown>;
+}
+
 /**
- * `projection` (until @tollgate/billing's foldAccount exists, the checks `npm run replay` makes): each bucket of
- * the accounts row holds what its entries sum to, less what they paid off as debt (detail.paid_debt); a bucket no
- * longer in the row sums to 0; balance = sum of bucket remaining - debt.
+ * `projection`: the accounts row is what folding the org's ledger gives (@tollgate/billing foldAccount, the same
+ * fold the deciders apply their entries with), field by field: balance, debt, next_seq, allowance month and spent,
+ * the plans whose one-time credits were granted, and every bucket by id (kind, expiry, remaining).
+ *
+ * A ledger the fold refuses (an entry the rules can't apply) is a violation at that seq, unless the org's
+ * `sequence`/`balance` check already reported a broken chain: the fold checks seq and balance_after too, so it then
+ * stops where that violation is, and the projection is left uncompared with a note rather than reported twice.
+ * The batch's entries are read in one statement, in (org, seq) order, and folded org by org.
  */
-export async function checkProjection(sql: Sql, batch: OrgBatch): Promise<Violation[]> {
-  const rows = await sql<{ org_id: string; bucket_id: string; total: string }>(
-    `SELECT org_id, bucket_id, SUM(amount - COALESCE((detail->>'paid_debt')::bigint, 0)) AS total
-       FROM ledger_entries WHERE org_id = ANY($1::text[]) AND bucket_id IS NOT NULL GROUP BY 1, 2`,
+export async function checkProjection(sql: Sql, batch: OrgBatch, brokenChains: ReadonlySet<string>): Promise<{ violations: Violation[]; notes: string[] }> {
+  const rows = await sql<EntryRow>(
+    `SELECT org_id, seq, type, amount, balance_after, cause, (EXTRACT(EPOCH FROM occurred_at) * 1000)::bigint AS occurred_at, bucket_id, detail
+       FROM ledger_entries WHERE org_id = ANY($1::text[]) ORDER BY org_id, seq`,
     [batch.orgs],
   );
-  const sums = new Map<string, Map<string, bigint>>();
+  const byOrg = new Map<string, LedgerEntryDraft[]>();
   for (const r of rows) {
-    const m = sums.get(r.org_id) ?? new Map<string, bigint>();
-    m.set(r.bucket_id, BigInt(r.total));
-    sums.set(r.org_id, m);
+    let entries = byOrg.get(r.org_id);
+    if (!entries) byOrg.set(r.org_id, (entries = []));
+    entries.push({
+      orgId: r.org_id,
+      seq: Number(r.seq),
+      type: r.type,
+      amount: Number(r.amount),
+      balanceAfter: Number(r.balance_after),
+      cause: r.cause,
+      occurredAt: Number(r.occurred_at),
+      bucketId: r.bucket_id,
+      detail: r.detail,
+    });
   }
-  const out: Violation[] = [];
+  const violations: Violation[] = [];
+  const notes: string[] = [];
   for (const org of batch.orgs) {
-    const a = batch.accounts.get(org);
-    if (!a) continue; // `balance` reports the missing row
-    const ledger = sums.get(org) ?? new Map<string, bigint>();
-    const v = (subject: string, expected: string, found: string) => out.push({ check: 'projection', org, subject, expected, found });
-    let inBuckets = 0n;
-    for (const b of a.buckets) {
-      inBuckets += BigInt(b.remaining);
-      const expected = ledger.get(b.id) ?? 0n;
-      if (BigInt(b.remaining) !== expected) v(`bucket ${b.id} remaining`, `${expected} (its entries less paid_debt)`, String(b.remaining));
+    const row = batch.accounts.get(org);
+    if (!row) continue; // `balance` reports the missing row
+    const v = (subject: string, expected: string, found: string) => violations.push({ check: 'projection', org, subject, expected, found });
+    let folded: Account;
+    try {
+      folded = foldAccount(org, row.plan, byOrg.get(org) ?? []);
+    } catch (e) {
+      if (!(e instanceof LedgerFoldError)) throw e;
+      if (brokenChains.has(org)) notes.push(`projection: ${org} not compared: ${e.message} (its sequence/balance violation is reported)`);
+      else v(`fold of the ledger at seq ${e.seq}`, 'an entry the billing rules can apply', e.message);
+      continue;
     }
-    for (const [id, total] of ledger) {
-      if (total !== 0n && !a.buckets.some((b) => b.id === id)) v(`bucket ${id}`, `in the projection with ${total} remaining (or its entries summing to 0)`, 'not in the projection');
+    const fields: Array<[string, string, string]> = [
+      ['balance', String(folded.balance), row.balance],
+      ['debt', String(folded.debt), row.debt],
+      ['next_seq', String(folded.nextSeq), row.next_seq],
+      ['allowance_month', String(folded.allowanceMonth), String(row.allowance_month)],
+      ['allowance_spent', String(folded.allowanceSpent), row.allowance_spent],
+      ['granted_one_time', [...folded.grantedOneTime].sort().join(',') || '(none)', [...row.granted_one_time].sort().join(',') || '(none)'],
+    ];
+    for (const [field, expected, found] of fields) if (expected !== found) v(field, `${expected} (fold of the ledger)`, found);
+
+    const live = new Map(row.buckets.map((b) => [b.id, b]));
+    for (const b of folded.buckets) {
+      const p = live.get(b.id);
+      live.delete(b.id);
+      if (!p) {
+        v(`bucket ${b.id}`, `open with ${b.remaining} remaining (${b.kind}, expires ${instant(b.expiresAt)})`, 'not in the projection');
+        continue;
+      }
+      if (p.kind !== b.kind) v(`bucket ${b.id} kind`, b.kind, p.kind);
+      if (p.expiresAt !== b.expiresAt) v(`bucket ${b.id} expires_at`, instant(b.expiresAt), instant(p.expiresAt));
+      if (p.remaining !== b.remaining) v(`bucket ${b.id} remaining`, String(b.remaining), String(p.remaining));
     }
-    if (BigInt(a.balance) !== inBuckets - BigInt(a.debt)) v('balance = buckets - debt', `${inBuckets - BigInt(a.debt)} (${inBuckets} - ${a.debt})`, a.balance);
+    for (const p of live.values()) v(`bucket ${p.id}`, 'closed (not open in the fold of the ledger)', `open with ${p.remaining} remaining`);
   }
-  return out;
+  return { violations, notes };
+}
+
+function instant(ms: number | null): string {
+  return ms === null ? 'never' : new Date(ms).toISOString();
 }

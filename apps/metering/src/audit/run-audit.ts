@@ -74,8 +74,14 @@ export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDe
     let done = 0;
     for (const batch of batches(orgs, opts.batchEntries ?? 100_000, opts.batchOrgs ?? 1000)) {
       const b: OrgBatch = { orgs: batch.map((o) => o.org_id), accounts: await accountsOf(sql, batch.map((o) => o.org_id)) };
-      if (on('sequence') || on('balance')) violations.push(...(await checkChain(sql, b)).filter((v) => on(v.check)));
-      if (on('projection')) violations.push(...(await checkProjection(sql, b)));
+      const chain = on('sequence') || on('balance') || on('projection') ? await checkChain(sql, b) : [];
+      const reported = chain.filter((v) => on(v.check));
+      violations.push(...reported);
+      if (on('projection')) {
+        const r = await checkProjection(sql, b, new Set(reported.map((v) => v.org ?? '')));
+        violations.push(...r.violations);
+        notes.push(...r.notes);
+      }
       if (on('hold-entries')) violations.push(...(await checkHoldEntries(sql, b)));
       if (on('charges')) violations.push(...(await checkCharges(sql, b)));
       if (on('usage')) violations.push(...(await checkUsage(sql, b)));

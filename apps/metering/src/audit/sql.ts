@@ -1,10 +1,12 @@
+import { PlanTerms } from '@tollgate/billing';
+
 /** One round trip on the audit's connection (its snapshot): rows as `pg` returns them (bigint as string). */
 export type Sql = <T = Record<string, unknown>>(query: string, params?: unknown[]) => Promise<T[]>;
 
 /** The accounts row of an org as stored, bigint columns still strings. */
 export interface AccountRow {
   org_id: string;
-  plan: { name: string; oneTimeCredits: number; monthlyAllowance: number };
+  plan: PlanTerms;
   balance: string;
   debt: string;
   next_seq: string;

@@ -19,7 +19,7 @@ export type CheckName = (typeof CheckNames)[number];
 export const CheckDescriptions: Record<CheckName, string> = {
   sequence: 'per-org seq is gapless from 1 (no gap, no duplicate) and accounts.next_seq = last seq + 1',
   balance: 'each balance_after = previous balance_after + amount, and accounts.balance = sum of the org\'s entries',
-  projection: 'the accounts row (balance, debt, next_seq, allowance, one-time grants, buckets) equals the fold of the ledger',
+  projection: 'the accounts row (balance, debt, next_seq, allowance month and spent, one-time grants, buckets by id: kind, expiry, remaining) equals foldAccount of the ledger',
   'stale-holds': 'no reservation still held more than the grace after its expires_at',
   'hold-entries': 'a hold\'s reservation entries sum to -credits; its releases to 0 while held, to +credits once released or expired',
   charges: 'every usage row with credits has its charge in the ledger (charge entries caused by its event, or a hold settled at that cost), and every charge its usage row',
