@@ -118,7 +118,8 @@ export async function audit(argv: string[], env: NodeJS.ProcessEnv, out: (s: str
     return 2;
   }
   const url = databaseUrl(env);
-  const ds: DataSource = await connectDatabase({ url, migrate: false, poolSize: 2 });
+  // Two readers sharing one snapshot, then the append-only probe.
+  const ds: DataSource = await connectDatabase({ url, migrate: false, poolSize: 3 });
   let messaging: Messaging | null = null;
   try {
     if (env.KAFKA_BROKERS && opts.checks.has('offsets')) {

@@ -24,7 +24,11 @@ interface EntryRow {
  * stops where that violation is, and the projection is left uncompared with a note rather than reported twice.
  * The batch's entries are read in one statement, in (org, seq) order, and folded org by org.
  */
-export async function checkProjection(sql: Sql, batch: OrgBatch, brokenChains: ReadonlySet<string>): Promise<{ violations: Violation[]; notes: string[] }> {
+export async function checkProjection(
+  sql: Sql,
+  batch: OrgBatch,
+  brokenChains: Promise<ReadonlySet<string>>,
+): Promise<{ violations: Violation[]; notes: string[] }> {
   const rows = await sql<EntryRow>(
     `SELECT org_id, seq, type, amount, balance_after, cause, (EXTRACT(EPOCH FROM occurred_at) * 1000)::bigint AS occurred_at, bucket_id, detail
        FROM ledger_entries WHERE org_id = ANY($1::text[]) ORDER BY org_id, seq`,
@@ -57,7 +61,7 @@ export async function checkProjection(sql: Sql, batch: OrgBatch, brokenChains: R
       folded = foldAccount(org, row.plan, byOrg.get(org) ?? []);
     } catch (e) {
       if (!(e instanceof LedgerFoldError)) throw e;
-      if (brokenChains.has(org)) notes.push(`projection: ${org} not compared: ${e.message} (its sequence/balance violation is reported)`);
+      if ((await brokenChains).has(org)) notes.push(`projection: ${org} not compared: ${e.message} (its sequence/balance violation is reported)`);
       else v(`fold of the ledger at seq ${e.seq}`, 'an entry the billing rules can apply', e.message);
       continue;
     }

@@ -2,8 +2,8 @@ import { DataSource, QueryRunner } from 'typeorm';
 import { Messaging } from '@tollgate/messaging';
 import { checkAppendOnly } from './append-only';
 import { checkChain } from './chain';
-import { checkCharges } from './charges';
-import { checkHoldEntries, checkStaleHolds } from './holds';
+import { checkHoldsAndCharges } from './charges';
+import { checkHoldsWithoutEntries, checkStaleHolds } from './holds';
 import { checkOffsets } from './offsets';
 import { checkProjection } from './projection';
 import { AccountRow, OrgBatch, Sql } from './sql';
@@ -45,19 +45,36 @@ export interface AuditDeps {
 /**
  * Audits the database against the ledger's invariants (SPEC §6 and the ones metering keeps besides).
  *
- * Everything but the append-only probe reads one snapshot: a REPEATABLE READ, READ ONLY transaction on one
- * connection, so metering writing meanwhile can't make the ledger and its projections look inconsistent. Orgs are
- * audited in batches (bounded by entries, so memory stays flat at millions of entries), each check one set-based
- * statement per batch. The probe runs last on a second connection, in a transaction that is always rolled back.
+ * Everything but the append-only probe reads one snapshot: REPEATABLE READ, READ ONLY transactions on two
+ * connections sharing it (pg_export_snapshot), so metering writing meanwhile can't make the ledger and its
+ * projections look inconsistent. Orgs are audited in batches (bounded by entries, so memory stays flat at
+ * millions of entries), each check one set-based statement per batch; the fold of a batch runs on the second
+ * connection while the first runs the other checks. The probe runs last on a connection of its own, in a
+ * transaction that is always rolled back.
  */
 export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDeps): Promise<AuditResult> {
   const reader = ds.createQueryRunner();
+  const folder = ds.createQueryRunner();
   const on = (c: CheckName) => opts.checks.has(c);
   const violations: Violation[] = [];
   const notes: string[] = [];
   try {
     const sql = await sqlOf(reader);
     await sql('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // Short set-based statements over many rows: JIT compilation costs more than it saves, and sorts and hashes of
+    // a batch fit in memory instead of spilling. Both only for this transaction.
+    await sql(`SET LOCAL jit = off`);
+    await sql(`SET LOCAL work_mem = '64MB'`);
+    // The audit already reads on two connections; parallel workers per statement would only compete with them.
+    await sql(`SET LOCAL max_parallel_workers_per_gather = 0`);
+    // The fold reads the batch's entries on a second connection, in the same snapshot (as pg_dump's workers do),
+    // while this one runs the set-based checks.
+    const [{ snapshot }] = (await sql<{ snapshot: string }>(`SELECT pg_export_snapshot() AS snapshot`)) as [{ snapshot: string }];
+    const foldSql = await sqlOf(folder);
+    await foldSql('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await foldSql(`SET TRANSACTION SNAPSHOT '${snapshot.replace(/'/g, "''")}'`);
+    await foldSql(`SET LOCAL jit = off`);
+
     const [{ at }] = (await sql<{ at: Date }>(`SELECT now() AS at`)) as [{ at: Date }];
     const orgs = await listOrgs(sql, opts.orgs);
     const unknownOrgs = orgs.filter((o) => !o.known).map((o) => o.org_id);
@@ -65,6 +82,7 @@ export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDe
     const total = orgs.reduce((n, o) => n + Number(o.entries), 0);
 
     if (on('stale-holds')) violations.push(...(await checkStaleHolds(sql, opts.orgs, opts.holdGraceSeconds)));
+    if (on('hold-entries')) violations.push(...(await checkHoldsWithoutEntries(sql, opts.orgs)));
     if (on('offsets')) {
       const r = await checkOffsets(sql, deps.broker, opts.group);
       violations.push(...r.violations);
@@ -72,23 +90,35 @@ export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDe
     }
 
     let done = 0;
+    if (total > 0) deps.onProgress?.(0, total);
     for (const batch of batches(orgs, opts.batchEntries ?? 100_000, opts.batchOrgs ?? 1000)) {
       const b: OrgBatch = { orgs: batch.map((o) => o.org_id), accounts: await accountsOf(sql, batch.map((o) => o.org_id)) };
-      const chain = on('sequence') || on('balance') || on('projection') ? await checkChain(sql, b) : [];
-      const reported = chain.filter((v) => on(v.check));
-      violations.push(...reported);
-      if (on('projection')) {
-        const r = await checkProjection(sql, b, new Set(reported.map((v) => v.org ?? '')));
-        violations.push(...r.violations);
-        notes.push(...r.notes);
-      }
-      if (on('hold-entries')) violations.push(...(await checkHoldEntries(sql, b)));
-      if (on('charges')) violations.push(...(await checkCharges(sql, b)));
-      if (on('usage')) violations.push(...(await checkUsage(sql, b)));
+      // One statement at a time per connection: the set-based checks here, the fold on the other connection.
+      let chainDone: (orgs: ReadonlySet<string>) => void = () => undefined;
+      const brokenChains = new Promise<ReadonlySet<string>>((resolve) => (chainDone = resolve));
+      const setBased = async (): Promise<Violation[]> => {
+        const out: Violation[] = [];
+        try {
+          if (on('sequence') || on('balance')) out.push(...(await checkChain(sql, b)).filter((v) => on(v.check)));
+        } finally {
+          chainDone(new Set(out.map((v) => v.org ?? '')));
+        }
+        out.push(...(await checkHoldsAndCharges(sql, b, { holds: on('hold-entries'), charges: on('charges') })));
+        if (on('usage')) out.push(...(await checkUsage(sql, b)));
+        return out;
+      };
+      const [checked, projected] = await Promise.all([
+        setBased(),
+        on('projection') ? checkProjection(foldSql, b, brokenChains) : { violations: [], notes: [] },
+      ]);
+      violations.push(...checked, ...projected.violations);
+      notes.push(...projected.notes);
       done += batch.reduce((n, o) => n + Number(o.entries), 0);
       deps.onProgress?.(done, total);
     }
-    await reader.query('ROLLBACK');
+    await sql('ROLLBACK');
+    await foldSql('ROLLBACK');
+    await folder.release();
 
     if (on('append-only')) {
       const probe = ds.createQueryRunner();
@@ -110,9 +140,10 @@ export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDe
     }
     return { violations, notes, unknownOrgs, orgs: orgs.length, entries: total, at };
   } finally {
-    if (!reader.isReleased) {
-      await reader.query('ROLLBACK').catch(() => undefined);
-      await reader.release();
+    for (const runner of [reader, folder]) {
+      if (runner.isReleased) continue;
+      await runner.query('ROLLBACK').catch(() => undefined);
+      await runner.release();
     }
   }
 }
