@@ -128,6 +128,24 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
   /** Where the progress lines go in these tests: nowhere. */
   const quiet = { isTTY: false, write: () => true } as unknown as NodeJS.WriteStream;
 
+  /**
+   * A starter org across a month boundary: a hold taken on October 31st whose event arrives after a November call
+   * rolled the month (October's allowance expired with the credits still held, November's granted), so the
+   * settlement releases into a closed bucket and charges the call from those credits.
+   */
+  async function monthsOrg(): Promise<string> {
+    const orgId = uid('audit-months');
+    const utc = (iso: string) => Date.parse(iso);
+    await new AdminService(ds, catalog, () => utc('2026-10-20T10:00:00Z')).createOrg({ id: orgId, name: orgId, plan: 'starter' });
+    const oct31 = utc('2026-10-31T23:59:30Z');
+    const held = await hold(new ReservationService(ds, catalog, () => oct31), orgId, oct31);
+    await meter([event(orgId, utc('2026-10-25T12:00:00Z')), event(orgId, utc('2026-11-01T00:00:10Z'))], orgId);
+    await meter([event(orgId, oct31, { reservation_id: held })], orgId);
+    const types: Array<{ type: string }> = await ds.query(`SELECT type FROM ledger_entries WHERE org_id = $1 ORDER BY seq`, [orgId]);
+    expect(types.map((t) => t.type)).toEqual(['grant', 'reservation', 'charge', 'expiry', 'grant', 'charge', 'release', 'charge']);
+    return orgId;
+  }
+
   async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
     let out = '';
     let err = '';
@@ -165,12 +183,12 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
   let clean: string[] = [];
 
   it('passes a ledger written by the real code paths, with exit 0; auditing every org names none of them', async () => {
-    clean = [await busyOrg(), await perEntityOrg()];
-    const some = await run('--org', clean[0]!, '--org', clean[1]!, '--group', groupId);
+    clean = [await busyOrg(), await perEntityOrg(), await monthsOrg()];
+    const some = await run('--org', clean[0]!, '--org', clean[1]!, '--org', clean[2]!, '--group', groupId);
     expect(some.err).toBe('');
     expect(violated(some.out)).toEqual(new Map());
     expect(some.out).toContain('# orgs: ' + clean.join(', '));
-    expect(some.out).toContain('audit: clean: 9 check(s), 2 org(s)');
+    expect(some.out).toContain('audit: clean: 9 check(s), 3 org(s)');
     expect(some.code).toBe(0);
     // Every org: other suites sharing this database may have left broken orgs of their own, but not these.
     const all = await run('--group', groupId);
