@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Admin, Consumer, Kafka, logLevel, Partitioners, Producer } from 'kafkajs';
 import { TopicPartitions } from '@tollgate/contracts';
 import { ConfigError } from '@tollgate/platform';
@@ -5,6 +6,7 @@ import {
   BatchConsumer,
   BatchConsumerOptions,
   IncomingBatch,
+  IncomingMessage,
   Messaging,
   OutgoingMessage,
   Publisher,
@@ -191,6 +193,75 @@ class KafkaMessaging implements Messaging {
   async endOffsets(topic: string): Promise<Map<number, bigint>> {
     const admin = await this.connectedAdmin();
     return new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
+  }
+
+  async readTopic(
+    topic: string,
+    until: ReadonlyMap<number, bigint>,
+    onBatch: (partition: number, messages: IncomingMessage[]) => Promise<void>,
+    opts: { groupPrefix: string; idleMs?: number },
+  ): Promise<Map<number, { from: bigint; complete: boolean }>> {
+    const admin = await this.connectedAdmin();
+    const offsets = await admin.fetchTopicOffsets(topic);
+    const result = new Map<number, { from: bigint; complete: boolean }>();
+    // Where each partition must be read to: `until`, or its end when `until` is beyond it (nothing is there).
+    const targets = new Map<number, bigint>();
+    for (const p of offsets) {
+      const want = until.get(p.partition);
+      if (want === undefined) continue;
+      const from = BigInt(p.low);
+      const to = want < BigInt(p.high) ? want : BigInt(p.high);
+      result.set(p.partition, { from, complete: from >= to });
+      if (from < to) targets.set(p.partition, to);
+    }
+    if (targets.size === 0) return result;
+
+    const groupId = `${opts.groupPrefix}-${randomUUID()}`;
+    const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 10000, heartbeatInterval: 1000, maxBytesPerPartition: 4 * 1024 * 1024 });
+    let failed: Error | null = null;
+    let lastBatchAt = Date.now();
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, heartbeat }) => {
+          lastBatchAt = Date.now();
+          const to = targets.get(batch.partition);
+          if (to === undefined || batch.messages.length === 0) return;
+          const messages = batch.messages.filter((m) => BigInt(m.offset) < to);
+          try {
+            if (messages.length > 0) {
+              await onBatch(
+                batch.partition,
+                messages.map((m) => ({
+                  offset: m.offset,
+                  key: m.key,
+                  value: m.value,
+                  headers: Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? String(v[0]) : String(v ?? '')])),
+                })),
+              );
+            }
+          } catch (e) {
+            failed ??= e as Error;
+          }
+          if (BigInt(batch.lastOffset()) + 1n >= to) {
+            targets.delete(batch.partition);
+            result.set(batch.partition, { from: result.get(batch.partition)!.from, complete: true });
+            consumer.pause([{ topic, partitions: [batch.partition] }]);
+          }
+          await heartbeat();
+        },
+      });
+      const idleMs = opts.idleMs ?? 15_000;
+      while (targets.size > 0 && failed === null && Date.now() - lastBatchAt < idleMs) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await consumer.disconnect().catch(() => undefined);
+      await admin.deleteGroups([groupId]).catch(() => undefined);
+    }
+    if (failed) throw failed;
+    return result;
   }
 
   partitionOf(key: string, partitions: number): number {

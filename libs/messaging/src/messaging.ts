@@ -68,6 +68,19 @@ export interface Messaging {
   topics(): Promise<string[]>;
   /** Each partition's high-water mark: the offset its next message will get (every message below it is written). */
   endOffsets(topic: string): Promise<Map<number, bigint>>;
+  /**
+   * Reads each partition of `topic` from its oldest retained message up to (not including) `until`'s offset for it,
+   * handing the messages over batch by batch. Partitions not in `until` are not read. Kafka only serves reads to a
+   * consumer group: this one joins a group of its own (`<groupPrefix>-<uuid>`), commits nothing and deletes the
+   * group when done. Returns, per partition read, the offset reading started at (the log's start: what retention
+   * removed is below it) and whether every offset up to `until` was reached before `idleMs` passed without a batch.
+   */
+  readTopic(
+    topic: string,
+    until: ReadonlyMap<number, bigint>,
+    onBatch: (partition: number, messages: IncomingMessage[]) => Promise<void>,
+    opts: { groupPrefix: string; idleMs?: number },
+  ): Promise<Map<number, { from: bigint; complete: boolean }>>;
   /** The partition `publish` puts a message keyed `key` on, in a topic of `partitions` partitions. */
   partitionOf(key: string, partitions: number): number;
   close(): Promise<void>;
