@@ -8,7 +8,7 @@ import { CheckDescriptions, CheckName, CheckNames, isCheckName, Violation } from
 import { progress, Progress, runCommand } from './ops/cli';
 
 /**
- * `npm run audit -- [--org ID ...] [--check NAME ...] [--group ID] [--hold-grace SECONDS]`
+ * `npm run audit -- [--org ID ...] [--check NAME ...] [--group ID] [--read-topic] [--hold-grace SECONDS]`
  *
  * Checks the database against the ledger's invariants and prints a report: a header (`#` lines: what was checked
  * and what the schema does not let it check), one tab-separated line per violation (check, org, what, expected,
@@ -20,16 +20,18 @@ export interface Options {
   orgs: string[] | 'all';
   checks: Set<CheckName>;
   group: string | null;
+  readTopic: boolean;
   holdGraceSeconds: number;
 }
 
-export const usage = `usage: npm run audit -- [--org ID ...] [--check NAME ...] [--group ID] [--hold-grace SECONDS]
+export const usage = `usage: npm run audit -- [--org ID ...] [--check NAME ...] [--group ID] [--read-topic] [--hold-grace SECONDS]
   checks: ${CheckNames.join(', ')}`;
 
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): Options | string {
   const orgs: string[] = [];
   const checks = new Set<CheckName>();
   let group: string | null = null;
+  let readTopic = false;
   let holdGraceSeconds: number | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -46,12 +48,15 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
       if (!value || value.startsWith('--')) return '--group needs a consumer group id';
       group = value;
       i++;
+    } else if (a === '--read-topic') {
+      readTopic = true;
     } else if (a === '--hold-grace') {
       if (!value || !/^\d{1,9}$/.test(value)) return '--hold-grace needs a whole number of seconds';
       holdGraceSeconds = Number(value);
       i++;
     } else return `unknown argument "${a}"`;
   }
+  if (readTopic && !env.KAFKA_BROKERS) return '--read-topic reads the consumed topics back from Kafka: set KAFKA_BROKERS';
   let grace = holdGraceSeconds;
   if (grace === null) {
     try {
@@ -61,7 +66,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
       return (e as Error).message;
     }
   }
-  return { orgs: orgs.length > 0 ? orgs : 'all', checks: checks.size > 0 ? checks : new Set(CheckNames), group, holdGraceSeconds: grace };
+  return { orgs: orgs.length > 0 ? orgs : 'all', checks: checks.size > 0 ? checks : new Set(CheckNames), group, readTopic, holdGraceSeconds: grace };
 }
 
 /** Lines printed per check and org before the rest are counted, so a broken org can't drown the report. */
@@ -77,6 +82,7 @@ export function report(opts: Options, result: AuditResult, seconds: number, data
   if (opts.checks.has('charges')) lines.push('# charges: a hold settled at exactly its price is matched to its call by org, route, instant and credits (the schema does not record which event settled a hold)');
   if (opts.orgs !== 'all') lines.push('# offsets and append-only are database-wide: they ran for the whole database');
   if (opts.group !== null) lines.push(`# offsets: consumer group ${opts.group} only`);
+  if (opts.readTopic && opts.checks.has('offsets')) lines.push('# offsets: consumed partitions read back from Kafka (--read-topic)');
   for (const n of result.notes) lines.push(`# note: ${n}`);
   lines.push('check\torg\tsubject\texpected\tfound');
 

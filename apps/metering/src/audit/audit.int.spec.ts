@@ -184,11 +184,12 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
 
   it('passes a ledger written by the real code paths, with exit 0; auditing every org names none of them', async () => {
     clean = [await busyOrg(), await perEntityOrg(), await monthsOrg()];
-    const some = await run('--org', clean[0]!, '--org', clean[1]!, '--org', clean[2]!, '--group', groupId);
+    const some = await run('--org', clean[0]!, '--org', clean[1]!, '--org', clean[2]!, '--group', groupId, '--read-topic');
     expect(some.err).toBe('');
     expect(violated(some.out)).toEqual(new Map());
     expect(some.out).toContain('# orgs: ' + clean.join(', '));
     expect(some.out).toContain('audit: clean: 9 check(s), 3 org(s)');
+    expect(some.out).toContain('# offsets: consumed partitions read back from Kafka');
     expect(some.code).toBe(0);
     // Every org: other suites sharing this database may have left broken orgs of their own, but not these.
     const all = await run('--group', groupId);
@@ -265,6 +266,24 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
       expect(r.out).toContain(`${topic}[0] (group ${groupId})`);
     } finally {
       await ds.query(`UPDATE consumer_offsets SET next_offset = next_offset - 1000 WHERE group_id = $1 AND topic = $2`, [groupId, topic]);
+    }
+  });
+
+  it('offsets (read back): a message below the stored offset that was neither metered nor dead-lettered is named by its offset', async () => {
+    const orgId = await busyOrg('audit-read-back');
+    const lost = event(orgId, Date.now());
+    const offset = (await messaging.endOffsets(topic)).get(0) ?? 0n;
+    await publisher.publish(topic, [{ key: orgId, value: JSON.stringify(lost) }]);
+    // The stored offset moves past it as if it had been metered.
+    await ds.query(`UPDATE consumer_offsets SET next_offset = $3 WHERE group_id = $1 AND topic = $2`, [groupId, topic, String(offset + 1n)]);
+    try {
+      const r = await run('--org', orgId, '--group', groupId, '--read-topic');
+      expectOnly(r, 'offsets', '-');
+      expect(r.out).toContain(`${topic}[0]@${offset}\texpected=a usage row for its event or a dead letter at this offset\tfound=event ${lost.event_id}: neither`);
+    } finally {
+      // Metered after all, so later audits of this topic find it.
+      await ds.query(`UPDATE consumer_offsets SET next_offset = $3 WHERE group_id = $1 AND topic = $2`, [groupId, topic, String(offset)]);
+      await consumer.handle({ topic, partition: 0, nextOffset: String(offset + 1n), messages: [{ offset: String(offset), key: Buffer.from(orgId), value: Buffer.from(JSON.stringify(lost)), headers: {} }] });
     }
   });
 

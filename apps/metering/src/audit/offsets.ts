@@ -9,7 +9,10 @@ export const OffsetsScope = [
   'It checks what the schema records: every dead letter\'s offset is below its partition\'s stored next_offset',
   '(the transaction that recorded it moved the offset past it) and no offset is dead-lettered twice; with',
   'KAFKA_BROKERS set, also that every consumed topic and partition exists and no stored next_offset is beyond the',
-  'partition\'s end offset (an offset never written cannot have been consumed).',
+  'partition\'s end offset (an offset never written cannot have been consumed). With --read-topic it also reads each',
+  'consumed partition back from Kafka up to its stored next_offset and requires every message there to be a dead',
+  'letter at its offset or an event whose event_id has a usage row (metered, or a copy of one that was); offsets',
+  'retention already removed (below the log\'s start, printed as a note) cannot be read.',
 ];
 
 /**
@@ -19,8 +22,9 @@ export const OffsetsScope = [
  */
 export async function checkOffsets(
   sql: Sql,
-  broker: Pick<Messaging, 'topics' | 'endOffsets'> | null,
+  broker: Pick<Messaging, 'topics' | 'endOffsets' | 'readTopic'> | null,
   group: string | null,
+  readBack = false,
 ): Promise<{ violations: Violation[]; notes: string[] }> {
   const violations: Violation[] = [];
   const notes: string[] = [];
@@ -69,5 +73,55 @@ export async function checkOffsets(
     if (end === undefined) v(subject, `one of the topic's ${topicEnds.size} partitions`, `no partition ${s.partition} (next_offset ${s.next_offset})`);
     else if (BigInt(s.next_offset) > end) v(subject, `next_offset at most the end offset ${end}`, `next_offset ${s.next_offset}`);
   }
+  if (!readBack) return { violations, notes };
+  for (const rows of groupBy(stored.filter((s) => ends.has(s.topic)), (s) => `${s.group_id}\u0000${s.topic}`).values()) {
+    const { group_id: groupId, topic } = rows[0]!;
+    const until = new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
+    const read = await broker.readTopic(topic, until, (partition, messages) => checkMessages(sql, topic, partition, messages, v), { groupPrefix: 'tollgate-audit' });
+    for (const [partition, r] of read) {
+      const subject = `${topic}[${partition}] (group ${groupId})`;
+      if (r.from > 0n) notes.push(`offsets: ${subject}: offsets below ${r.from} were removed by retention and not read back`);
+      if (!r.complete) v(subject, `every message below next_offset ${until.get(partition)} read back`, 'reading stopped early: no message came for 15 s (a gap at the end of the log?)');
+    }
+  }
   return { violations, notes };
+}
+
+/** Each message read back below a stored offset: a dead letter at its offset, or an event with a usage row. */
+async function checkMessages(
+  sql: Sql,
+  topic: string,
+  partition: number,
+  messages: Array<{ offset: string; value: Buffer | null }>,
+  v: (subject: string, expected: string, found: string) => void,
+): Promise<void> {
+  const ids = messages.map((m) => eventIdOf(m.value));
+  const letters = await sql<{ offset: string }>(
+    `SELECT "offset" FROM dead_letters WHERE topic = $1 AND partition = $2 AND "offset" = ANY($3::bigint[])`,
+    [topic, partition, messages.map((m) => m.offset)],
+  );
+  const metered = await sql<{ event_id: string }>(`SELECT event_id FROM usage_records WHERE event_id = ANY($1::text[])`, [ids.filter((id): id is string => id !== null)]);
+  const dead = new Set(letters.map((l) => String(l.offset)));
+  const seen = new Set(metered.map((u) => u.event_id));
+  messages.forEach((m, i) => {
+    const id = ids[i] ?? null;
+    if (dead.has(m.offset) || (id !== null && seen.has(id))) return;
+    v(`${topic}[${partition}]@${m.offset}`, 'a usage row for its event or a dead letter at this offset', id === null ? 'no event_id in it, and no dead letter' : `event ${id}: neither`);
+  });
+}
+
+function eventIdOf(value: Buffer | null): string | null {
+  try {
+    const parsed: unknown = JSON.parse(value?.toString('utf8') ?? '');
+    const id = parsed && typeof parsed === 'object' ? (parsed as { event_id?: unknown }).event_id : undefined;
+    return typeof id === 'string' ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const t of items) out.set(key(t), [...(out.get(key(t)) ?? []), t]);
+  return out;
 }

@@ -16,6 +16,8 @@ export interface AuditOptions {
   checks: ReadonlySet<CheckName>;
   /** `offsets`: only this consumer group's stored offsets (and the dead letters of its topics); null = every group. */
   group: string | null;
+  /** `offsets`: also read the consumed partitions back from Kafka (needs the broker). */
+  readTopic?: boolean;
   /** `stale-holds`: how long past its expires_at a hold may still be held. */
   holdGraceSeconds: number;
   /** A batch is at most this many ledger entries (by accounts.next_seq) ... */
@@ -38,7 +40,7 @@ export interface AuditResult {
 
 export interface AuditDeps {
   /** Null when KAFKA_BROKERS is not set. */
-  broker: Pick<Messaging, 'topics' | 'endOffsets'> | null;
+  broker: Pick<Messaging, 'topics' | 'endOffsets' | 'readTopic'> | null;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -84,7 +86,7 @@ export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDe
     if (on('stale-holds')) violations.push(...(await checkStaleHolds(sql, opts.orgs, opts.holdGraceSeconds)));
     if (on('hold-entries')) violations.push(...(await checkHoldsWithoutEntries(sql, opts.orgs)));
     if (on('offsets')) {
-      const r = await checkOffsets(sql, deps.broker, opts.group);
+      const r = await checkOffsets(sql, deps.broker, opts.group, opts.readTopic ?? false);
       violations.push(...r.violations);
       notes.push(...r.notes);
     }
