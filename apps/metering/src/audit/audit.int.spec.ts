@@ -279,7 +279,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
     try {
       const r = await run('--org', orgId, '--group', groupId, '--read-topic');
       expectOnly(r, 'offsets', '-');
-      expect(r.out).toContain(`${topic}[0]@${offset}\texpected=a usage row for its event or a dead letter at this offset\tfound=event ${lost.event_id}: neither`);
+      expect(r.out).toContain(`${topic}[0]@${offset}\texpected=a usage row for its event or a dead letter at this offset\tfound=event ${lost.event_id} of ${orgId}: neither`);
     } finally {
       // Metered after all, so later audits of this topic find it.
       await ds.query(`UPDATE consumer_offsets SET next_offset = $3 WHERE group_id = $1 AND topic = $2`, [groupId, topic, String(offset)]);

@@ -17,8 +17,8 @@ interface Row {
 
 /**
  * `hold-entries` and `charges` for a batch, in one statement: both read the batch's reservation, release and charge
- * entries (once, materialized) and the reservations they name (found by id: reservations has no index by org; the
- * rows no entry names are `checkHoldsWithoutEntries`' business).
+ * entries (once, materialized) and the reservations they name, by key (org_id, id); the rows no entry names are
+ * `checkHoldsWithoutEntries`' business.
  *
  * `hold-entries`: a hold's `reservation` entries (cause `reservation:<id>`) take exactly its credits (and its
  * allocation says the same); `release` entries naming it (detail.reservation_id: the gateway's give-back, the
@@ -51,7 +51,7 @@ export async function checkHoldsAndCharges(sql: Sql, batch: OrgBatch, which: { h
      r AS MATERIALIZED (
        SELECT org_id, id, status, credits, route, occurred_at,
               (SELECT COALESCE(SUM((a->>'credits')::bigint), 0) FROM jsonb_array_elements(allocation) a) AS allocated
-         FROM reservations WHERE id IN (SELECT id FROM e) AND org_id = ANY($1::text[])),
+         FROM reservations WHERE (org_id, id) IN (SELECT org_id, id FROM e)),
      hold AS (
        SELECT COALESCE(r.org_id, e.org_id) AS org_id, COALESCE(r.id, e.id) AS id, r.status, r.credits, r.allocated, e.held, e.released
          FROM r FULL JOIN e ON e.org_id = r.org_id AND e.id = r.id

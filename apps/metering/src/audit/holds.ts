@@ -29,8 +29,7 @@ export async function checkStaleHolds(sql: Sql, orgs: string[] | 'all', graceSec
 
 /**
  * `hold-entries`, the other way round: reservations rows of the audited orgs that no `reservation` entry of their
- * org names (a hold every credit of which is missing from the ledger). One anti-join over the whole selection:
- * reservations has no index by org, so this is read once rather than per batch.
+ * org names (a hold every credit of which is missing from the ledger). One anti-join over the whole selection.
  */
 export async function checkHoldsWithoutEntries(sql: Sql, orgs: string[] | 'all'): Promise<Violation[]> {
   const rows = await sql<{ org_id: string; id: string; status: string; credits: string }>(

@@ -11,7 +11,7 @@ export const OffsetsScope = [
   'KAFKA_BROKERS set, also that every consumed topic and partition exists and no stored next_offset is beyond the',
   'partition\'s end offset (an offset never written cannot have been consumed). With --read-topic it also reads each',
   'consumed partition back from Kafka up to its stored next_offset and requires every message there to be a dead',
-  'letter at its offset or an event whose event_id has a usage row (metered, or a copy of one that was); offsets',
+  'letter at its offset or an event whose (org_id, event_id) has a usage row (metered, or a copy of one that was); offsets',
   'retention already removed (below the log\'s start, printed as a note) cannot be read.',
 ];
 
@@ -95,26 +95,36 @@ async function checkMessages(
   messages: Array<{ offset: string; value: Buffer | null }>,
   v: (subject: string, expected: string, found: string) => void,
 ): Promise<void> {
-  const ids = messages.map((m) => eventIdOf(m.value));
+  const events = messages.map((m) => eventOf(m.value));
+  const known = events.filter((e): e is { orgId: string; eventId: string } => e !== null);
   const letters = await sql<{ offset: string }>(
     `SELECT "offset" FROM dead_letters WHERE topic = $1 AND partition = $2 AND "offset" = ANY($3::bigint[])`,
     [topic, partition, messages.map((m) => m.offset)],
   );
-  const metered = await sql<{ event_id: string }>(`SELECT event_id FROM usage_records WHERE event_id = ANY($1::text[])`, [ids.filter((id): id is string => id !== null)]);
+  // An event is its id within its org (usage_records is unique on (org_id, event_id)).
+  const metered = await sql<{ org_id: string; event_id: string }>(
+    `SELECT org_id, event_id FROM usage_records WHERE (org_id, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+    [known.map((e) => e.orgId), known.map((e) => e.eventId)],
+  );
   const dead = new Set(letters.map((l) => String(l.offset)));
-  const seen = new Set(metered.map((u) => u.event_id));
+  const seen = new Set(metered.map((u) => `${u.org_id}\u0000${u.event_id}`));
   messages.forEach((m, i) => {
-    const id = ids[i] ?? null;
-    if (dead.has(m.offset) || (id !== null && seen.has(id))) return;
-    v(`${topic}[${partition}]@${m.offset}`, 'a usage row for its event or a dead letter at this offset', id === null ? 'no event_id in it, and no dead letter' : `event ${id}: neither`);
+    const e = events[i] ?? null;
+    if (dead.has(m.offset) || (e !== null && seen.has(`${e.orgId}\u0000${e.eventId}`))) return;
+    v(
+      `${topic}[${partition}]@${m.offset}`,
+      'a usage row for its event or a dead letter at this offset',
+      e === null ? 'no org_id and event_id in it, and no dead letter' : `event ${e.eventId} of ${e.orgId}: neither`,
+    );
   });
 }
 
-function eventIdOf(value: Buffer | null): string | null {
+function eventOf(value: Buffer | null): { orgId: string; eventId: string } | null {
   try {
     const parsed: unknown = JSON.parse(value?.toString('utf8') ?? '');
-    const id = parsed && typeof parsed === 'object' ? (parsed as { event_id?: unknown }).event_id : undefined;
-    return typeof id === 'string' ? id : null;
+    if (!parsed || typeof parsed !== 'object') return null;
+    const { org_id: orgId, event_id: eventId } = parsed as { org_id?: unknown; event_id?: unknown };
+    return typeof orgId === 'string' && typeof eventId === 'string' ? { orgId, eventId } : null;
   } catch {
     return null;
   }
