@@ -4,8 +4,8 @@ import { Violation } from './violation';
 
 /** What the `offsets` check can and cannot prove with this schema; printed in the report's header. */
 export const OffsetsScope = [
-  'offsets: usage_records does not store the topic, partition or offset an event came from, so the audit cannot',
-  'prove that every offset below a partition\'s stored next_offset produced a usage row (or was a duplicate).',
+  'offsets: usage_records does not store the topic, partition or offset an event came from, so from the database',
+  'alone the audit cannot prove that every offset below a partition\'s stored next_offset produced a usage row.',
   'It checks what the schema records: every dead letter\'s offset is below its partition\'s stored next_offset',
   '(the transaction that recorded it moved the offset past it) and no offset is dead-lettered twice; with',
   'KAFKA_BROKERS set, also that every consumed topic and partition exists and no stored next_offset is beyond the',
