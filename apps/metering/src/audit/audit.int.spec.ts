@@ -309,10 +309,14 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
     expectOnly(await run('--org', orgId, '--group', groupId), 'usage', orgId);
   });
 
-  it('usage: a re-access window no charged call opened is reported', async () => {
+  it('usage: a re-access window no call charged is reported, and so is one moved back before its latest charge', async () => {
     const orgId = await perEntityOrg();
     await ds.query(`INSERT INTO reaccess_windows (org_id, entity_id, last_charged_at) VALUES ($1, 'c_never_charged', now() - interval '1 day')`, [orgId]);
-    expectOnly(await run('--org', orgId, '--group', groupId), 'usage', orgId);
+    await ds.query(`UPDATE reaccess_windows SET last_charged_at = last_charged_at - interval '1 day' WHERE org_id = $1 AND entity_id = 'c_4'`, [orgId]);
+    const r = await run('--org', orgId, '--group', groupId);
+    expectOnly(r, 'usage', orgId);
+    expect(r.out).toContain('re-access window of entity c_never_charged\texpected=a usage row that charged the entity');
+    expect(r.out).toMatch(/re-access window of entity c_4\texpected=last_charged_at \S+ \(its latest charge\)/);
   });
 
   it('the built command: exit 0 clean, 1 with the report on stdout, 2 on bad arguments or an unknown org', () => {

@@ -106,7 +106,11 @@ export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDe
           chainDone(new Set(out.map((v) => v.org ?? '')));
         }
         out.push(...(await checkHoldsAndCharges(sql, b, { holds: on('hold-entries'), charges: on('charges') })));
-        if (on('usage')) out.push(...(await checkUsage(sql, b)));
+        if (on('usage')) {
+          const r = await checkUsage(sql, b);
+          out.push(...r.violations);
+          notes.push(...r.notes);
+        }
         return out;
       };
       const [checked, projected] = await Promise.all([

@@ -25,7 +25,7 @@ export const CheckDescriptions: Record<CheckName, string> = {
   charges: 'every usage row with credits has its charge in the ledger (charge entries caused by its event, or a hold settled at that cost), and every charge its usage row',
   offsets: 'consumed offsets are accounted for (see the header for what the schema lets the audit prove)',
   'append-only': 'ledger_entries refuses UPDATE, DELETE and TRUNCATE (probed in a transaction that is rolled back; triggers present and enabled)',
-  usage: 'usage_totals.total = count of usage rows per org; every re-access window has a charged per-entity call at its instant',
+  usage: 'usage_totals.total = count of usage rows per org; each re-access window is at the latest call that charged its entity (usage_records.charged_entities), and every charged entity has one',
 };
 
 export function isCheckName(s: string): s is CheckName {
