@@ -257,6 +257,21 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
     expectOnly(await run('--org', orgId, '--group', groupId), 'charges', orgId);
   });
 
+  it('charges: a hold settled at its price names its event, and a call paid by it that costs something else is reported with both', async () => {
+    const orgId = await busyOrg('audit-paired');
+    const [paid] = (await ds.query(
+      `SELECT r.id, substr(r.closed_by, 7) AS event_id FROM reservations r JOIN usage_records u ON u.org_id = r.org_id AND u.event_id = substr(r.closed_by, 7)
+        WHERE r.org_id = $1 AND r.status = 'settled' AND u.credits = r.credits`,
+      [orgId],
+    )) as Array<{ id: string; event_id: string }>;
+    expect(paid).toBeDefined();
+    await ds.query(`UPDATE usage_records SET credits = credits + 1 WHERE org_id = $1 AND event_id = $2`, [orgId, paid!.event_id]);
+    const r = await run('--org', orgId, '--group', groupId);
+    expectOnly(r, 'charges', orgId);
+    expect(r.out).toContain(`reservation ${paid!.id} (settled by event ${paid!.event_id})`);
+    expect(r.out).toContain(`usage row ${paid!.event_id}`);
+  });
+
   it('offsets: a stored next_offset beyond the partition\'s end offset is reported (database-wide, no org)', async () => {
     await busyOrg('audit-offsets');
     await ds.query(`UPDATE consumer_offsets SET next_offset = next_offset + 1000 WHERE group_id = $1 AND topic = $2`, [groupId, topic]);

@@ -2,7 +2,7 @@ import { OrgBatch, Sql } from './sql';
 import { Violation } from './violation';
 
 interface Row {
-  kind: 'hold' | 'mismatch' | 'orphan' | 'unmatched';
+  kind: 'hold' | 'mismatch' | 'orphan' | 'unmatched' | 'unpaired';
   org_id: string;
   ref: string;
   status: string | null;
@@ -30,10 +30,10 @@ interface Row {
  * - without a hold, or with a hold settled at another price: `charge` entries caused by `event:<event_id>` summing
  *   to -credits (a part may be debt, bucket_id null); a hold settled that way is first released whole;
  * - with a hold settled at exactly what it held, from buckets still live: no entry names the event. The hold's
- *   `reservation` entries are the charge and its row says `settled`. The schema does not record which event settled
- *   a hold (`closed_by` is just 'event', usage_records has no reservation id), so such calls are matched to such
- *   holds by what both record: org, `METHOD route`, occurred_at (the gateway dates the hold and the event with the
- *   same instant) and credits, by count per key.
+ *   `reservation` entries are the charge and its row says `settled` by `event:<event_id>`, so the call and the hold
+ *   are paired exactly: same org, that event's usage row, the same credits. Holds settled before `closed_by` named
+ *   the event (it said just 'event') are matched by what both record: org, `METHOD route`, occurred_at (the
+ *   gateway dates the hold and the event with the same instant) and credits, by count per key.
  * Checked both ways: a usage row whose credits are not what its event's charge entries sum to; a charged usage row
  * with neither charge entries nor a matching settled hold; charge entries with no usage row of their org (or a
  * cause that is not an event); a hold settled at its price with no charged call matching it.
@@ -49,7 +49,7 @@ export async function checkHoldsAndCharges(sql: Sql, batch: OrgBatch, which: { h
        SELECT org_id, rid AS id, SUM(amount) FILTER (WHERE type = 'reservation') AS held, SUM(amount) FILTER (WHERE type = 'release') AS released
          FROM x WHERE rid IS NOT NULL GROUP BY 1, 2),
      r AS MATERIALIZED (
-       SELECT org_id, id, status, credits, route, occurred_at,
+       SELECT org_id, id, status, credits, route, occurred_at, closed_by,
               (SELECT COALESCE(SUM((a->>'credits')::bigint), 0) FROM jsonb_array_elements(allocation) a) AS allocated
          FROM reservations WHERE (org_id, id) IN (SELECT org_id, id FROM e)),
      hold AS (
@@ -68,13 +68,22 @@ export async function checkHoldsAndCharges(sql: Sql, batch: OrgBatch, which: { h
      paired AS (
        SELECT COALESCE(u.org_id, c.org_id) AS org_id, u.event_id, c.cause, u.credits, c.amount, u.route, u.occurred_at
          FROM u FULL JOIN c ON c.org_id = u.org_id AND c.cause = 'event:' || u.event_id),
-     kept AS (
-       SELECT r.org_id, r.route, r.occurred_at, r.credits, COUNT(*) AS n, MIN(r.id) AS ref
+     paid_by_hold AS (
+       SELECT r.org_id, r.id, r.credits, r.route, r.occurred_at, CASE WHEN r.closed_by LIKE 'event:%' THEN substr(r.closed_by, 7) END AS event_id
          FROM r JOIN e ON e.org_id = r.org_id AND e.id = r.id
-        WHERE $3 AND r.status = 'settled' AND e.released IS NULL GROUP BY 1, 2, 3, 4),
+        WHERE $3 AND r.status = 'settled' AND e.released IS NULL),
+     kept AS (
+       SELECT org_id, route, occurred_at, credits, COUNT(*) AS n, MIN(id) AS ref FROM paid_by_hold
+        WHERE event_id IS NULL GROUP BY 1, 2, 3, 4),
      uncharged AS (
-       SELECT org_id, route, occurred_at, credits, COUNT(*) AS n, MIN(event_id) AS ref FROM paired
-        WHERE cause IS NULL AND credits > 0 GROUP BY 1, 2, 3, 4)
+       SELECT org_id, route, occurred_at, credits, COUNT(*) AS n, MIN(event_id) AS ref FROM paired p
+        WHERE cause IS NULL AND credits > 0
+          AND NOT EXISTS (SELECT 1 FROM paid_by_hold h WHERE h.org_id = p.org_id AND h.event_id = p.event_id AND h.credits = p.credits)
+        GROUP BY 1, 2, 3, 4),
+     unpaired AS (
+       SELECT h.org_id, h.id, h.event_id, h.credits FROM paid_by_hold h
+        WHERE h.event_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM u WHERE u.org_id = h.org_id AND u.event_id = h.event_id AND u.credits = h.credits))
      SELECT 'hold' AS kind, org_id, id AS ref, status, credits::text, allocated::text, held::text, released::text,
             NULL AS charged, NULL AS calls, NULL AS holds
        FROM hold
@@ -87,6 +96,9 @@ export async function checkHoldsAndCharges(sql: Sql, batch: OrgBatch, which: { h
             NULL, credits::text, NULL, NULL, NULL, NULL, COALESCE(uc.n, 0)::text, COALESCE(k.n, 0)::text
        FROM uncharged uc FULL JOIN kept k USING (org_id, route, occurred_at, credits)
       WHERE COALESCE(uc.n, 0) <> COALESCE(k.n, 0)
+     UNION ALL
+     SELECT 'unpaired', org_id, id || ' (settled by event ' || event_id || ')', NULL, credits::text, NULL, NULL, NULL, NULL, NULL, NULL
+       FROM unpaired
      ORDER BY 2, 3`,
     [batch.orgs, which.holds, which.charges],
   );
@@ -126,6 +138,10 @@ function chargeViolation(r: Row): Violation {
       expected: r.ref.startsWith('event:') ? `a usage row of this org for ${r.ref.slice(6)}` : 'a cause event:<event_id>',
       found: `none (charged ${r.charged})`,
     };
+  }
+  if (r.kind === 'unpaired') {
+    const event = r.ref.slice(r.ref.lastIndexOf(' ') + 1, -1);
+    return { check: 'charges', org: r.org_id, subject: `reservation ${r.ref}`, expected: `a usage row of event ${event} costing its ${r.credits} credits`, found: 'none' };
   }
   if (r.kind === 'mismatch') {
     return { check: 'charges', org: r.org_id, subject: `usage row ${r.ref}`, expected: `charge entries summing to -${r.credits}`, found: `-${r.charged}` };

@@ -219,6 +219,9 @@ export class RequestCompletedConsumer {
     const usage: UsageRow[] = [];
     const windowWrites: Array<{ orgId: string; entityId: string; at: number }> = [];
     const settled: ReservationRef[] = [];
+    // Which event settled each hold (closed_by `event:<event_id>`): a hold settled at its price has no entry naming
+    // the event, so this is how the ledger's reader (npm run audit) pairs the call with the hold that paid for it.
+    const settledBy: string[] = [];
     let credits = 0;
 
     for (const { event, message } of events) {
@@ -257,6 +260,7 @@ export class RequestCompletedConsumer {
       entries.push(...metered.entries);
       if (reservation) {
         settled.push({ orgId: event.org_id, id: reservation.id });
+        settledBy.push(`event:${event.event_id}`);
         reservations.delete(reservationKey(event.org_id, reservation.id));
       }
       const at = Date.parse(event.occurred_at);
@@ -288,7 +292,7 @@ export class RequestCompletedConsumer {
       usagePart(usage),
       usageCountPart(usage),
       windowsPart(windowWrites),
-      closeReservationsPart(settled, 'settled', settled.map(() => 'event')),
+      closeReservationsPart(settled, 'settled', settledBy),
     );
     return { metered: usage.length, duplicates: seen.size, credits };
   }
