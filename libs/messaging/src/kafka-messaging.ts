@@ -264,6 +264,22 @@ class KafkaMessaging implements Messaging {
     return result;
   }
 
+  async committedOffsets(groupId: string, topic: string): Promise<Map<number, bigint>> {
+    const admin = await this.connectedAdmin();
+    const committed = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return new Map((committed[0]?.partitions ?? []).filter((p) => Number(p.offset) >= 0).map((p) => [p.partition, BigInt(p.offset)]));
+  }
+
+  async startOffsets(topic: string): Promise<Map<number, bigint>> {
+    const admin = await this.connectedAdmin();
+    return new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.low)]));
+  }
+
+  async deleteGroup(groupId: string): Promise<void> {
+    const admin = await this.connectedAdmin();
+    await admin.deleteGroups([groupId]);
+  }
+
   partitionOf(key: string, partitions: number): number {
     return partitionOfKey(key, partitions);
   }

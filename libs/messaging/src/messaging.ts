@@ -81,6 +81,12 @@ export interface Messaging {
     onBatch: (partition: number, messages: IncomingMessage[]) => Promise<void>,
     opts: { groupPrefix: string; idleMs?: number },
   ): Promise<Map<number, { from: bigint; complete: boolean }>>;
+  /** A group's offsets as committed to Kafka, per partition (partitions it never committed are missing). */
+  committedOffsets(groupId: string, topic: string): Promise<Map<number, bigint>>;
+  /** Each partition's low-water mark: the earliest offset still retained. */
+  startOffsets(topic: string): Promise<Map<number, bigint>>;
+  /** Deletes a consumer group that has no members left (a replay's one-off group). */
+  deleteGroup(groupId: string): Promise<void>;
   /** The partition `publish` puts a message keyed `key` on, in a topic of `partitions` partitions. */
   partitionOf(key: string, partitions: number): number;
   close(): Promise<void>;

@@ -18,8 +18,12 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** Migrations only; `synchronize` stays off. Entities are not used: the hot paths are set-based SQL. */
-export function createDataSource(url = databaseUrl(), poolSize = 10): DataSource {
+/**
+ * Migrations only; `synchronize` stays off. Entities are not used: the hot paths are set-based SQL.
+ * `searchPath` sets every connection's search_path (a replay's scratch schema: unqualified table names, the
+ * same SQL as live, resolve there and nowhere else).
+ */
+export function createDataSource(url = databaseUrl(), poolSize = 10, searchPath?: string): DataSource {
   return new DataSource({
     type: 'postgres',
     url,
@@ -27,7 +31,12 @@ export function createDataSource(url = databaseUrl(), poolSize = 10): DataSource
     migrationsRun: false,
     migrations,
     migrationsTableName: 'typeorm_migrations',
-    extra: { max: poolSize, connectionTimeoutMillis: 5000, application_name: 'tollgate' },
+    extra: {
+      max: poolSize,
+      connectionTimeoutMillis: 5000,
+      application_name: 'tollgate',
+      ...(searchPath === undefined ? {} : { options: `-c search_path=${searchPath}` }),
+    },
     logging: ['error'],
   });
 }
@@ -35,9 +44,9 @@ export function createDataSource(url = databaseUrl(), poolSize = 10): DataSource
 export class DatabaseUnavailableError extends Error {}
 
 /** Connects (and migrates when asked); a failure names the database and what went wrong, not a stack. */
-export async function connectDatabase(opts: { url?: string; migrate: boolean; poolSize?: number }): Promise<DataSource> {
+export async function connectDatabase(opts: { url?: string; migrate: boolean; poolSize?: number; searchPath?: string }): Promise<DataSource> {
   const url = opts.url ?? databaseUrl();
-  const ds = createDataSource(url, opts.poolSize);
+  const ds = createDataSource(url, opts.poolSize, opts.searchPath);
   try {
     await ds.initialize();
   } catch (e) {
