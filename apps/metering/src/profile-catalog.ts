@@ -25,6 +25,10 @@ export class ProfileCatalog {
     return new ProfileCatalog(active, others);
   }
 
+  names(): IterableIterator<string> {
+    return this.profiles.keys();
+  }
+
   get(name: string): Profile | undefined {
     return this.profiles.get(name);
   }

@@ -3,6 +3,7 @@ import { connectDatabase } from '@tollgate/persistence';
 import { progress, Progress, runCommand } from './ops/cli';
 import { ProfileCatalog } from './profile-catalog';
 import { formatDifference } from './replay/diff';
+import { kafkaReplayCommand } from './replay/kafka-replay-command';
 import { ReplayArgumentError, replayLedger } from './replay/ledger-replay';
 import { loadProfileFile, whatIf } from './replay/what-if';
 
@@ -12,8 +13,7 @@ import { loadProfileFile, whatIf } from './replay/what-if';
  * The CLI only: arguments, output, exit codes (0 nothing differs, 1 a difference, 2 bad arguments). What a ledger
  * replay rebuilds, diffs and applies is in replay/ledger-replay.ts; the what-if pricing in replay/what-if.ts.
  *
- * `--source kafka` (re-deriving the ledger from the event topic into a scratch schema) is not built yet: the
- * command says so and exits 2 rather than pretend.
+ * `--source kafka [--profile FILE]` re-prices the event topic into a scratch schema: replay/kafka-replay.ts.
  */
 interface Options {
   orgs: string[] | 'all';
@@ -49,6 +49,7 @@ export function parseArgs(argv: string[]): Options | string {
   }
   if (!orgs) return 'say which ledgers: --all or --org ID';
   if (apply && profile !== null) return '--profile prices history under another profile and changes nothing: it does not go with --apply';
+  if (apply && source === 'kafka') return '--apply swaps in projections rebuilt from the ledger: use it with --source ledger';
   return { orgs, source, apply, profile };
 }
 
@@ -58,10 +59,7 @@ async function main(): Promise<number> {
     process.stderr.write(`replay: ${opts}\n${usage}\n`);
     return 2;
   }
-  if (opts.source === 'kafka') {
-    process.stderr.write('replay: --source kafka is not available yet; replay from the ledger (--source ledger)\n');
-    return 2;
-  }
+  if (opts.source === 'kafka') return kafkaReplayCommand(opts);
   try {
     return opts.profile !== null ? await runWhatIf(opts, opts.profile) : await runLedger(opts);
   } catch (e) {
