@@ -1,4 +1,5 @@
  
+import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -109,6 +110,65 @@ async function metering(stack: Stack): Promise<void> {
   rows.push({ name: `metering: same, including process start-up`, n, p50: '-', p99: '-', throughput: `${Math.round(n / ((done - launched) / 1000))} events/s` });
   await copyBaseline(db, orgs.map((o) => o.orgId), n);
   await db.end();
+}
+
+/**
+ * `npm run bench -- replay-kafka`: `npm run replay -- --all --source kafka` over a topic of `BENCH_REPLAY_EVENTS` synthetic events (default 100,000;
+ * 200 orgs, 90% charged, 10% 500s), produced straight to the topic and metered live first. Reports the replay's
+ * rate from its first progress line to its last (consuming and re-pricing) and end to end (wall clock of the
+ * command: scratch schema, snapshot, group join, comparison included). Events other runs left on the topic are
+ * read too (and skipped: their orgs are not in this database) and counted.
+ */
+async function replayKafkaBench(stack: Stack): Promise<void> {
+  const n = Number(process.env.BENCH_REPLAY_EVENTS || 100_000);
+  const orgs: string[] = [];
+  for (let i = 0; i < 200; i += 20) {
+    orgs.push(...(await Promise.all(Array.from({ length: 20 }, (_, j) => stack.orgWithKey('pro', uniqueId(`replay-bench-${i + j}`))))).map((o) => o.orgId));
+  }
+  const kafka = testKafka();
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const at = Date.now() - 120_000;
+  const produced = performance.now();
+  for (let i = 0; i < n; i += 10_000) {
+    const messages = [];
+    for (let j = i; j < Math.min(n, i + 10_000); j++) {
+      const org = orgs[j % orgs.length]!;
+      messages.push({ key: org, value: JSON.stringify(requestCompleted({ org_id: org, occurred_at: new Date(at + Math.floor(j / 10)).toISOString(), status_code: j % 10 === 0 ? 500 : 200 })) });
+    }
+    await producer.send({ topic: 'tollgate.request-completed.v1', messages, acks: -1 });
+  }
+  await producer.disconnect();
+  const produceSeconds = (performance.now() - produced) / 1000;
+  const db = new Client({ connectionString: process.env.DATABASE_URL });
+  await db.connect();
+  const counted = async () => Number((await db.query(`SELECT COALESCE(SUM(total), 0) AS n FROM usage_totals WHERE org_id = ANY($1)`, [orgs])).rows[0].n);
+  const liveStarted = performance.now();
+  await eventually(async () => (await counted()) >= n, 3_600_000, 500);
+  const liveSeconds = (performance.now() - liveStarted) / 1000;
+  await db.end();
+
+  const started = performance.now();
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [join(repoRoot, 'dist/apps/metering/src/replay.js'), '--all', '--source', 'kafka'], { env: { ...process.env, TOLLGATE_PROFILE: 'trackyard' } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+      if (process.env.BENCH_LOGS) process.stderr.write(b);
+    });
+    child.once('exit', (c) => resolve({ code: c, stdout: out, stderr: err }));
+  });
+  const seconds = (performance.now() - started) / 1000;
+  if (code !== 0) throw new Error(`replay exited ${code}:\n${stdout.slice(0, 4000)}\n${stderr.slice(-4000)}`);
+  const total = Number(/(\d+) event\(s\) re-priced/.exec(stdout)?.[1] ?? n);
+  const rates = [...stderr.matchAll(/(\d+)\/(\d+) events\s+(\d+) events\/s/g)];
+  const consuming = rates.length > 0 ? `${rates[rates.length - 1]![3]} events/s` : '-';
+  rows.push({ name: `produce ${n} synthetic events straight to the topic`, n, p50: '-', p99: '-', throughput: `${Math.round(n / produceSeconds)} events/s` });
+  rows.push({ name: `live metering of them (backlog, 200 orgs)`, n, p50: '-', p99: '-', throughput: `${Math.round(n / liveSeconds)} events/s` });
+  rows.push({ name: `replay --all --source kafka: consuming and re-pricing (its progress line)`, n: total, p50: '-', p99: '-', throughput: consuming });
+  rows.push({ name: `replay --all --source kafka: end to end (${seconds.toFixed(1)} s, no difference)`, n: total, p50: '-', p99: '-', throughput: `${Math.round(total / seconds)} events/s` });
 }
 
 /**
@@ -224,6 +284,15 @@ async function main(): Promise<void> {
   if (want('rate-limit')) await rateLimits();
   if (want('replay')) {
     for (const r of await replayBench()) rows.push({ name: r.name, n: r.n, p50: '-', p99: '-', throughput: `${r.rate} entries/s (${r.seconds.toFixed(1)} s)` });
+  }
+  // Only when asked for (`npm run bench -- replay-kafka`): it meters the whole backlog live first.
+  if (only.includes('replay-kafka')) {
+    const stack = await Stack.start({ profile: 'trackyard' });
+    try {
+      await replayKafkaBench(stack);
+    } finally {
+      await stack.stop();
+    }
   }
   if (want('metering') || want('reservations') || want('query')) {
     const stack = await Stack.start({ profile: 'trackyard' });

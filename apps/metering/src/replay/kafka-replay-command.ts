@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { createKafkaMessaging } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
 import { strFromEnv } from '@tollgate/platform';
@@ -26,6 +27,8 @@ export async function kafkaReplayCommand(opts: { orgs: string[] | 'all'; profile
     return 2;
   }
   const say = (line: string) => process.stderr.write(`replay: ${line}\n`);
+  // stdout is the report: the consumer's per-message warnings (events the scratch refused) are differences there.
+  Logger.overrideLogger(['error']);
   const live = await connectDatabase({ migrate: false, poolSize: 2 });
   const messaging = createKafkaMessaging({ clientId: 'tollgate-replay', log: (level, message) => level === 'error' && say(message) });
   const stop = new AbortController();

@@ -146,7 +146,9 @@ function planTerms(catalog: ProfileCatalog, profile: string, plan: string) {
 
 /**
  * Hands out the commands due before an event: each org's queue in time order, a command due once an event of its
- * org occurred at or after it. `rest()` is what no event came after (applied once the topic is read).
+ * org occurred at or after it. An org is opened before its first event whatever that event's time: live metering
+ * meters an event dated before the org was created (a client clock behind, another producer) once the org exists,
+ * as the replay does. `rest()` is what no event came after (applied once the topic is read).
  */
 export class CommandQueue {
   private readonly next = new Map<string, number>();
@@ -158,6 +160,7 @@ export class CommandQueue {
     if (!list) return [];
     const from = this.next.get(orgId) ?? 0;
     let to = from;
+    if (from === 0 && list[0]?.kind === 'create-org') to = 1;
     while (to < list.length && list[to]!.at <= at) to++;
     if (to === from) return [];
     this.next.set(orgId, to);
