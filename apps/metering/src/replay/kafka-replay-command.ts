@@ -77,7 +77,7 @@ function printDifferences(report: KafkaReplayReport): number {
     process.stdout.write(`${d.orgId}\t${d.what}\tlive=${d.live}\treplayed=${d.replayed}\t${d.explained ? 'explained' : 'UNEXPLAINED'}: ${d.reason}\n`);
   }
   const explained = report.differences.length - unexplained.length;
-  const summary = `${report.events} event(s) re-priced from kafka for ${report.orgs} org(s)`;
+  const summary = `${report.repriced} event(s) of ${report.orgs} org(s) re-priced (${report.events} read from kafka)`;
   if (report.differences.length === 0) process.stdout.write(`replay: ${summary}; no difference\n`);
   else process.stdout.write(`replay: ${summary}; ${unexplained.length} unexplained difference(s), ${explained} explained by timing\n`);
   return unexplained.length === 0 ? 0 : 1;

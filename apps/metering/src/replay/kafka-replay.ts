@@ -69,7 +69,10 @@ export interface WhatIfLine {
 
 export interface KafkaReplayReport {
   interrupted: boolean;
+  /** Messages read from the topic (up to the captured ends). */
   events: number;
+  /** Of those, the events of the replayed orgs (and unreadable ones), handed to the consumer. */
+  repriced: number;
   orgs: number;
   differences: Difference[];
   whatIf: WhatIfLine[];
@@ -82,7 +85,7 @@ export async function kafkaReplay(deps: KafkaReplayDeps, opts: KafkaReplayOption
   const { live, messaging } = deps;
   const note = deps.note ?? (() => undefined);
   const notes: string[] = [];
-  const report: KafkaReplayReport = { interrupted: false, events: 0, orgs: 0, differences: [], whatIf: [], notes };
+  const report: KafkaReplayReport = { interrupted: false, events: 0, repriced: 0, orgs: 0, differences: [], whatIf: [], notes };
 
   const orgIds: string[] =
     opts.orgs === 'all' ? (await live.query(`SELECT id FROM orgs ORDER BY id`)).map((r: { id: string }) => r.id) : opts.orgs;
@@ -127,6 +130,7 @@ export async function kafkaReplay(deps: KafkaReplayDeps, opts: KafkaReplayOption
       }
     }
     report.events = feed.consumed;
+    report.repriced = feed.repriced;
     if (deps.signal?.aborted) return { ...report, interrupted: true };
     // Commands no event came after (a top-up after the last call) still belong to the history.
     await applyCommands(scratch.ds, opts.catalog, orgById, queue.rest());
@@ -195,6 +199,7 @@ class TopicFeed {
   readonly consumer: RequestCompletedConsumer;
   readonly done: Promise<void>;
   consumed = 0;
+  repriced = 0;
   readonly total: number;
   /** Orgs whose events came on more than one partition: their relative order may differ from live's. */
   readonly multiPartitionOrgs = new Set<string>();
@@ -269,6 +274,7 @@ class TopicFeed {
 
   private async flush(batch: IncomingBatch, messages: IncomingMessage[], nextOffset: string): Promise<void> {
     if (messages.length === 0) return;
+    this.repriced += messages.length;
     await this.consumer.handle({ topic: batch.topic, partition: batch.partition, messages, nextOffset });
   }
 
