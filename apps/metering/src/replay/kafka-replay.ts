@@ -102,8 +102,8 @@ export async function kafkaReplay(deps: KafkaReplayDeps, opts: KafkaReplayOption
   const groupId = `tollgate-replay-${process.pid}-${Date.now().toString(36)}`;
   let groupUsed = false;
   try {
-    const asOf = await snapshotLive(live, schemaName, orgIds);
-    const { orgs, commands, unknown } = await recordedCommands(live.manager, orgIds, new Date(asOf));
+    const { asOf, read } = await snapshotLive(live, schemaName, orgIds, (m) => recordedCommands(m, orgIds));
+    const { orgs, commands, unknown } = read;
     for (const u of unknown) notes.push(`admin entries not understood, not re-applied: ${u}`);
     report.orgs = orgs.length;
     const orgById = new Map(orgs.map((o) => [o.id, o]));
@@ -319,7 +319,7 @@ function peek(message: IncomingMessage): EventHead | null {
 async function whatIfTotals(scratch: DataSource): Promise<WhatIfLine[]> {
   const rows: Array<{ org_id: string; events: string; live: string | null; replayed: string }> = await scratch.query(
     `SELECT r.org_id, COUNT(*) AS events, SUM(l.credits) AS live, SUM(r.credits) AS replayed
-       FROM usage_records r LEFT JOIN live_usage l USING (event_id) GROUP BY r.org_id ORDER BY r.org_id`,
+       FROM usage_records r LEFT JOIN live_usage l USING (org_id, event_id) GROUP BY r.org_id ORDER BY r.org_id`,
   );
   return rows.map((r) => ({ orgId: r.org_id, events: Number(r.events), live: Number(r.live ?? 0), replayed: Number(r.replayed) }));
 }
@@ -353,7 +353,7 @@ async function compare(
   const out: Difference[] = [];
   const eventRows: EventRow[] = await scratch.query(
     `SELECT r.org_id, r.event_id, l.credits AS live, r.credits AS replayed, r.method, r.route, r.occurred_at
-       FROM usage_records r LEFT JOIN live_usage l USING (event_id)
+       FROM usage_records r LEFT JOIN live_usage l USING (org_id, event_id)
       WHERE l.event_id IS NULL OR l.credits <> r.credits
       ORDER BY r.org_id, r.occurred_at, r.event_id`,
   );
@@ -362,43 +362,46 @@ async function compare(
     const profile = orgs.get(r.org_id)?.profile ?? '';
     return catalog.route(profile, r.method, r.route)?.cost.kind === 'per_entity' && r.live !== null;
   });
+  const key = (orgId: string, eventId: string) => `${orgId}/${eventId}`;
   const holdsByEvent = new Map<string, string[]>();
   if (perEntity.length > 0) {
-    const rows: Array<{ event_id: string; hold_id: string }> = await scratch.query(
-      `SELECT e.event_id, h.id AS hold_id
+    const rows: Array<{ org_id: string; event_id: string; hold_id: string }> = await scratch.query(
+      `SELECT e.org_id, e.event_id, h.id AS hold_id
          FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(event_id, org_id, occurred_at)
-         JOIN replayed_entities x ON x.event_id = e.event_id
+         JOIN replayed_entities x ON x.org_id = e.org_id AND x.event_id = e.event_id
          JOIN live_entity_holds h ON h.org_id = e.org_id AND h.entities && x.entities
           AND h.id IS DISTINCT FROM x.reservation_id
           AND h.held_at <= e.occurred_at + interval '5 minutes'
           AND (h.closed_at IS NULL OR h.closed_at >= e.occurred_at)`,
       [perEntity.map((r) => r.event_id), perEntity.map((r) => r.org_id), perEntity.map((r) => r.occurred_at)],
     );
-    for (const r of rows) holdsByEvent.set(r.event_id, [...(holdsByEvent.get(r.event_id) ?? []), r.hold_id]);
+    for (const r of rows) holdsByEvent.set(key(r.org_id, r.event_id), [...(holdsByEvent.get(key(r.org_id, r.event_id)) ?? []), r.hold_id]);
   }
   const ownHold = new Map<string, string>();
   if (perEntity.length > 0) {
-    const rows: Array<{ event_id: string; reservation_id: string }> = await scratch.query(
-      `SELECT event_id, reservation_id FROM replayed_entities WHERE event_id = ANY($1::text[]) AND reservation_id IS NOT NULL`,
-      [perEntity.map((r) => r.event_id)],
+    const rows: Array<{ org_id: string; event_id: string; reservation_id: string }> = await scratch.query(
+      `SELECT x.org_id, x.event_id, x.reservation_id FROM replayed_entities x
+         JOIN unnest($1::text[], $2::text[]) AS e(org_id, event_id) ON x.org_id = e.org_id AND x.event_id = e.event_id
+        WHERE x.reservation_id IS NOT NULL`,
+      [perEntity.map((r) => r.org_id), perEntity.map((r) => r.event_id)],
     );
-    for (const r of rows) ownHold.set(r.event_id, r.reservation_id);
+    for (const r of rows) ownHold.set(key(r.org_id, r.event_id), `${r.org_id}/${r.reservation_id}`);
   }
-  const explainingHolds = new Set([...holdsByEvent.values()].flat());
+  const explainingHolds = new Set([...holdsByEvent].flatMap(([k, ids]) => ids.map((id) => `${k.split('/')[0]}/${id}`)));
   const explainedDelta = new Map<string, number>();
   for (const r of eventRows) {
     let reason: string;
     let explained = false;
     if (r.live === null) reason = 'metered by the replay, not live';
     else {
-      const holds = holdsByEvent.get(r.event_id);
-      const own = ownHold.get(r.event_id);
+      const holds = holdsByEvent.get(key(r.org_id, r.event_id));
+      const own = ownHold.get(key(r.org_id, r.event_id));
       const isPerEntity = perEntity.includes(r);
       if (holds) {
         reason = `entity paid by a still-held call live (reservation ${holds.join(', ')}); the replay holds nothing, so this event paid`;
         explained = true;
       } else if (own && explainingHolds.has(own)) {
-        reason = `its hold (${own}) paid live for an entity that, in the replay, an earlier event had paid`;
+        reason = `its hold (${own.slice(r.org_id.length + 1)}) paid live for an entity that, in the replay, an earlier event had paid`;
         explained = true;
       } else if (isPerEntity && context.multiPartition.has(r.org_id)) {
         reason = 're-access window: the org\'s events came on several partitions, so they arrive in another order';
@@ -417,15 +420,18 @@ async function compare(
   const refusedIds = new Map<string, string>();
   for (const d of refused) {
     const head = d.value ? safeJson(d.value) : null;
-    if (head && typeof head.event_id === 'string') refusedIds.set(head.event_id, d.reason);
+    if (head && typeof head.event_id === 'string' && typeof head.org_id === 'string') refusedIds.set(key(head.org_id, head.event_id), d.reason);
   }
+  const refusedOrgs = [...refusedIds.keys()].map((k) => k.slice(0, k.indexOf('/')));
+  const refusedEvents = [...refusedIds.keys()].map((k) => k.slice(k.indexOf('/') + 1));
   if (refusedIds.size > 0) {
     const rows: Array<{ org_id: string; event_id: string; credits: string }> = await scratch.query(
-      `SELECT org_id, event_id, credits FROM live_usage WHERE event_id = ANY($1::text[]) ORDER BY org_id, event_id`,
-      [[...refusedIds.keys()]],
+      `SELECT l.org_id, l.event_id, l.credits FROM live_usage l JOIN unnest($1::text[], $2::text[]) AS d(org_id, event_id)
+          ON l.org_id = d.org_id AND l.event_id = d.event_id ORDER BY l.org_id, l.event_id`,
+      [refusedOrgs, refusedEvents],
     );
     for (const r of rows) {
-      out.push({ orgId: r.org_id, what: `event ${r.event_id}`, live: r.credits, replayed: 'none', reason: `refused by the replay: ${refusedIds.get(r.event_id)}`, explained: false });
+      out.push({ orgId: r.org_id, what: `event ${r.event_id}`, live: r.credits, replayed: 'none', reason: `refused by the replay: ${refusedIds.get(key(r.org_id, r.event_id))}`, explained: false });
     }
   }
 
@@ -438,9 +444,10 @@ async function compare(
   const holds: Array<{ org_id: string; allocation: Array<{ bucketId: string; credits: number }> }> = await scratch.query(`SELECT org_id, allocation FROM live_holds`);
   const unreplayed: Array<{ org_id: string; credits: string }> = await scratch.query(
     `SELECT l.org_id, SUM(l.credits) AS credits FROM live_usage l
-      WHERE NOT EXISTS (SELECT 1 FROM usage_records r WHERE r.event_id = l.event_id) AND NOT (l.event_id = ANY($1::text[]))
+      WHERE NOT EXISTS (SELECT 1 FROM usage_records r WHERE r.org_id = l.org_id AND r.event_id = l.event_id)
+        AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[]) AS d(org_id, event_id) WHERE d.org_id = l.org_id AND d.event_id = l.event_id)
       GROUP BY l.org_id`,
-    [[...refusedIds.keys()]],
+    [refusedOrgs, refusedEvents],
   );
   const notReplayed = new Map(unreplayed.map((r) => [r.org_id, Number(r.credits)]));
   type Side = { live?: Account; replayed?: Account; livePlan?: string; broken?: string };

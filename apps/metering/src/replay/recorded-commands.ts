@@ -5,18 +5,20 @@ import { appendEntries, insertAccount, lockAccounts, saveAccounts } from '../led
 
 /**
  * The operator's commands a Kafka replay re-applies around the events: an org opened with its plan, plan changes,
- * credit grants. The events are on the topic; these are not, so they are read back from what the live database
- * recorded of them.
+ * credit grants. The events are on the topic; these are not, so they are read back from the live database.
  *
- * Derived, not recorded: every admin command leaves ledger entries caused `admin:<command>:<id>` dated by the
- * command's own clock (`occurred_at`), so the entries of one command are grouped by (cause, occurred_at):
- * - `admin:create-org:<org>`: the plan it was opened on is the `plan` of its grants; an org whose plan grants
- *   nothing has no entries, and is opened at `orgs.created_at` on the plan it had before its first plan change
- *   (`from_plan`), else on its current plan;
- * - `admin:plan:<plan>`: a plan change to `<plan>`;
- * - `admin:grant:<idempotency key>`: a top-up of the entry's amount, with its `expires_at`.
- * What this cannot see: a plan change that wrote no entry (nothing to adjust, no one-time credits) leaves no
- * trace; the replayed account then ends on another plan than the live org, which the diff reports.
+ * The source is the command record, `admin_commands` (every operator command with its id, input and time; its
+ * ledger entries are caused `admin:<command id>`): create-org (`input.plan`), change-plan (`input.plan`) and
+ * grant-credits (`input.amount`, `input.expires_at`, bucket `top_up:<idempotency key>`), at `issued_at`, the
+ * clock the command's entries are dated by. The other commands (keys, limits) change no credits.
+ *
+ * History from before the record had ids: its entries keep the causes they were written with, so those commands
+ * are derived from the ledger, grouped by (cause, occurred_at): `admin:create-org:<org>` (plan from the grants'
+ * detail), `admin:plan:<plan>`. Grants of that time got rows in the record (the migration), so
+ * `admin:grant:<key>` entries are only used when the record has no grant with that key. An org with no create-org
+ * at all (created before the record on a plan that grants nothing) is opened at `orgs.created_at` on the plan it
+ * had before its first plan change (`from_plan`), else on its current plan. A plan change of that time that wrote
+ * no entry left no trace: the replayed org then ends on another plan than the live one, which the diff reports.
  */
 export type RecordedCommand =
   | { kind: 'create-org'; orgId: string; at: number; plan: string; cause: string }
@@ -31,75 +33,89 @@ export interface RecordedOrg {
   plan: string;
 }
 
-interface CommandRow {
+interface LegacyRow {
   org_id: string;
   cause: string;
   at: Date;
   entries: Array<{ type: string; amount: number; bucket_id: string | null; detail: Record<string, unknown> }>;
 }
 
+interface RecordRow {
+  org_id: string;
+  id: string;
+  command: 'create-org' | 'change-plan' | 'grant-credits';
+  issued_at: Date;
+  input: Record<string, unknown>;
+  idempotency_key: string | null;
+}
+
 /**
- * The orgs and, per org, its commands recorded up to `asOf` (recorded_at), oldest first. Reads the live database
- * only. Orgs in `orgIds` that don't exist are left out (the caller says so).
+ * The orgs and, per org, its commands, oldest first. Reads the live database only; run it in the snapshot the
+ * replay compares against, so the commands are exactly those its balances include.
  */
 export async function recordedCommands(
   live: EntityManager,
   orgIds: string[],
-  asOf: Date,
 ): Promise<{ orgs: RecordedOrg[]; commands: Map<string, RecordedCommand[]>; unknown: string[] }> {
   const orgRows: Array<RecordedOrg & { created_at: Date }> = await live.query(
     `SELECT id, name, profile, plan, created_at FROM orgs WHERE id = ANY($1::text[]) ORDER BY id`,
     [orgIds],
   );
-  const rows: CommandRow[] = await live.query(
+  const recorded: RecordRow[] = await live.query(
+    `SELECT org_id, id, command, issued_at, input, idempotency_key FROM admin_commands
+      WHERE org_id = ANY($1::text[]) AND command IN ('create-org', 'change-plan', 'grant-credits')
+      ORDER BY org_id, seq`,
+    [orgIds],
+  );
+  const legacy: LegacyRow[] = await live.query(
     `SELECT org_id, cause, occurred_at AS at,
             json_agg(json_build_object('type', type, 'amount', amount, 'bucket_id', bucket_id, 'detail', detail) ORDER BY seq) AS entries
        FROM ledger_entries
-      WHERE org_id = ANY($1::text[]) AND cause LIKE 'admin:%' AND recorded_at <= $2
+      WHERE org_id = ANY($1::text[]) AND (cause LIKE 'admin:create-org:%' OR cause LIKE 'admin:plan:%' OR cause LIKE 'admin:grant:%')
       GROUP BY org_id, cause, occurred_at
       ORDER BY org_id, MIN(seq)`,
-    [orgIds, asOf],
+    [orgIds],
   );
   const commands = new Map<string, RecordedCommand[]>();
   const unknown: string[] = [];
-  for (const r of rows) {
+  const add = (c: RecordedCommand) => commands.set(c.orgId, [...(commands.get(c.orgId) ?? []), c]);
+  const recordedGrants = new Set<string>();
+  for (const r of recorded) {
+    const at = r.issued_at.getTime();
+    const cause = `admin:${r.id}`;
+    const plan = typeof r.input.plan === 'string' ? r.input.plan : null;
+    if (r.command === 'grant-credits') {
+      recordedGrants.add(`${r.org_id}/${r.idempotency_key}`);
+      const amount = Number(r.input.amount);
+      const expires = r.input.expires_at;
+      if (Number.isSafeInteger(amount) && amount > 0) {
+        add({ kind: 'grant', orgId: r.org_id, at, amount, expiresAt: typeof expires === 'string' ? Date.parse(expires) : null, bucketId: `top_up:${r.idempotency_key}`, cause });
+      }
+    } else if (plan) add({ kind: r.command, orgId: r.org_id, at, plan, cause });
+    else unknown.push(`${r.org_id}: command ${r.id} (${r.command}) names no plan`);
+  }
+  for (const r of legacy) {
     const at = r.at.getTime();
     const [, verb, ...rest] = r.cause.split(':');
     const id = rest.join(':');
-    let command: RecordedCommand | null = null;
     if (verb === 'create-org') {
       const plan = r.entries.map((e) => e.detail.plan).find((p): p is string => typeof p === 'string');
-      if (plan) command = { kind: 'create-org', orgId: r.org_id, at, plan, cause: r.cause };
-    } else if (verb === 'plan') {
-      command = { kind: 'change-plan', orgId: r.org_id, at, plan: id, cause: r.cause };
-    } else if (verb === 'grant') {
+      if (plan) add({ kind: 'create-org', orgId: r.org_id, at, plan, cause: r.cause });
+      else unknown.push(`${r.org_id}: ${r.cause} at ${r.at.toISOString()}`);
+    } else if (verb === 'plan') add({ kind: 'change-plan', orgId: r.org_id, at, plan: id, cause: r.cause });
+    else if (verb === 'grant' && !recordedGrants.has(`${r.org_id}/${id}`)) {
       const topUp = r.entries.find((e) => e.type === 'top_up');
       const expires = topUp?.detail.expires_at;
       if (topUp) {
-        command = {
-          kind: 'grant',
-          orgId: r.org_id,
-          at,
-          amount: Number(topUp.amount),
-          expiresAt: typeof expires === 'string' ? Date.parse(expires) : null,
-          bucketId: topUp.bucket_id ?? `top_up:${id}`,
-          cause: r.cause,
-        };
-      }
+        add({ kind: 'grant', orgId: r.org_id, at, amount: Number(topUp.amount), expiresAt: typeof expires === 'string' ? Date.parse(expires) : null, bucketId: topUp.bucket_id ?? `top_up:${id}`, cause: r.cause });
+      } else unknown.push(`${r.org_id}: ${r.cause} at ${r.at.toISOString()}`);
     }
-    if (!command) {
-      unknown.push(`${r.org_id}: ${r.cause} at ${r.at.toISOString()}`);
-      continue;
-    }
-    const list = commands.get(r.org_id) ?? [];
-    list.push(command);
-    commands.set(r.org_id, list);
   }
   for (const org of orgRows) {
     const list = commands.get(org.id) ?? [];
     if (!list.some((c) => c.kind === 'create-org')) {
-      // A plan without credits opens an account with no entries: the org row dates it.
-      const firstChange = rows.find((r) => r.org_id === org.id && r.cause.startsWith('admin:plan:'));
+      // A plan without credits opened the account with no entries, before the record: the org row dates it.
+      const firstChange = legacy.find((r) => r.org_id === org.id && r.cause.startsWith('admin:plan:'));
       const fromPlan = firstChange?.entries.map((e) => e.detail.from_plan).find((p): p is string => typeof p === 'string');
       list.unshift({ kind: 'create-org', orgId: org.id, at: org.created_at.getTime(), plan: fromPlan ?? org.plan, cause: `admin:create-org:${org.id}` });
     }

@@ -1,4 +1,4 @@
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { connectDatabase, databaseUrl } from '@tollgate/persistence';
 
 /**
@@ -43,9 +43,15 @@ export class ScratchSchema {
  * - live_holds: reservations still held at the snapshot (credits and the buckets they came from);
  * - live_entity_holds: every per-entity reservation (any status), to explain per-entity price differences;
  * - live_usage: every usage row of the orgs at the snapshot.
- * Returns the snapshot's instant on the database clock.
+ * `alsoRead` runs in the same snapshot (the operator's commands, so they are exactly those the balances include).
+ * Returns the snapshot's instant on the database clock and what `alsoRead` returned.
  */
-export async function snapshotLive(live: DataSource, schema: string, orgIds: string[]): Promise<number> {
+export async function snapshotLive<T>(
+  live: DataSource,
+  schema: string,
+  orgIds: string[],
+  alsoRead: (m: EntityManager) => Promise<T>,
+): Promise<{ asOf: number; read: T }> {
   return live.transaction('REPEATABLE READ', async (m) => {
     const now = ((await m.query(`SELECT clock_timestamp() AS now`)) as Array<{ now: Date }>)[0]!.now;
     await m.query(
@@ -70,7 +76,8 @@ export async function snapshotLive(live: DataSource, schema: string, orgIds: str
          SELECT event_id, org_id, occurred_at, method, route, credits, cost_reason FROM usage_records WHERE org_id = ANY($1::text[])`,
       [orgIds],
     );
-    await m.query(`CREATE UNIQUE INDEX ON ${schema}.live_usage (event_id)`);
+    // Event ids are unique within their org (the same id under two orgs is two events).
+    await m.query(`CREATE UNIQUE INDEX ON ${schema}.live_usage (org_id, event_id)`);
     // Holds the gateway gave back: an event naming one costs nothing (meterEvent's givenBack). The scratch
     // consumer reads them from its own reservations table, as live metering does; they are closed, so they
     // hold nothing and settle nothing there.
@@ -80,6 +87,6 @@ export async function snapshotLive(live: DataSource, schema: string, orgIds: str
          FROM reservations WHERE status = 'released' AND closed_by = 'gateway' AND org_id = ANY($1::text[])`,
       [orgIds],
     );
-    return now.getTime();
+    return { asOf: now.getTime(), read: await alsoRead(m) };
   });
 }
