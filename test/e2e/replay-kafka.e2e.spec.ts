@@ -55,6 +55,11 @@ describe('replay (kafka source)', () => {
   afterAll(async () => {
     await db?.end();
     await stack?.stop();
+    const base = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/tollgate_test');
+    const admin = new Client({ connectionString: base.toString() });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${base.pathname.slice(1)}_replay_kafka WITH (FORCE)`);
+    await admin.end();
   });
 
   const call = (key: string, path: string, init: RequestInit = {}, port?: number) =>
