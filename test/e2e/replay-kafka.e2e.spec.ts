@@ -180,14 +180,20 @@ describe('replay (kafka source)', () => {
     await produce(testKafka(), [{ key: orgId, value: JSON.stringify(a) }]);
     await eventually(async () => (await db.query(`SELECT 1 FROM usage_records WHERE event_id = $1`, [a.event_id])).rowCount === 1);
     // A hold whose event never comes (yet): live's balance is lower by it until it settles or is released.
-    expect((await reserve(uuidv7(), 'c_open')).granted).toBe(true);
+    const open = uuidv7();
+    expect((await reserve(open, 'c_open')).granted).toBe(true);
     client.close();
+    const balance = async () => Number((await db.query(`SELECT balance FROM accounts WHERE org_id = $1`, [orgId])).rows[0].balance);
+    expect(await balance()).toBe(18); // 20 - c_held (A's settled hold) - c_open (held)
 
     const res = replay('--org', orgId, '--source', 'kafka');
     expect(res.stdout).toContain(`${orgId}\tevent ${b.event_id}\tlive=0\treplayed=1\texplained: entity paid by a still-held call live (reservation ${held})`);
     expect(res.stdout).toContain(`${orgId}\tevent ${a.event_id}\tlive=1\treplayed=0\texplained: its hold (${held})`);
     expect(res.stdout).not.toContain('UNEXPLAINED');
+    expect(res.stdout).not.toContain(`${orgId}\tbalance`); // live 18 + 1 held = replayed 20 - 1 (B paid)
     expect(res.status).toBe(0);
+    // Still held when the replay compared (120 s timeout): the balance matched because the hold was added back.
+    expect((await db.query(`SELECT status FROM reservations WHERE org_id = $1 AND id = $2`, [orgId, open])).rows[0].status).toBe('held');
   }, 120_000);
 
   it('Ctrl-C stops the replay, drops its scratch schema and consumer group and leaves live tables alone', async () => {
