@@ -55,3 +55,42 @@ describe('ensureTopics creates topics as configured (real Kafka)', () => {
     expect(await admin.listTopics()).not.toContain(topic);
   });
 });
+
+/** What a Kafka replay asks of the topic and its own group (real Kafka, a topic of this run only). */
+describe('offsets and groups for a replay (real Kafka)', () => {
+  const kafka = new Kafka({ clientId: 'tollgate-tests', brokers: kafkaBrokers(), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+
+  beforeAll(async () => {
+    await admin.connect();
+  });
+
+  afterAll(async () => {
+    await admin.disconnect();
+  });
+
+  it("gives each partition's start and end, a group's committed offsets, and deletes a group that has no members", async () => {
+    const topic = `test.replay.${uuidv7()}`;
+    const messaging = createKafkaMessaging({ clientId: 'tollgate-tests', topics: { [topic]: 2 }, topicSettings: { replicationFactor: 1, minInsyncReplicas: null, partitions: null } });
+    const groupId = `test-replay-${uuidv7()}`;
+    try {
+      await messaging.ensureTopics();
+      const producer = kafka.producer();
+      await producer.connect();
+      await producer.send({ topic, messages: [0, 0, 0, 1].map((partition, i) => ({ partition, value: String(i) })) });
+      await producer.disconnect();
+      expect(await messaging.startOffsets(topic)).toEqual(new Map([[0, 0n], [1, 0n]]));
+      expect(await messaging.endOffsets(topic)).toEqual(new Map([[0, 3n], [1, 1n]]));
+
+      expect(await messaging.committedOffsets(groupId, topic)).toEqual(new Map());
+      await admin.setOffsets({ groupId, topic, partitions: [{ partition: 0, offset: '2' }] });
+      expect(await messaging.committedOffsets(groupId, topic)).toEqual(new Map([[0, 2n]]));
+
+      await messaging.deleteGroup(groupId);
+      expect((await admin.listGroups()).groups.map((g) => g.groupId)).not.toContain(groupId);
+    } finally {
+      await messaging.close();
+      await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    }
+  });
+});
