@@ -1,18 +1,7 @@
-import { Account, foldAccount, LedgerEntryDraft, LedgerEntryType, LedgerFoldError } from '@tollgate/billing';
+import { Account, foldAccount, LedgerEntryDraft, LedgerFoldError } from '@tollgate/billing';
+import { entryRowColumns, EntryRow, toEntry } from '../ledger/ledger-store';
 import { OrgBatch, Sql } from './sql';
 import { Violation } from './violation';
-
-interface EntryRow {
-  org_id: string;
-  seq: string;
-  type: LedgerEntryType;
-  amount: string;
-  balance_after: string;
-  cause: string;
-  occurred_at: string;
-  bucket_id: string | null;
-  detail: Record<string, unknown>;
-}
 
 /**
  * `projection`: the accounts row is what folding the org's ledger gives (@tollgate/billing foldAccount, the same
@@ -30,7 +19,7 @@ export async function checkProjection(
   brokenChains: Promise<ReadonlySet<string>>,
 ): Promise<{ violations: Violation[]; notes: string[] }> {
   const rows = await sql<EntryRow>(
-    `SELECT org_id, seq, type, amount, balance_after, cause, (EXTRACT(EPOCH FROM occurred_at) * 1000)::bigint AS occurred_at, bucket_id, detail
+    `SELECT ${entryRowColumns}
        FROM ledger_entries WHERE org_id = ANY($1::text[]) ORDER BY org_id, seq`,
     [batch.orgs],
   );
@@ -38,17 +27,7 @@ export async function checkProjection(
   for (const r of rows) {
     let entries = byOrg.get(r.org_id);
     if (!entries) byOrg.set(r.org_id, (entries = []));
-    entries.push({
-      orgId: r.org_id,
-      seq: Number(r.seq),
-      type: r.type,
-      amount: Number(r.amount),
-      balanceAfter: Number(r.balance_after),
-      cause: r.cause,
-      occurredAt: Number(r.occurred_at),
-      bucketId: r.bucket_id,
-      detail: r.detail,
-    });
+    entries.push(toEntry(r));
   }
   const violations: Violation[] = [];
   const notes: string[] = [];

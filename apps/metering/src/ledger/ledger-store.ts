@@ -1,4 +1,4 @@
-import { Account, Allocation, applyCharges, LedgerEntryDraft } from '@tollgate/billing';
+import { Account, Allocation, applyCharges, LedgerEntryDraft, LedgerEntryType } from '@tollgate/billing';
 import { EntityManager } from 'typeorm';
 import { HeldReservation } from './meter-event';
 
@@ -41,7 +41,8 @@ export interface LockedAccount {
   profile: string;
 }
 
-interface AccountRow {
+/** An accounts row as `pg` returns it (bigint columns as strings). */
+export interface AccountRow {
   org_id: string;
   plan: Account['plan'];
   balance: string;
@@ -51,7 +52,41 @@ interface AccountRow {
   allowance_spent: string;
   granted_one_time: string[];
   buckets: Account['buckets'];
-  profile: string;
+}
+
+/** The columns of an accounts row, for readers of the projection (replay, audit). */
+export const accountRowColumns = `org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets`;
+
+/** A ledger_entries row selected with `entryRowColumns`. */
+export interface EntryRow {
+  org_id: string;
+  seq: string;
+  type: LedgerEntryType;
+  amount: string;
+  balance_after: string;
+  cause: string;
+  occurred_ms: string;
+  bucket_id: string | null;
+  detail: Record<string, unknown>;
+}
+
+/** The columns `toEntry` reads; occurred_at as epoch milliseconds, as the domain counts time. */
+export const entryRowColumns = `org_id, seq, type, amount, balance_after, cause,
+  (extract(epoch FROM occurred_at) * 1000)::int8 AS occurred_ms, bucket_id, detail`;
+
+/** A stored entry as the fold takes it. */
+export function toEntry(r: EntryRow): LedgerEntryDraft {
+  return {
+    orgId: r.org_id,
+    seq: Number(r.seq),
+    type: r.type,
+    amount: Number(r.amount),
+    balanceAfter: Number(r.balance_after),
+    cause: r.cause,
+    occurredAt: Number(r.occurred_ms),
+    bucketId: r.bucket_id,
+    detail: r.detail,
+  };
 }
 
 export function toAccount(r: AccountRow): Account {
@@ -73,7 +108,7 @@ const accountColumns = `a.org_id, a.plan, a.balance, a.debt, a.next_seq, a.allow
 
 /** Locks the accounts (in org order, so two writers never deadlock) and returns them. */
 export async function lockAccounts(m: EntityManager, orgIds: string[]): Promise<Map<string, LockedAccount>> {
-  const rows: AccountRow[] = await m.query(
+  const rows: Array<AccountRow & { profile: string }> = await m.query(
     `SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id
       WHERE a.org_id = ANY($1::text[]) ORDER BY a.org_id FOR UPDATE OF a`,
     [orgIds],
@@ -90,7 +125,7 @@ export async function lockAccountsWithHolds(
   orgIds: string[],
   reservationIds: string[],
 ): Promise<{ accounts: Map<string, LockedAccount>; existing: Map<string, { orgId: string; credits: number }> }> {
-  const rows: Array<AccountRow & { held: Array<{ id: string; credits: number }> }> = await m.query(
+  const rows: Array<AccountRow & { profile: string; held: Array<{ id: string; credits: number }> }> = await m.query(
     `SELECT ${accountColumns},
             (SELECT COALESCE(json_agg(json_build_object('id', r.id, 'credits', r.credits)), '[]'::json)
                FROM reservations r WHERE r.org_id = a.org_id AND r.id = ANY($2::text[])) AS held
@@ -104,7 +139,7 @@ export async function lockAccountsWithHolds(
 }
 
 export async function readAccount(m: EntityManager, orgId: string): Promise<LockedAccount | null> {
-  const rows: AccountRow[] = await m.query(
+  const rows: Array<AccountRow & { profile: string }> = await m.query(
     `SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id WHERE a.org_id = $1`,
     [orgId],
   );
@@ -133,18 +168,27 @@ export function accountsPart(accounts: Account[]): WritePart | null {
        FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[])
              AS t(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)) u
       WHERE a.org_id = u.org_id`,
-    params: [
-      accounts.map((a) => a.orgId),
-      accounts.map((a) => JSON.stringify(a.plan)),
-      accounts.map((a) => a.balance),
-      accounts.map((a) => a.debt),
-      accounts.map((a) => a.nextSeq),
-      accounts.map((a) => a.allowanceMonth),
-      accounts.map((a) => a.allowanceSpent),
-      accounts.map((a) => JSON.stringify(a.grantedOneTime)),
-      accounts.map((a) => JSON.stringify(a.buckets)),
-    ],
+    params: accountParams(accounts),
   };
+}
+
+/**
+ * Accounts as the nine arrays of `unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[],
+ * $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[]) AS u(org_id, plan, balance, debt, next_seq, allowance_month,
+ * allowance_spent, granted_one_time, buckets)`.
+ */
+export function accountParams(accounts: readonly Account[]): unknown[] {
+  return [
+    accounts.map((a) => a.orgId),
+    accounts.map((a) => JSON.stringify(a.plan)),
+    accounts.map((a) => a.balance),
+    accounts.map((a) => a.debt),
+    accounts.map((a) => a.nextSeq),
+    accounts.map((a) => a.allowanceMonth),
+    accounts.map((a) => a.allowanceSpent),
+    accounts.map((a) => JSON.stringify(a.grantedOneTime)),
+    accounts.map((a) => JSON.stringify(a.buckets)),
+  ];
 }
 
 /** Appends entries and queues each for publication on tollgate.ledger.v1 (transactional outbox). */

@@ -1,7 +1,7 @@
 import { PoolClient } from 'pg';
 import { DataSource, EntityManager } from 'typeorm';
 import { Account, evolve, foldAccount, LedgerEntryDraft, LedgerEntryType, LedgerFoldError, PlanTerms } from '@tollgate/billing';
-import { accountsPart, lockAccounts, toAccount, writeAll } from '../ledger/ledger-store';
+import { accountParams, accountRowColumns, AccountRow, accountsPart, entryRowColumns, EntryRow, lockAccounts, toAccount, toEntry, writeAll } from '../ledger/ledger-store';
 import { Difference, diffAccount } from './diff';
 
 /**
@@ -76,48 +76,6 @@ interface OrgToReplay {
   id: string;
   profile: string;
   plan: string;
-}
-
-interface AccountRow {
-  org_id: string;
-  plan: PlanTerms;
-  balance: string;
-  debt: string;
-  next_seq: string;
-  allowance_month: string | null;
-  allowance_spent: string;
-  granted_one_time: string[];
-  buckets: Account['buckets'];
-}
-
-interface EntryRow {
-  org_id: string;
-  seq: string;
-  type: LedgerEntryType;
-  amount: string;
-  balance_after: string;
-  cause: string;
-  occurred_ms: string;
-  bucket_id: string | null;
-  detail: Record<string, unknown>;
-}
-
-const entryColumns = `org_id, seq, type, amount, balance_after, cause,
-  (extract(epoch FROM occurred_at) * 1000)::int8 AS occurred_ms, bucket_id, detail`;
-const accountColumns = `org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets`;
-
-function toEntry(r: EntryRow): LedgerEntryDraft {
-  return {
-    orgId: r.org_id,
-    seq: Number(r.seq),
-    type: r.type,
-    amount: Number(r.amount),
-    balanceAfter: Number(r.balance_after),
-    cause: r.cause,
-    occurredAt: Number(r.occurred_ms),
-    bucketId: r.bucket_id,
-    detail: r.detail,
-  };
 }
 
 export async function replayLedger(ds: DataSource, opts: LedgerReplayOptions, hooks: LedgerReplayHooks = {}): Promise<LedgerReplayReport> {
@@ -260,8 +218,8 @@ async function replayBatch(
   const unfoldable = new Set<string>();
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   try {
-    const liveRows = await client.query<AccountRow>(`SELECT ${accountColumns} FROM accounts WHERE org_id = ANY($1::text[])`, [ids]);
-    const live = new Map(liveRows.rows.map((r) => [r.org_id, toAccount({ ...r, profile: '' })]));
+    const liveRows = await client.query<AccountRow>(`SELECT ${accountRowColumns} FROM accounts WHERE org_id = ANY($1::text[])`, [ids]);
+    const live = new Map(liveRows.rows.map((r) => [r.org_id, toAccount(r)]));
 
     const replayed = new Map<string, Account>();
     // The account's plan, else the org's plan from its profile; an org with neither can't be replayed (reported).
@@ -470,17 +428,7 @@ async function writeShadowAccounts(client: PoolClient, shadow: ShadowTables, acc
             ARRAY(SELECT jsonb_array_elements_text(u.granted_one_time)), u.buckets
        FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[])
          AS u(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)`,
-    [
-      accounts.map((a) => a.orgId),
-      accounts.map((a) => JSON.stringify(a.plan)),
-      accounts.map((a) => a.balance),
-      accounts.map((a) => a.debt),
-      accounts.map((a) => a.nextSeq),
-      accounts.map((a) => a.allowanceMonth),
-      accounts.map((a) => a.allowanceSpent),
-      accounts.map((a) => JSON.stringify(a.grantedOneTime)),
-      accounts.map((a) => JSON.stringify(a.buckets)),
-    ],
+    accountParams(accounts),
   );
 }
 
@@ -493,22 +441,22 @@ const samePlan = (x: PlanTerms, y: PlanTerms): boolean =>
  */
 async function repairOrg(ds: DataSource, shadow: ShadowTables, orgId: string): Promise<void> {
   await ds.transaction(async (m: EntityManager) => {
-    const shadowRows: AccountRow[] = await m.query(`SELECT ${accountColumns} FROM ${shadow.accounts} WHERE org_id = $1`, [orgId]);
+    const shadowRows: AccountRow[] = await m.query(`SELECT ${accountRowColumns} FROM ${shadow.accounts} WHERE org_id = $1`, [orgId]);
     const shadowRow = shadowRows[0];
     let locked = (await lockAccounts(m, [orgId])).get(orgId);
     if (!locked && shadowRow) {
       // A ledger without its account row: the row is created from the shadow, then locked like any other.
       await m.query(
-        `INSERT INTO accounts (${accountColumns}) SELECT ${accountColumns} FROM ${shadow.accounts} WHERE org_id = $1 ON CONFLICT (org_id) DO NOTHING`,
+        `INSERT INTO accounts (${accountRowColumns}) SELECT ${accountRowColumns} FROM ${shadow.accounts} WHERE org_id = $1 ON CONFLICT (org_id) DO NOTHING`,
         [orgId],
       );
       locked = (await lockAccounts(m, [orgId])).get(orgId);
     }
     if (!locked) return;
     const plan = locked.account.plan;
-    const base = shadowRow ? toAccount({ ...shadowRow, profile: '' }) : null;
+    const base = shadowRow ? toAccount(shadowRow) : null;
     const from = base && samePlan(base.plan, plan) ? base : null;
-    const rows: EntryRow[] = await m.query(`SELECT ${entryColumns} FROM ledger_entries WHERE org_id = $1 AND seq >= $2 ORDER BY seq`, [
+    const rows: EntryRow[] = await m.query(`SELECT ${entryRowColumns} FROM ledger_entries WHERE org_id = $1 AND seq >= $2 ORDER BY seq`, [
       orgId,
       from?.nextSeq ?? 1,
     ]);
