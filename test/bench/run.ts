@@ -80,6 +80,7 @@ async function rateLimits(): Promise<void> {
 async function metering(stack: Stack): Promise<void> {
   const n = Number(process.env.BENCH_EVENTS || 100_000);
   const orgs = await Promise.all(Array.from({ length: 20 }, (_, i) => stack.orgWithKey('starter', uniqueId(`bench-${i}`))));
+  const holders = await Promise.all(Array.from({ length: 4 }, (_, i) => stack.orgWithKey('pro', uniqueId(`bench-backlog-hold-${i}`))));
   // Metering is stopped while the backlog is produced, so the run measures folding alone.
   await stack.stopProcess('metering');
   const kafka = testKafka();
@@ -104,8 +105,24 @@ async function metering(stack: Stack): Promise<void> {
   // Timed from the moment metering is ready (consumer in its group), so start-up is not counted as folding.
   const started = performance.now();
   const atReady = (await counted()) - before;
+  // Meanwhile a gateway's holds, one at a time: what a paid call waits for while metering catches up on a backlog.
+  const { client, reserve } = reservationsClient(stack, holders.map((o) => o.orgId));
+  let folding = true;
+  const holds: number[] = [];
+  const holding = (async () => {
+    for (let i = 0; folding; i++) {
+      const t = performance.now();
+      await reserve(i);
+      holds.push(performance.now() - t);
+    }
+  })();
   await eventually(async () => (await counted()) - before >= n, 600_000, 50);
   const done = performance.now();
+  folding = false;
+  await holding;
+  client.close();
+  const held = percentiles(holds);
+  rows.push({ name: 'reservation (gRPC Reserve, 1 at a time) while metering folds that backlog', n: holds.length, p50: ms(held.p50), p99: ms(held.p99), throughput: `${Math.round(holds.length / ((done - started) / 1000))}/s` });
   rows.push({ name: `metering: ${n} events backlog (20 orgs, 90% charged)`, n: n - atReady, p50: '-', p99: '-', throughput: `${Math.round((n - atReady) / ((done - started) / 1000))} events/s` });
   rows.push({ name: `metering: same, including process start-up`, n, p50: '-', p99: '-', throughput: `${Math.round(n / ((done - launched) / 1000))} events/s` });
   await copyBaseline(db, orgs.map((o) => o.orgId), n);
@@ -206,20 +223,26 @@ async function copyBaseline(db: Client, orgIds: string[], n: number): Promise<vo
   for (const t of tables) await db.query(`DROP TABLE bench_${t}`);
 }
 
-async function reservations(stack: Stack): Promise<void> {
+/** A gRPC Reservations client on the stack's metering, and a one-hold Reserve for one of `orgIds` by index. */
+function reservationsClient(stack: Stack, orgIds: string[]) {
   const definition = loadSync(join(repoRoot, 'libs/contracts/src/proto/metering.proto'), { keepCase: true, longs: String, defaults: true });
    
   const pkg = loadPackageDefinition(definition) as any;
   const client = new pkg.tollgate.metering.v1.Reservations(`127.0.0.1:${stack.ports.meteringGrpc}`, credentials.createInsecure());
-  const orgs = await Promise.all(Array.from({ length: 8 }, (_, i) => stack.orgWithKey('pro', uniqueId(`bench-res-${i}`))));
   const reserve = (i: number) =>
     new Promise((resolve, reject) =>
       client.Reserve(
-        { reservation_id: uuidv7(), org_id: orgs[i % orgs.length]!.orgId, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurred_at: new Date().toISOString() },
+        { reservation_id: uuidv7(), org_id: orgIds[i % orgIds.length]!, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurred_at: new Date().toISOString() },
         bearerMetadata(stack.internalToken),
         (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res)),
       ),
     );
+  return { client, reserve };
+}
+
+async function reservations(stack: Stack): Promise<void> {
+  const orgs = await Promise.all(Array.from({ length: 8 }, (_, i) => stack.orgWithKey('pro', uniqueId(`bench-res-${i}`))));
+  const { client, reserve } = reservationsClient(stack, orgs.map((o) => o.orgId));
   for (let i = 0; i < 200; i++) await reserve(i);
   await timeEach('reservation (gRPC Reserve, 1 org at a time)', 2000, reserve);
   await timeEach('reservation (gRPC Reserve, 16 in flight, 8 orgs)', 4000, reserve, 16);
