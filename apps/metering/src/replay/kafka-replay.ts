@@ -71,7 +71,7 @@ export interface KafkaReplayReport {
   interrupted: boolean;
   /** Messages read from the topic (up to the captured ends). */
   events: number;
-  /** Of those, the events of the replayed orgs (and unreadable ones), handed to the consumer. */
+  /** Of those, the distinct events of the replayed orgs the replay metered (a copy read twice counts once). */
   repriced: number;
   orgs: number;
   differences: Difference[];
@@ -132,6 +132,8 @@ export async function kafkaReplay(deps: KafkaReplayDeps, opts: KafkaReplayOption
     report.events = feed.consumed;
     report.repriced = feed.repriced;
     if (deps.signal?.aborted) return { ...report, interrupted: true };
+    // Distinct events, as live counts them: a copy the topic holds twice (an at-least-once resend) is metered once.
+    report.repriced = Number(((await scratch.ds.query(`SELECT count(*) AS n FROM usage_records`)) as Array<{ n: string }>)[0]?.n ?? 0);
     // Commands no event came after (a top-up after the last call) still belong to the history.
     await applyCommands(scratch.ds, opts.catalog, orgById, queue.rest());
 
