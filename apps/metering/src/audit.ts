@@ -79,7 +79,7 @@ export function report(opts: Options, result: AuditResult, seconds: number, data
   for (const c of CheckNames) lines.push(`# ${opts.checks.has(c) ? 'check' : 'skipped'} ${c}: ${CheckDescriptions[c]}${c === 'stale-holds' ? ` (grace ${opts.holdGraceSeconds}s)` : ''}`);
   if (opts.checks.has('offsets')) for (const l of OffsetsScope) lines.push(`# ${l}`);
   if (opts.checks.has('usage')) lines.push('# usage: calls metered before charged_entities was recorded (NULL) can only explain a window by count: the credits per-entity calls charged at its instant');
-  if (opts.checks.has('charges')) lines.push('# charges: a hold settled at exactly its price is matched to its call by org, route, instant and credits (the schema does not record which event settled a hold)');
+  if (opts.checks.has('charges')) lines.push('# charges: a hold settled at exactly its price is paired with its call by the event its row names (closed_by event:<id>); holds settled before that was recorded, by org, route, instant and credits');
   if (opts.orgs !== 'all') lines.push('# offsets and append-only are database-wide: they ran for the whole database');
   if (opts.group !== null) lines.push(`# offsets: consumer group ${opts.group} only`);
   if (opts.readTopic && opts.checks.has('offsets')) lines.push('# offsets: consumed partitions read back from Kafka (--read-topic)');
