@@ -1,6 +1,6 @@
 import { Type } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
-import { OffsetPageQueryDto } from './paging.dto';
+import { IsIn, IsInt, IsOptional, IsString, Length, Min } from 'class-validator';
+import { OffsetPageQueryDto, PageLimitDto } from './paging.dto';
 
 export const OrgSorts = ['id', 'name', 'plan', 'balance', 'used_this_month', 'calls_today', 'last_call_at', 'created_at'] as const;
 export type OrgSort = (typeof OrgSorts)[number];
@@ -26,20 +26,13 @@ export class ListOrgsQueryDto extends OffsetPageQueryDto {
 export class OrgUsageQueryDto extends OffsetPageQueryDto {}
 
 /** `GET /admin/orgs/:org/entries`: the ledger newest first, each entry with the call or command behind it. */
-export class LedgerEntriesQueryDto {
+export class LedgerEntriesQueryDto extends PageLimitDto {
   /** Entries with a sequence number below this one (the previous page's last `seq`); omitted: the newest. */
   @IsOptional()
   @Type(() => Number)
   @IsInt()
   @Min(1)
   before?: number;
-
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(500)
-  limit?: number;
 }
 
 /** `GET /admin/orgs/:org/activity`: calls per hour (the last 48 hours) or per day (the last 31 days), and the balance. */
