@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
@@ -13,7 +13,8 @@ import { eventually, freePort, repoRoot, Stack, uniqueId } from '../support/stac
  * ample). Everything (broker, database, apps, this load generator) shares the machine's cores.
  *
  * Rows: throughput at 32 connections, p50/p99 at 4 connections, and the CPU each process spent per call
- * (process CPU time / 2xx answers), read from /proc. Afterwards every 2xx of the run must be charged exactly once:
+ * (process CPU time / 2xx answers), read from /proc: each app, the broker, PostgreSQL (all its processes), Redis,
+ * this load generator, and the whole machine (busy time across all cores, so anything not listed shows there). Afterwards every 2xx of the run must be charged exactly once:
  * the bench prints the credits the ledger charged next to the 2xx it counted.
  */
 export interface GatewayRow {
@@ -30,16 +31,38 @@ export interface GatewayRow {
 const base = '/api/external/v1';
 const seconds = Number(process.env.BENCH_SECONDS || 10);
 
-function cpuTicks(pid: number | undefined): number {
+function cpuTicks(pid: number | undefined, withChildren = false): number {
   if (!pid) return 0;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of /proc/PID/stat (1-based), in clock ticks (USER_HZ = 100).
-    return Number(fields[11]) + Number(fields[12]);
+    // utime and stime are fields 14 and 15 of /proc/PID/stat (1-based), in clock ticks (USER_HZ = 100); cutime and
+    // cstime (16, 17) are those of its children that have exited (PostgreSQL's backends, once a pool closes them).
+    return Number(fields[11]) + Number(fields[12]) + (withChildren ? Number(fields[13]) + Number(fields[14]) : 0);
   } catch {
     return 0;
   }
+}
+
+/** CPU ticks of every process whose command name is `comm` (PostgreSQL's backends, Redis). */
+function ticksOfCommand(comm: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== comm) continue;
+    } catch {
+      continue;
+    }
+    total += cpuTicks(Number(entry), true);
+  }
+  return total;
+}
+
+/** Busy ticks of the whole machine (every CPU's time outside idle and iowait), from /proc/stat. */
+function machineTicks(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return cpu.reduce((a, b) => a + b, 0) - (cpu[3] ?? 0) - (cpu[4] ?? 0);
 }
 
 /** The broker scripts/infra.js started for this run (its pid file); none when KAFKA_BROKERS names another one. */
@@ -51,13 +74,21 @@ function brokerPid(): number | undefined {
   }
 }
 
-async function load(url: string, keys: string[], connections: number, duration: number): Promise<autocannon.Result> {
+/**
+ * BENCH_RATE=N: the timed runs send N calls per second in all (below saturation) instead of as many as 32
+ * connections can: every path then meets the same load, and its CPU per call compares across builds without the
+ * machine's throughput noise.
+ */
+const fixedRate = Number(process.env.BENCH_RATE || 0);
+
+async function load(url: string, keys: string[], connections: number, duration: number, rate = 0): Promise<autocannon.Result> {
   let i = 0;
   return autocannon({
     url,
     method: 'POST',
     connections,
     duration,
+    ...(rate > 0 ? { overallRate: rate } : {}),
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ query: 'night drive' }),
     requests: [
@@ -143,21 +174,36 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
       upstream: stack.processes.get('example-upstream')?.pid,
       broker: brokerPid(),
     };
+    const sample = (n: string): number => {
+      if (n === 'postgres') return ticksOfCommand('postgres');
+      if (n === 'redis') return ticksOfCommand('redis-server');
+      if (n === 'loadgen') return cpuTicks(process.pid);
+      if (n === 'machine') return machineTicks();
+      return cpuTicks(pids[n]);
+    };
+    const all = ['metering', 'query', 'broker', 'postgres', 'redis', 'upstream', 'loadgen', 'machine'];
+    pids.query = stack.processes.get('query')?.pid;
     const targets = [
-      { path: 'upstream, called directly', url: `http://127.0.0.1:${stack.ports.upstream}${base}/search`, keys: [], cpu: ['upstream'] },
-      { path: 'gateway, strict, 100 orgs', url: stack.gatewayUrl(`${base}/search`), keys, cpu: ['gateway', 'metering', 'broker', 'upstream'] },
-      { path: 'gateway, strict, one hot org', url: stack.gatewayUrl(`${base}/search`), keys: [hot.key], cpu: ['gateway', 'metering', 'broker', 'upstream'] },
-      { path: 'gateway, eventual, 100 orgs', url: stack.gatewayUrl(`${base}/search`, eventualPort), keys, cpu: ['gateway-eventual', 'metering', 'broker', 'upstream'] },
+      { path: 'upstream, called directly', url: `http://127.0.0.1:${stack.ports.upstream}${base}/search`, keys: [], cpu: ['upstream', 'loadgen', 'machine'] },
+      { path: 'gateway, strict, 100 orgs', url: stack.gatewayUrl(`${base}/search`), keys, cpu: ['gateway', ...all] },
+      { path: 'gateway, strict, one hot org', url: stack.gatewayUrl(`${base}/search`), keys: [hot.key], cpu: ['gateway', ...all] },
+      { path: 'gateway, eventual, 100 orgs', url: stack.gatewayUrl(`${base}/search`, eventualPort), keys, cpu: ['gateway-eventual', ...all] },
     ];
+
+    // Warm-up: a first pass over every path at full load, so the broker's JIT, metering and the gateways reach steady
+    // state before anything is timed (measured cold, the first gateway row paid for the whole stack's warm-up and
+    // came out at half the throughput of the same path measured later).
+    const warmSeconds = Number(process.env.BENCH_WARMUP_SECONDS || 8);
+    for (const t of targets) if (t.keys.length > 0) await load(t.url, t.keys, 32, warmSeconds);
 
     let answered2xx = 0;
     let directP50 = 0;
     let directRps = 0;
     for (const t of targets) {
       await load(t.url, t.keys, 8, 2); // warm-up: JIT, pools, connections
-      const before = Object.fromEntries(t.cpu.map((n) => [n, cpuTicks(pids[n])]));
-      const heavy = await load(t.url, t.keys, 32, seconds);
-      const after = Object.fromEntries(t.cpu.map((n) => [n, cpuTicks(pids[n])]));
+      const before = Object.fromEntries(t.cpu.map((n) => [n, sample(n)]));
+      const heavy = await load(t.url, t.keys, 32, seconds, fixedRate);
+      const after = Object.fromEntries(t.cpu.map((n) => [n, sample(n)]));
       const light = await closedLoop(t.url, t.keys, 4, seconds);
       const ok = heavy['2xx'];
       if (t.keys.length > 0) answered2xx += heavy['2xx'] + light.ok;
@@ -231,7 +277,7 @@ async function visibility(stack: Stack, key: string, orgId: string): Promise<str
 }
 
 export function printGatewayTable(rows: GatewayRow[], notes: string[]): void {
-  console.log(`\nGateway vs upstream (${seconds} s per run; throughput at 32 connections, latency at 4)\n`);
+  console.log(`\nGateway vs upstream (${seconds} s per run; throughput at 32 connections${fixedRate > 0 ? `, sending ${fixedRate} calls/s in all` : ''}, latency at 4)\n`);
   console.log('| path | req/s (32 conns) | % of direct | p50 (4 conns) | p99 (4 conns) | p50 added | non-2xx | CPU ms per call |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const r of rows) {

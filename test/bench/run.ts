@@ -321,7 +321,9 @@ async function main(): Promise<void> {
     }
   }
   if (want('metering') || want('reservations') || want('query')) {
-    const stack = await Stack.start({ profile: 'trackyard' });
+    // BENCH_CPU_PROF=DIR: every app (and metering's reservations thread) writes a V8 CPU profile into DIR on exit.
+    const nodeArgs = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+    const stack = await Stack.start({ profile: 'trackyard', nodeArgs });
     try {
       if (want('reservations')) await reservations(stack);
       if (want('query')) await queries(stack);

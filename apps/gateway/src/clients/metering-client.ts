@@ -22,6 +22,7 @@ export class GrpcMeteringClient implements CreditReservations {
   private readonly metadata: grpc.Metadata;
   private readonly queued: Array<{ req: ReserveRequest; resolve: (r: ReserveReply) => void; reject: (e: Error) => void }> = [];
   private inFlight = 0;
+  private scheduled = false;
   private readonly maxInFlight = 2;
 
   constructor(address: string, token: string = internalToken().token, private readonly timeoutMs = 3000) {
@@ -42,14 +43,22 @@ export class GrpcMeteringClient implements CreditReservations {
   }
 
   /**
-   * Holds are coalesced: a hold asked for while `maxInFlight` batches are out waits for one of them to come back,
-   * then goes with every hold queued meanwhile in one ReserveBatch call. An idle gateway sends each hold at once;
-   * a busy one pays one gRPC call (and metering one group commit) per batch instead of per paid call.
+   * Holds are coalesced: the holds asked for in one turn of the event loop go together (sent on setImmediate, once
+   * every socket the loop found ready has been handled), and a hold asked for while `maxInFlight` batches are out
+   * waits for one of them to come back, then goes with every hold queued meanwhile in one ReserveBatch call. An idle
+   * gateway sends each hold at once; a busy one pays one gRPC call (and metering one group commit) per batch instead
+   * of per paid call.
    */
   reserve(req: ReserveRequest): Promise<ReserveReply> {
     return new Promise((resolve, reject) => {
       this.queued.push({ req, resolve, reject });
-      if (this.inFlight < this.maxInFlight) this.sendQueued();
+      if (this.inFlight < this.maxInFlight && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          if (this.inFlight < this.maxInFlight) this.sendQueued();
+        });
+      }
     });
   }
 

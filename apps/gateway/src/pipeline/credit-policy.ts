@@ -35,9 +35,14 @@ export interface CreditPolicy {
   balance(orgId: string): Promise<number>;
 }
 
-/** The last balance a gateway saw per org, with what it admitted since (eventual mode spends it locally). */
+/**
+ * The last balance a gateway saw per org, with what it admitted since (eventual mode spends it locally). One fetch
+ * per org at a time: the calls that find the balance stale while it is being fetched wait for that fetch instead of
+ * each asking metering.
+ */
 class BalanceCache {
   private readonly seen = new Map<string, { balance: number; at: number }>();
+  private readonly fetching = new Map<string, Promise<number>>();
 
   constructor(private readonly clock: Clock, private readonly fetch: (orgId: string) => Promise<number>, private readonly maxAgeMs = 1000) {}
 
@@ -53,9 +58,24 @@ class BalanceCache {
   async get(orgId: string): Promise<number> {
     const hit = this.seen.get(orgId);
     if (hit && this.clock.now() - hit.at < this.maxAgeMs) return hit.balance;
-    const balance = await this.fetch(orgId);
-    this.remember(orgId, balance);
-    return balance;
+    let pending = this.fetching.get(orgId);
+    if (!pending) {
+      pending = this.fetch(orgId).then(
+        (balance) => {
+          this.fetching.delete(orgId);
+          this.remember(orgId, balance);
+          return balance;
+        },
+        (e: unknown) => {
+          this.fetching.delete(orgId);
+          throw e;
+        },
+      );
+      this.fetching.set(orgId, pending);
+    }
+    await pending;
+    // What this gateway admitted while the fetch was out is spent from the fetched balance too.
+    return this.seen.get(orgId)?.balance ?? pending;
   }
 }
 

@@ -43,12 +43,16 @@ export class ReservationService {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ cmd, resolve, reject });
-      if (!this.writing) void this.drain();
+      if (!this.writing) {
+        // The calls that arrive in one turn of the event loop go in one batch: the drain starts on setImmediate,
+        // once every gRPC stream the loop found ready has been read.
+        this.writing = true;
+        setImmediate(() => void this.drain());
+      }
     });
   }
 
   private async drain(): Promise<void> {
-    this.writing = true;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
       try {
