@@ -33,7 +33,8 @@ export class ${className} implements MigrationInterface {
 );
 const index = path.join(dir, 'index.ts');
 let text = fs.readFileSync(index, 'utf8');
-text = text.replace(/(\nexport const migrations = \[)([^\]]*)\]/, (_, head, list) => `${head}${list}, ${className}]`);
+// The list is one migration per line, each followed by a comma: the new one goes last, the same way.
+text = text.replace(/(\nexport const migrations = \[)([^\]]*?)\s*\]/, (_, head, list) => `${head}${list.replace(/,?$/, ',')}\n  ${className},\n]`);
 text = text.replace(/((?:^import .*\n)+)/m, `$1import { ${className} } from './${file}';\n`);
 fs.writeFileSync(index, text);
 process.stdout.write(`created libs/persistence/src/migrations/${file}.ts\n`);

@@ -38,10 +38,14 @@ export interface WritePart {
   name?: string;
 }
 
-export async function writeAll(m: EntityManager, parts: Array<WritePart | null>): Promise<void> {
+/**
+ * With `expect`, the statement is an optimistic write: part `expect.part` must RETURN exactly `expect.rows` rows,
+ * else the whole statement rolls back with SQLSTATE 40001 (`tollgate_expect_rows`; see optimisticConflict).
+ */
+export async function writeAll(m: EntityManager, parts: Array<WritePart | null>, expect?: { part: string; rows: number }): Promise<void> {
   const live = parts.filter((p): p is WritePart => p !== null);
   if (live.length === 0) return;
-  if (live.length === 1) {
+  if (live.length === 1 && !expect) {
     await m.query(prepared(live[0]!.sql), live[0]!.params);
     return;
   }
@@ -51,7 +55,22 @@ export async function writeAll(m: EntityManager, parts: Array<WritePart | null>)
     params.push(...p.params);
     return `${p.name ?? `w${i}`} AS (${p.sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + base}`)})`;
   });
-  await m.query(prepared(`WITH ${ctes.join(',\n')} SELECT 1`), params);
+  if (!expect) {
+    await m.query(prepared(`WITH ${ctes.join(',\n')} SELECT 1`), params);
+    return;
+  }
+  params.push(expect.rows);
+  await m.query(prepared(`WITH ${ctes.join(',\n')} SELECT tollgate_expect_rows((SELECT count(*) FROM ${expect.part}), $${params.length})`), params);
+}
+
+/**
+ * Did an optimistic write lose to a concurrent one? Its guard refused it (40001), or a row it meant to add was
+ * added meanwhile (23505: the ledger seq it read as next, or a reservation id a retried call took first). Either
+ * way nothing of it was written, and deciding again under locks is the answer.
+ */
+export function optimisticConflict(e: unknown): boolean {
+  const code = (e as { driverError?: { code?: string }; code?: string })?.driverError?.code ?? (e as { code?: string })?.code;
+  return code === '40001' || code === '23505';
 }
 
 export interface LockedAccount {
@@ -136,24 +155,30 @@ export async function lockAccounts(m: EntityManager, orgIds: string[]): Promise<
 
 /**
  * `lockAccounts`, and in the same round trip the reservations among `reservationIds` each org already has (a
- * retried Reserve gets the hold it has, not a second one), by `org_id/id`.
+ * retried Reserve gets the hold it has, not a second one), by `org_id/id`. With `lock: false` nothing is locked
+ * and each account comes with its row version (`xmin`), for an optimistic write (`accountsPart` with versions).
  */
 export async function lockAccountsWithHolds(
   m: EntityManager,
   orgIds: string[],
   reservationIds: string[],
-): Promise<{ accounts: Map<string, LockedAccount>; existing: Map<string, { orgId: string; credits: number }> }> {
-  const rows: Array<AccountRow & { profile: string; held: Array<{ id: string; credits: number }> }> = await m.query(
-    prepared(`SELECT ${accountColumns},
+  lock = true,
+): Promise<{ accounts: Map<string, LockedAccount>; existing: Map<string, { orgId: string; credits: number }>; versions: Map<string, string> }> {
+  const rows: Array<AccountRow & { profile: string; version: string; held: Array<{ id: string; credits: number }> }> = await m.query(
+    prepared(`SELECT ${accountColumns}, a.xmin::text AS version,
             (SELECT COALESCE(json_agg(json_build_object('id', r.id, 'credits', r.credits)), '[]'::json)
                FROM reservations r WHERE r.org_id = a.org_id AND r.id = ANY($2::text[])) AS held
        FROM accounts a JOIN orgs o ON o.id = a.org_id
-      WHERE a.org_id = ANY($1::text[]) ORDER BY a.org_id FOR UPDATE OF a`),
+      WHERE a.org_id = ANY($1::text[]) ORDER BY a.org_id${lock ? ' FOR UPDATE OF a' : ''}`),
     [orgIds, reservationIds],
   );
   const existing = new Map<string, { orgId: string; credits: number }>();
   for (const r of rows) for (const h of r.held) existing.set(reservationKey(r.org_id, h.id), { orgId: r.org_id, credits: Number(h.credits) });
-  return { accounts: new Map(rows.map((r) => [r.org_id, { account: toAccount(r), profile: r.profile }])), existing };
+  return {
+    accounts: new Map(rows.map((r) => [r.org_id, { account: toAccount(r), profile: r.profile }])),
+    existing,
+    versions: new Map(rows.map((r) => [r.org_id, r.version])),
+  };
 }
 
 export async function readAccount(m: EntityManager, orgId: string): Promise<LockedAccount | null> {
@@ -176,17 +201,34 @@ export async function saveAccounts(m: EntityManager, accounts: Account[]): Promi
   await writeAll(m, [accountsPart(accounts)]);
 }
 
-export function accountsPart(accounts: Account[]): WritePart | null {
+/**
+ * The accounts' new state. With `versions` (each org's `xmin` as read, see lockAccountsWithHolds) a row is written
+ * only if it is still that version; the part is named `accounts_written` and RETURNs the rows written, for
+ * `writeAll`'s `expect`.
+ */
+export function accountsPart(accounts: Account[], versions?: ReadonlyMap<string, string>): WritePart | null {
   if (accounts.length === 0) return null;
-  return {
-    sql: `UPDATE accounts a SET plan = u.plan, balance = u.balance, debt = u.debt, next_seq = u.next_seq,
+  const set = `UPDATE accounts a SET plan = u.plan, balance = u.balance, debt = u.debt, next_seq = u.next_seq,
             allowance_month = u.allowance_month, allowance_spent = u.allowance_spent,
             granted_one_time = ARRAY(SELECT jsonb_array_elements_text(u.granted_one_time)),
-            buckets = u.buckets, updated_at = now()
+            buckets = u.buckets, updated_at = now()`;
+  if (!versions) {
+    return {
+      sql: `${set}
        FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[])
              AS t(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)) u
       WHERE a.org_id = u.org_id`,
-    params: accountParams(accounts),
+      params: accountParams(accounts),
+    };
+  }
+  return {
+    name: 'accounts_written',
+    sql: `${set}
+       FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[], $10::text[])
+             AS t(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets, version)) u
+      WHERE a.org_id = u.org_id AND a.xmin = u.version::xid
+      RETURNING a.org_id`,
+    params: [...accountParams(accounts), accounts.map((a) => versions.get(a.orgId) ?? '0')],
   };
 }
 

@@ -1,10 +1,12 @@
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
 import { AdminService } from '../admin/admin.service';
+import { optimisticConflict } from '../ledger/ledger-store';
 import { RequestCompletedConsumer } from '../ledger/request-completed.consumer';
 import { ProfileCatalog } from '../profile-catalog';
+import { reserveBatch } from './reservation-batch';
 import { ReservationService } from './reservation.service';
 
 /**
@@ -152,6 +154,64 @@ describe('group-committed reservations (real PostgreSQL)', () => {
     const [row] = await ds.query(`SELECT credits, cost_reason FROM usage_records WHERE event_id = $1`, [event.event_id]);
     expect(row).toMatchObject({ credits: '0', cost_reason: 'given_back' });
     expect((await ledgerSums(id)).balance).toBe(500);
+  });
+
+  /**
+   * A manager outside any transaction that runs `meanwhile` (on its own connection) just before the statement after
+   * the first: another writer changes the account between an optimistic batch's read and its write.
+   */
+  function racing(meanwhile: () => Promise<unknown>): EntityManager {
+    let calls = 0;
+    return new Proxy(ds.manager, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver) as unknown;
+        return async (sql: string, params?: unknown[]) => {
+          if (calls++ === 1) await meanwhile();
+          return target.query(sql, params);
+        };
+      },
+    });
+  }
+
+  it('an optimistic batch that another writer overtook writes nothing, and is decided again under locks', async () => {
+    const admin = new AdminService(ds, catalog);
+    const id = `${run}-race`;
+    await admin.createOrg({ id, name: id, plan: 'free' }); // 50 one-time credits
+    const topUp = () => admin.grantCredits(id, { amount: 7, reason: 'test', idempotency_key: `${id}-${Math.random()}` });
+    const cmd = () => ({ reservationId: uuidv7(), orgId: id, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: Date.now() });
+    const expires = () => Date.now() + 120_000;
+
+    // Read at 50, a top-up lands (57, seq moved), the guarded write finds the account changed: nothing of it is written.
+    const lost = reserveBatch(racing(topUp), catalog, [cmd(), cmd()], expires, true);
+    const error = await lost.then(() => null, (e: unknown) => e);
+    expect(optimisticConflict(error)).toBe(true);
+    expect(await ledgerSums(id)).toMatchObject({ balance: 57, held: 0 });
+    expect((await ledgerSums(id)).by.reservation ?? 0).toBe(0);
+
+    // The service: the same race, then the batch decided under locks on the new balance.
+    const service = new ReservationService(new Proxy(ds, { get: (t, p, r) => (p === 'manager' ? racing(topUp) : (Reflect.get(t, p, r) as unknown)) }), catalog);
+    const outcome = await service.reserve(cmd());
+    expect(outcome).toMatchObject({ granted: true, requested: 1, balance: 63 });
+    expect(service.lockedAfterConflict).toBe(1);
+    const s = await ledgerSums(id);
+    expect(s).toMatchObject({ balance: 63, held: 1 });
+    expect((s.by.grant ?? 0) + (s.by.top_up ?? 0)).toBe(s.balance + s.held);
+
+    // Uncontended, the optimistic write is the one that lands (no fallback).
+    const quiet = new ReservationService(ds, catalog);
+    expect(await quiet.reserve(cmd())).toMatchObject({ granted: true, balance: 62 });
+    expect(quiet.lockedAfterConflict).toBe(0);
+  });
+
+  it('a retried Reserve racing its first attempt (the same id, granted meanwhile) gets that hold, not a second', async () => {
+    const admin = new AdminService(ds, catalog);
+    const id = `${run}-retry-race`;
+    await admin.createOrg({ id, name: id, plan: 'free' });
+    const c = { reservationId: uuidv7(), orgId: id, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: Date.now() };
+    const first = new ReservationService(ds, catalog);
+    const service = new ReservationService(new Proxy(ds, { get: (t, p, r) => (p === 'manager' ? racing(() => first.reserve(c)) : (Reflect.get(t, p, r) as unknown)) }), catalog);
+    expect(await service.reserve(c)).toMatchObject({ granted: true, requested: 1, balance: 49 });
+    expect(await ledgerSums(id)).toMatchObject({ balance: 49, held: 1 });
   });
 
   it('one command that PostgreSQL refuses fails alone: the holds batched with it are granted', async () => {

@@ -33,12 +33,22 @@ export interface ReserveOutcome {
 
 export class UnknownOrgError extends Error {}
 export class UnknownRouteError extends Error {}
+/** An optimistic batch that can't be decided without locks (per-entity holds): decide it under locks instead. */
+export class NeedsLocks extends Error {}
 
 /**
  * Decides a batch of holds in one transaction (group commit): the orgs involved are locked once, in org order
  * (so batches and the consumer never deadlock), every hold is decided in arrival order in memory (a hot org's
  * holds one after another, each seeing the ones before it), and everything is written with one statement per
  * table. The caller commits once for the whole batch.
+ *
+ * `optimistic`: `m` is outside any transaction, and the batch costs two round trips instead of four. The accounts
+ * are read without locks (with their row versions), the holds decided the same way, and everything written by one
+ * statement (its own transaction) that writes nothing unless every account row it changes is still the version read
+ * (`writeAll`'s `expect`). A batch that lost to a concurrent writer throws (see `optimisticConflict`) having written
+ * nothing, and so does one with per-entity holds (NeedsLocks: their windows and pending holds are read under the
+ * locks): the caller decides it again under locks. An account a batch only reads (a refused hold, a retried one)
+ * is decided on a snapshot taken during the call, as if the call had come a moment earlier.
  *
  * Returns one outcome per command, in order: a decision, or the error that refused that command alone.
  */
@@ -47,13 +57,15 @@ export async function reserveBatch(
   catalog: ProfileCatalog,
   cmds: readonly ReserveCommand[],
   expiresAt: (profile: string) => number,
+  optimistic = false,
 ): Promise<Array<ReserveOutcome | Error>> {
-  // Retried commands (a gateway that timed out and asked again) get the hold they already have. A reservation is
-  // its id within its org (the key is (org_id, id)): the same id under another org is another hold.
-  const { accounts, existing } = await lockAccountsWithHolds(m, [...new Set(cmds.map((c) => c.orgId))], cmds.map((c) => c.reservationId));
-
   // Per-entity holds are priced against the org's re-access windows and the entities other held calls pay for.
   const perEntity = cmds.filter((c) => c.entities.length > 0);
+  if (optimistic && perEntity.length > 0) throw new NeedsLocks('per-entity holds are decided under locks');
+  // Retried commands (a gateway that timed out and asked again) get the hold they already have. A reservation is
+  // its id within its org (the key is (org_id, id)): the same id under another org is another hold.
+  const { accounts, existing, versions } = await lockAccountsWithHolds(m, [...new Set(cmds.map((c) => c.orgId))], cmds.map((c) => c.reservationId), !optimistic);
+
   const pairs = perEntity.flatMap((c) => c.entities.map((e) => [c.orgId, e] as const));
   const windows = pairs.length > 0 ? await loadWindows(m, pairs.map((p) => p[0]), pairs.map((p) => p[1])) : new Map<string, Map<string, number>>();
   const pending: PendingEntityHold[] = pairs.length > 0 ? await pendingEntityHolds(m, pairs.map((p) => p[0]), pairs.map((p) => p[1])) : [];
@@ -115,9 +127,10 @@ export async function reserveBatch(
   }
 
   // Every write of the batch in one statement (one round trip): entries and their outbox rows, accounts, holds.
+  const written = [...touched.values()];
   await writeAll(m, [
     ...entriesParts(entries),
-    accountsPart([...touched.values()]),
+    accountsPart(written, optimistic ? versions : undefined),
     holds.length === 0
       ? null
       : {
@@ -136,6 +149,6 @@ export async function reserveBatch(
             holds.map((h) => new Date(expiresAt(accounts.get(h.cmd.orgId)!.profile)).toISOString()),
           ],
         },
-  ]);
+  ], optimistic && written.length > 0 ? { part: 'accounts_written', rows: written.length } : undefined);
   return outcomes;
 }

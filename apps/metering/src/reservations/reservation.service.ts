@@ -3,8 +3,8 @@ import { DataSource, EntityManager } from 'typeorm';
 import { Allocation, release } from '@tollgate/billing';
 import { MaxClockSkewMs } from '@tollgate/contracts';
 import { ProfileCatalog } from '../profile-catalog';
-import { appendEntries, closeReservations, lockAccounts, saveAccounts } from '../ledger/ledger-store';
-import { ReserveCommand, ReserveOutcome, reserveBatch } from './reservation-batch';
+import { appendEntries, closeReservations, lockAccounts, optimisticConflict, saveAccounts } from '../ledger/ledger-store';
+import { NeedsLocks, ReserveCommand, ReserveOutcome, reserveBatch } from './reservation-batch';
 
 export type { ReserveCommand, ReserveOutcome } from './reservation-batch';
 export { UnknownOrgError, UnknownRouteError } from './reservation-batch';
@@ -36,6 +36,9 @@ export class ReservationService {
     private readonly maxBatch = 256,
   ) {}
 
+  /** Batches that lost their optimistic write to a concurrent writer and were decided again under locks. */
+  lockedAfterConflict = 0;
+
   reserve(cmd: ReserveCommand): Promise<ReserveOutcome> {
     const skew = cmd.occurredAt - this.clock();
     if (Math.abs(skew) > MaxClockSkewMs) {
@@ -66,11 +69,20 @@ export class ReservationService {
     this.writing = false;
   }
 
-  private write(cmds: ReserveCommand[]): Promise<Array<ReserveOutcome | Error>> {
+  /**
+   * Optimistically first (two round trips: read, then one guarded statement that is its own transaction), and
+   * under row locks when that lost to a concurrent writer or can't be decided without them (reserveBatch).
+   */
+  private async write(cmds: ReserveCommand[]): Promise<Array<ReserveOutcome | Error>> {
+    const expiresAt = (profile: string) => this.clock() + (this.catalog.get(profile)?.credits.reservation_timeout_seconds ?? 120) * 1000;
+    try {
+      return await reserveBatch(this.ds.manager, this.catalog, cmds, expiresAt, true);
+    } catch (e) {
+      if (!(e instanceof NeedsLocks) && !optimisticConflict(e)) throw e;
+      if (!(e instanceof NeedsLocks)) this.lockedAfterConflict++;
+    }
     // PostgreSQL's default isolation (READ COMMITTED) is what this needs: the row locks serialise each org.
-    return this.ds.transaction((m) =>
-      reserveBatch(m, this.catalog, cmds, (profile) => this.clock() + (this.catalog.get(profile)?.credits.reservation_timeout_seconds ?? 120) * 1000),
-    );
+    return this.ds.transaction((m) => reserveBatch(m, this.catalog, cmds, expiresAt));
   }
 
   private settle(batch: Queued[], outcomes: Array<ReserveOutcome | Error>): void {

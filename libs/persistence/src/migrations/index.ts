@@ -4,6 +4,7 @@ import { ReservationHeldAt1796181879934 } from './1796181879934-ReservationHeldA
 import { AdminCommandRecord1796192278455 } from './1796192278455-AdminCommandRecord';
 import { OrgLeadingKeys1796192335631 } from './1796192335631-OrgLeadingKeys';
 import { UsageChargedEntities1796194700000 } from './1796194700000-UsageChargedEntities';
+import { OptimisticWriteGuard1796215499771 } from './1796215499771-OptimisticWriteGuard';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
 export const migrations = [
@@ -13,4 +14,5 @@ export const migrations = [
   AdminCommandRecord1796192278455,
   OrgLeadingKeys1796192335631,
   UsageChargedEntities1796194700000,
+  OptimisticWriteGuard1796215499771,
 ];
