@@ -1,6 +1,7 @@
 import { Account, Allocation, applyCharges, LedgerEntryDraft, LedgerEntryType } from '@tollgate/billing';
 import { createHash } from 'node:crypto';
 import { EntityManager } from 'typeorm';
+import { sqlState } from '@tollgate/persistence';
 import { HeldReservation } from './meter-event';
 
 const preparedNames = new Map<string, string>();
@@ -69,7 +70,7 @@ export async function writeAll(m: EntityManager, parts: Array<WritePart | null>,
  * way nothing of it was written, and deciding again under locks is the answer.
  */
 export function optimisticConflict(e: unknown): boolean {
-  const code = (e as { driverError?: { code?: string }; code?: string })?.driverError?.code ?? (e as { code?: string })?.code;
+  const code = sqlState(e);
   return code === '40001' || code === '23505';
 }
 
@@ -208,27 +209,18 @@ export async function saveAccounts(m: EntityManager, accounts: Account[]): Promi
  */
 export function accountsPart(accounts: Account[], versions?: ReadonlyMap<string, string>): WritePart | null {
   if (accounts.length === 0) return null;
-  const set = `UPDATE accounts a SET plan = u.plan, balance = u.balance, debt = u.debt, next_seq = u.next_seq,
+  const guarded = versions !== undefined;
+  return {
+    ...(guarded ? { name: 'accounts_written' } : {}),
+    sql: `UPDATE accounts a SET plan = u.plan, balance = u.balance, debt = u.debt, next_seq = u.next_seq,
             allowance_month = u.allowance_month, allowance_spent = u.allowance_spent,
             granted_one_time = ARRAY(SELECT jsonb_array_elements_text(u.granted_one_time)),
-            buckets = u.buckets, updated_at = now()`;
-  if (!versions) {
-    return {
-      sql: `${set}
-       FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[])
-             AS t(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets)) u
-      WHERE a.org_id = u.org_id`,
-      params: accountParams(accounts),
-    };
-  }
-  return {
-    name: 'accounts_written',
-    sql: `${set}
-       FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[], $10::text[])
-             AS t(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets, version)) u
-      WHERE a.org_id = u.org_id AND a.xmin = u.version::xid
-      RETURNING a.org_id`,
-    params: [...accountParams(accounts), accounts.map((a) => versions.get(a.orgId) ?? '0')],
+            buckets = u.buckets, updated_at = now()
+       FROM (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[]${guarded ? ', $10::text[]' : ''})
+             AS t(org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets${guarded ? ', version' : ''})) u
+      WHERE a.org_id = u.org_id${guarded ? ` AND a.xmin = u.version::xid
+      RETURNING a.org_id` : ''}`,
+    params: guarded ? [...accountParams(accounts), accounts.map((a) => versions.get(a.orgId) ?? '0')] : accountParams(accounts),
   };
 }
 
