@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { MeteringConsumerGroup, Topics } from '@tollgate/contracts';
+import { MeteringConsumerGroup, TopicPartitions, Topics } from '@tollgate/contracts';
 import { createKafkaMessaging } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
 import {
@@ -54,7 +54,8 @@ runMain('metering', async () => {
     topic: Topics.RequestCompleted,
     storedOffsets: (topic, partitions) => consumer.storedOffsets(topic, partitions),
     handle: (batch) => consumer.handle(batch),
-    partitionsConsumedConcurrently: intFromEnv('METERING_PARTITIONS_CONCURRENTLY', 3),
+    // Every partition of a fetch handed over at once: the consumer meters them in one transaction (see handle).
+    partitionsConsumedConcurrently: intFromEnv('METERING_PARTITIONS_CONCURRENTLY', TopicPartitions[Topics.RequestCompleted]),
     // Crash tests only: die between the database commit and the Kafka offset commit.
     afterStored: process.env.TOLLGATE_FAILPOINT === 'metering-after-db-commit' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
   });

@@ -491,36 +491,37 @@ export function closeReservationsPart(refs: readonly ReservationRef[], status: '
 }
 
 /**
- * The fence against a consumer that lost its partition in a rebalance but still holds a batch of it: locks the
- * partition's stored-offset row until the transaction ends and returns the offset. The owner of a partition and
+ * The fence against a consumer that lost its partition in a rebalance but still holds a batch of it: locks each
+ * partition's stored-offset row until the transaction ends and returns the offsets. The owner of a partition and
  * a stale consumer of it queue on this row, and each sees what the other committed: messages below the offset
  * were metered by whoever stored it. A partition without a row gets one at 0 (nothing metered), so there is
- * always a row to queue on; it commits only with the batch that stores a real offset.
+ * always a row to queue on; it commits only with the batch that stores a real offset. Several partitions are
+ * locked in partition order, so two consumers of one group (mid-rebalance) never wait for each other in a cycle.
  */
-export async function lockOffset(m: EntityManager, groupId: string, topic: string, partition: number): Promise<bigint> {
-  const lock = prepared(`SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE`);
-  let rows: Array<{ next_offset: string }> = await m.query(lock, [groupId, topic, partition]);
-  if (rows.length === 0) {
+export async function lockOffsets(m: EntityManager, groupId: string, topic: string, partitions: readonly number[]): Promise<Map<number, bigint>> {
+  const lock = prepared(
+    `SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[]) ORDER BY partition FOR UPDATE`,
+  );
+  let rows: Array<{ partition: number; next_offset: string }> = await m.query(lock, [groupId, topic, partitions]);
+  if (rows.length < partitions.length) {
     await m.query(
-      `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`,
-      [groupId, topic, partition],
+      `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p ORDER BY p ON CONFLICT DO NOTHING`,
+      [groupId, topic, partitions],
     );
-    rows = await m.query(lock, [groupId, topic, partition]);
+    rows = await m.query(lock, [groupId, topic, partitions]);
   }
-  return BigInt(rows[0]?.next_offset ?? 0);
+  return new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
 }
 
-/** Stores the next offset to consume; never moves it backwards. */
-export async function storeOffset(m: EntityManager, groupId: string, topic: string, partition: number, nextOffset: string): Promise<void> {
-  await writeAll(m, [offsetPart(groupId, topic, partition, nextOffset)]);
-}
-
-export function offsetPart(groupId: string, topic: string, partition: number, nextOffset: string): WritePart | null {
+/** Stores the next offset to consume of each partition; never moves one backwards. */
+export function offsetsPart(groupId: string, topic: string, next: ReadonlyArray<{ partition: number; nextOffset: string }>): WritePart | null {
+  if (next.length === 0) return null;
   return {
-    sql: `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+    sql: `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+          SELECT $1, $2, u.partition, u.next_offset FROM unnest($3::int[], $4::bigint[]) AS u(partition, next_offset)
      ON CONFLICT (group_id, topic, partition)
      DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()`,
-    params: [groupId, topic, partition, nextOffset],
+    params: [groupId, topic, next.map((n) => n.partition), next.map((n) => n.nextOffset)],
   };
 }
 

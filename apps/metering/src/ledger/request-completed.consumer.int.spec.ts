@@ -35,10 +35,10 @@ describe('RequestCompletedConsumer (real PostgreSQL)', () => {
   /** Validation as loose as JSON.parse: to reach what only PostgreSQL refuses. */
   const lax = (bytes: Buffer | null) => ({ ok: true as const, event: JSON.parse(bytes!.toString('utf8')) as RequestCompletedV1 });
 
-  function batchOf(topic: string, first: number, values: Array<string | Buffer>): IncomingBatch {
+  function batchOf(topic: string, first: number, values: Array<string | Buffer>, partition = 0): IncomingBatch {
     return {
       topic,
-      partition: 0,
+      partition,
       messages: values.map((v, i) => ({ offset: String(first + i), key: Buffer.from('key'), value: Buffer.isBuffer(v) ? v : Buffer.from(v), headers: {} })),
       nextOffset: String(first + values.length),
     };
@@ -56,8 +56,8 @@ describe('RequestCompletedConsumer (real PostgreSQL)', () => {
       key: Buffer;
       sent_at: Date | null;
     }>;
-  const storedOffset = async (groupId: string, topic: string) =>
-    (await db.query(`SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = 0`, [groupId, topic])).rows[0]
+  const storedOffset = async (groupId: string, topic: string, partition = 0) =>
+    (await db.query(`SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3`, [groupId, topic, partition])).rows[0]
       ?.next_offset as string | undefined;
 
   describe('poison isolation', () => {
@@ -198,6 +198,90 @@ describe('RequestCompletedConsumer (real PostgreSQL)', () => {
         [DeadLetterHeaders.OriginalPartition]: '0',
         [DeadLetterHeaders.OriginalOffset]: '0',
       });
+    });
+  });
+
+  describe('group commit: the batches of several partitions handed over together', () => {
+    it('meters them in one transaction, each partition with its own offset', async () => {
+      const [a, b] = [await newOrg(), await newOrg()];
+      const topic = uid('group-commit');
+      const groupId = uid('group');
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId });
+      const first = [0, 1].map(() => requestCompleted({ org_id: a }));
+      const second = [0, 1, 2].map(() => requestCompleted({ org_id: b }));
+
+      await Promise.all([consumer.handle(batchOf(topic, 10, first.map(json), 0)), consumer.handle(batchOf(topic, 20, second.map(json), 1))]);
+
+      expect(await charges(a)).toBe(2);
+      expect(await charges(b)).toBe(3);
+      expect([await storedOffset(groupId, topic, 0), await storedOffset(groupId, topic, 1)]).toEqual(['12', '23']);
+      // One transaction wrote both partitions' offsets and both orgs' entries: they carry the same xmin.
+      const writers = await db.query(
+        `SELECT xmin::text AS x FROM consumer_offsets WHERE group_id = $1 AND topic = $2
+         UNION SELECT xmin::text FROM ledger_entries WHERE org_id = ANY($3) AND type = 'charge'`,
+        [groupId, topic, [a, b]],
+      );
+      expect(writers.rows).toHaveLength(1);
+    });
+
+    it('isolates one partition\'s poison: the other partition is metered, the poisoned batch message by message', async () => {
+      const [a, b] = [await newOrg(), await newOrg()];
+      const topic = uid('group-poison');
+      const groupId = uid('group');
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId, parse: lax });
+      const clean = [0, 1].map(() => requestCompleted({ org_id: a }));
+      const good = [0, 1].map(() => requestCompleted({ org_id: b }));
+      const nul = json(requestCompleted({ org_id: b, event_id: 'abc\u0000def' }));
+
+      await Promise.all([
+        consumer.handle(batchOf(topic, 0, clean.map(json), 0)),
+        consumer.handle(batchOf(topic, 0, [json(good[0]!), nul, json(good[1]!)], 1)),
+      ]);
+
+      expect(await charges(a)).toBe(2);
+      expect(await charges(b)).toBe(2);
+      expect((await deadLetters(topic)).map((d) => d.offset)).toEqual(['1']);
+      expect([await storedOffset(groupId, topic, 0), await storedOffset(groupId, topic, 1)]).toEqual(['2', '3']);
+    });
+
+    it('fences each partition by its own stored offset: a stale batch of one is dropped, the other is metered', async () => {
+      const [a, b] = [await newOrg(), await newOrg()];
+      const topic = uid('group-fence');
+      const groupId = uid('group');
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId });
+      const earlier = [0, 1, 2].map(() => requestCompleted({ org_id: a }));
+      await consumer.handle(batchOf(topic, 0, earlier.map(json), 0));
+      const fresh = [0, 1].map(() => requestCompleted({ org_id: b }));
+
+      // Offsets 1..2 of partition 0 again (a consumer that lost it mid-batch), beside partition 1's first batch.
+      await Promise.all([consumer.handle(batchOf(topic, 1, earlier.slice(1).map(json), 0)), consumer.handle(batchOf(topic, 0, fresh.map(json), 1))]);
+
+      expect(await charges(a)).toBe(3);
+      expect(await charges(b)).toBe(2);
+      expect([await storedOffset(groupId, topic, 0), await storedOffset(groupId, topic, 1)]).toEqual(['3', '2']);
+    });
+
+    it('fails every batch of the group while the database is unreachable, and stores nothing of any', async () => {
+      const [a, b] = [await newOrg(), await newOrg()];
+      const topic = uid('group-down');
+      const groupId = uid('group');
+      // A real connection failure, as pg reports it when PostgreSQL is down.
+      const refused = await new Client({ host: '127.0.0.1', port: 1, connectionTimeoutMillis: 2000 }).connect().then(
+        () => new Error('connected?'),
+        (e: Error) => e,
+      );
+      const down = new Proxy(ds, { get: (target, prop, receiver) => (prop === 'transaction' ? () => Promise.reject(refused) : (Reflect.get(target, prop, receiver) as unknown)) });
+      const consumer = new RequestCompletedConsumer(down, catalog, { groupId });
+
+      const outcomes = await Promise.allSettled([
+        consumer.handle(batchOf(topic, 0, [json(requestCompleted({ org_id: a }))], 0)),
+        consumer.handle(batchOf(topic, 0, [json(requestCompleted({ org_id: b }))], 1)),
+      ]);
+
+      expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error & { code?: string }).code : o.status))).toEqual(['ECONNREFUSED', 'ECONNREFUSED']);
+      expect([await charges(a), await charges(b)]).toEqual([0, 0]);
+      expect([await storedOffset(groupId, topic, 0), await storedOffset(groupId, topic, 1)]).toEqual([undefined, undefined]);
+      expect(await deadLetters(topic)).toEqual([]);
     });
   });
 

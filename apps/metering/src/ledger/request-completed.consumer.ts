@@ -17,8 +17,8 @@ import {
   loadWindows,
   lockAccounts,
   lockHeldReservations,
-  lockOffset,
-  offsetPart,
+  lockOffsets,
+  offsetsPart,
   pendingEntityHolds,
   ReservationRef,
   reservationKey,
@@ -33,10 +33,27 @@ import {
 } from './ledger-store';
 import { meterEvent } from './meter-event';
 
-/** A message metering will not meter, and why: it becomes a dead letter. */
+/** A message metering will not meter, the batch it came in, and why: it becomes a dead letter. */
 interface Refusal {
   message: IncomingMessage;
+  batch: IncomingBatch;
   reason: string;
+}
+
+/** What one transaction meters of one partition's batch: `messages`, then the offset moved to `nextOffset`. */
+interface Slice {
+  batch: IncomingBatch;
+  messages: IncomingMessage[];
+  nextOffset: string;
+  /** Dead-letter every message for this reason instead of metering it. */
+  refusedBecause?: string;
+}
+
+/** A partition's batch waiting for the next group commit. */
+interface Waiting {
+  batch: IncomingBatch;
+  resolve: () => void;
+  reject: (e: unknown) => void;
 }
 
 export interface RequestCompletedConsumerOptions {
@@ -49,20 +66,22 @@ export interface RequestCompletedConsumerOptions {
 /**
  * message -> validated event -> domain -> one PostgreSQL transaction -> Kafka commit.
  *
- * Each transaction first locks the partition's stored offset (the fence: messages below it were metered by
- * another consumer, after a rebalance, and are dropped), then writes the usage rows, ledger entries, projections,
- * re-access windows, the dead letters of the messages it refused and the new offset, which never moves back.
+ * The batches of several partitions handed over together share one transaction (a group commit, see handle).
+ * Each transaction first locks the stored offset of each of its partitions (the fence: messages below it were
+ * metered by another consumer, after a rebalance, and are dropped), then writes the usage rows, ledger entries,
+ * projections, re-access windows, the dead letters of the messages it refused and each partition's new offset,
+ * which never moves back.
  *
  * Poison: an event the validation lets through but PostgreSQL refuses (a data error, SQLSTATE class 22/23) would
- * fail its whole batch on every retry and stop the partition. So a batch refused for its data is metered again
- * message by message, each in its own transaction with its own offset, and the message the database refuses
+ * fail its whole batch on every retry and stop the partition. So a group refused for its data is metered again
+ * batch by batch, and a batch refused alone message by message, each in its own transaction with its own offset, and the message the database refuses
  * becomes a dead letter with the database's reason; the partition moves on. A database that is unreachable,
  * shutting down or deadlocked is not the data's fault: the error goes up, nothing is dead-lettered, and kafkajs
  * fetches the batch again from the stored offset.
  *
  * Crash windows (what happens if the process dies ...):
- * 1. before a transaction commits: nothing of it was written (entries, projections, usage, dead letters, offset
- *    roll back together); the batch is fetched again from the stored offset and metered once. Message by message,
+ * 1. before a transaction commits: nothing of it was written (entries, projections, usage, dead letters, offsets
+ *    of every partition in it roll back together); each batch is fetched again from its stored offset and metered once. Message by message,
  *    the messages committed so far stay committed with their offsets; the rest are fetched again.
  * 2. after the commit, before the Kafka offset commit: the database holds the new offset; on re-assignment the
  *    consumer seeks to it, and the fence drops anything below it that is fetched anyway. Were an event ever
@@ -78,6 +97,9 @@ export class RequestCompletedConsumer {
   readonly groupId: string;
   private readonly clock: () => number;
   private readonly parse: NonNullable<RequestCompletedConsumerOptions['parse']>;
+  /** Batches handed over and not yet in a transaction (see handle). */
+  private waiting: Waiting[] = [];
+  private folding = false;
 
   constructor(
     private readonly ds: DataSource,
@@ -93,75 +115,130 @@ export class RequestCompletedConsumer {
     return storedOffsets(this.ds.manager, this.groupId, topic, partitions);
   }
 
-  async handle(batch: IncomingBatch): Promise<void> {
+  /**
+   * Group commit: the batches handed over in one turn of the event loop (kafkajs hands a fetch's partitions over
+   * together, up to `partitionsConsumedConcurrently`), or while a transaction is being written, go together in the
+   * next transaction, each with its own offset. An idle consumer adds no delay; a busy one pays the round trips and
+   * the commit once per fetch instead of once per partition.
+   */
+  handle(batch: IncomingBatch): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ batch, resolve, reject });
+      if (!this.folding) {
+        this.folding = true;
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.waiting.length > 0) {
+        // One batch per partition in a transaction (its offset is written once): a second batch of a partition
+        // (only a caller that did not wait for the first sends one) goes in the next group.
+        const group: Waiting[] = [];
+        const later: Waiting[] = [];
+        for (const w of this.waiting) {
+          const taken = w.batch.topic !== (group[0]?.batch.topic ?? w.batch.topic) || group.some((g) => g.batch.partition === w.batch.partition);
+          (taken ? later : group).push(w);
+        }
+        this.waiting = later;
+        await this.commit(group);
+      }
+    } finally {
+      this.folding = false;
+    }
+  }
+
+  private async commit(group: Waiting[]): Promise<void> {
     const stop = ledgerAppendSeconds.startTimer();
     try {
-      await this.fold(batch, batch.messages, batch.nextOffset);
+      await this.fold(group.map(({ batch }) => ({ batch, messages: batch.messages, nextOffset: batch.nextOffset })));
+      for (const w of group) w.resolve();
+    } catch (e) {
+      if (databaseFailure(e) !== 'data') {
+        for (const w of group) w.reject(e);
+        return;
+      }
+      // One partition's poison must not hold the others back: each batch alone, and the refused one message by message.
+      for (const w of group) await (group.length === 1 ? this.oneByOne(w.batch, e) : this.alone(w.batch)).then(w.resolve, w.reject);
+    } finally {
+      stop();
+    }
+  }
+
+  private async alone(batch: IncomingBatch): Promise<void> {
+    try {
+      await this.fold([{ batch, messages: batch.messages, nextOffset: batch.nextOffset }]);
     } catch (e) {
       if (databaseFailure(e) !== 'data') throw e;
-      this.log.warn({
-        msg: 'batch refused by the database; metering it message by message',
-        topic: batch.topic,
-        partition: batch.partition,
-        from: batch.messages[0]?.offset,
-        to: batch.messages[batch.messages.length - 1]?.offset,
-        error: printable((e as Error).message),
-      });
-      await this.oneByOne(batch);
+      await this.oneByOne(batch, e);
     }
-    stop();
   }
 
   /** Each message in its own transaction; the one the database refuses for its data is dead-lettered. */
-  private async oneByOne(batch: IncomingBatch): Promise<void> {
+  private async oneByOne(batch: IncomingBatch, refusal: unknown): Promise<void> {
+    this.log.warn({
+      msg: 'batch refused by the database; metering it message by message',
+      topic: batch.topic,
+      partition: batch.partition,
+      from: batch.messages[0]?.offset,
+      to: batch.messages[batch.messages.length - 1]?.offset,
+      error: printable((refusal as Error).message),
+    });
     const last = batch.messages.length - 1;
     for (const [i, message] of batch.messages.entries()) {
-      const next = i === last ? batch.nextOffset : (BigInt(message.offset) + 1n).toString();
+      const nextOffset = i === last ? batch.nextOffset : (BigInt(message.offset) + 1n).toString();
       try {
-        await this.fold(batch, [message], next);
+        await this.fold([{ batch, messages: [message], nextOffset }]);
       } catch (e) {
         if (databaseFailure(e) !== 'data') throw e;
-        await this.fold(batch, [message], next, printable(`refused by the database: ${(e as Error).message}`));
+        await this.fold([{ batch, messages: [message], nextOffset, refusedBecause: printable(`refused by the database: ${(e as Error).message}`) }]);
       }
     }
   }
 
   /**
-   * One transaction: `messages` metered (or, with `refusedBecause`, all dead-lettered for that reason) and the
-   * partition's offset moved to `nextOffset`.
+   * One transaction: each slice's messages metered (or, with `refusedBecause`, all dead-lettered for that reason)
+   * and its partition's offset moved to its `nextOffset`.
    */
-  private async fold(batch: IncomingBatch, messages: IncomingMessage[], nextOffset: string, refusedBecause?: string): Promise<void> {
+  private async fold(slices: Slice[]): Promise<void> {
     const now = this.clock();
-    const parsed = messages.map((message) => ({
-      message,
-      validation: refusedBecause === undefined ? this.parse(message.value, now) : ({ ok: false, reason: refusedBecause } as const),
-    }));
+    const topic = slices[0]!.batch.topic;
+    const parsed = slices.flatMap((slice) =>
+      slice.messages.map((message) => ({
+        slice,
+        message,
+        validation: slice.refusedBecause === undefined ? this.parse(message.value, now) : ({ ok: false, reason: slice.refusedBecause } as const),
+      })),
+    );
     // PostgreSQL's default isolation, READ COMMITTED (named, it would cost a SET TRANSACTION round trip).
     const result = await this.ds.transaction(async (m) => {
-      const stored = await lockOffset(m, this.groupId, batch.topic, batch.partition);
-      const live = parsed.filter((p) => BigInt(p.message.offset) >= stored);
-      const fenced = { below: parsed.length - live.length, stored };
-      if (live.length === 0) return { metered: 0, duplicates: 0, credits: 0, refused: [] as Refusal[], fenced };
-
+      const stored = await lockOffsets(m, this.groupId, topic, slices.map((s) => s.batch.partition));
+      const live = parsed.filter((p) => BigInt(p.message.offset) >= stored.get(p.slice.batch.partition)!);
+      const fenced = slices.flatMap((s) => {
+        const below = parsed.filter((p) => p.slice === s).length - live.filter((p) => p.slice === s).length;
+        return below > 0 ? [{ partition: s.batch.partition, below, stored: stored.get(s.batch.partition)! }] : [];
+      });
       const refused: Refusal[] = [];
-      const events: Array<{ event: RequestCompletedV1; message: IncomingMessage }> = [];
+      const events: Array<{ event: RequestCompletedV1; message: IncomingMessage; batch: IncomingBatch }> = [];
       // An event is its id within its org: the same id from two orgs is two events, twice from one org a repeat.
       const inBatch = new Set<string>();
       let repeated = 0;
-      for (const { message, validation } of live) {
-        if (!validation.ok) refused.push({ message, reason: validation.reason });
+      for (const { slice, message, validation } of live) {
+        if (!validation.ok) refused.push({ message, batch: slice.batch, reason: validation.reason });
         else if (inBatch.has(eventKey(validation.event.org_id, validation.event.event_id))) repeated++;
         else {
           inBatch.add(eventKey(validation.event.org_id, validation.event.event_id));
-          events.push({ event: validation.event, message });
+          events.push({ event: validation.event, message, batch: slice.batch });
         }
       }
       const writes: Array<WritePart | null> = [];
-      const outcome = await this.meter(m, events, refused, writes);
-      // Everything the batch changes, its dead letters and its offset: one statement (one round trip), then commit.
+      const outcome = events.length > 0 ? await this.meter(m, events, refused, writes) : { metered: 0, duplicates: 0, credits: 0 };
+      // Everything the transaction changes, its dead letters and its offsets: one statement (one round trip), then commit.
       writes.push(
         deadLettersPart(
-          refused.map(({ message, reason }) => ({
+          refused.map(({ message, batch, reason }) => ({
             topic: batch.topic,
             partition: batch.partition,
             offset: message.offset,
@@ -170,22 +247,27 @@ export class RequestCompletedConsumer {
             reason: printable(reason),
           })),
         ),
-        offsetPart(this.groupId, batch.topic, batch.partition, nextOffset),
+        // A partition all of whose messages lay below its stored offset keeps that offset (never moved back).
+        offsetsPart(
+          this.groupId,
+          topic,
+          slices.filter((s) => live.some((p) => p.slice === s)).map((s) => ({ partition: s.batch.partition, nextOffset: s.nextOffset })),
+        ),
       );
       await writeAll(m, writes);
       return { ...outcome, duplicates: outcome.duplicates + repeated, refused, fenced };
     });
-    if (result.fenced.below > 0) {
+    for (const f of result.fenced) {
       this.log.warn({
         msg: 'skipped messages below the stored offset: another consumer metered them (rebalance)',
-        topic: batch.topic,
-        partition: batch.partition,
-        stored: result.fenced.stored.toString(),
-        skipped: result.fenced.below,
+        topic,
+        partition: f.partition,
+        stored: f.stored.toString(),
+        skipped: f.below,
       });
     }
     for (const r of result.refused) {
-      this.log.warn({ msg: 'dead-lettered', partition: batch.partition, offset: r.message.offset, reason: printable(r.reason) });
+      this.log.warn({ msg: 'dead-lettered', partition: r.batch.partition, offset: r.message.offset, reason: printable(r.reason) });
     }
     eventsMetered.inc({ result: 'metered' }, result.metered);
     eventsMetered.inc({ result: 'duplicate' }, result.duplicates);
@@ -195,7 +277,7 @@ export class RequestCompletedConsumer {
 
   private async meter(
     m: EntityManager,
-    batchEvents: Array<{ event: RequestCompletedV1; message: IncomingMessage }>,
+    batchEvents: Array<{ event: RequestCompletedV1; message: IncomingMessage; batch: IncomingBatch }>,
     refused: Refusal[],
     writes: Array<WritePart | null>,
   ): Promise<{ metered: number; duplicates: number; credits: number }> {
@@ -224,19 +306,19 @@ export class RequestCompletedConsumer {
     const settledBy: string[] = [];
     let credits = 0;
 
-    for (const { event, message } of events) {
+    for (const { event, message, batch } of events) {
       const locked = accounts.get(event.org_id);
       if (!locked) {
-        refused.push({ message, reason: `unknown org_id "${event.org_id}"` });
+        refused.push({ message, batch, reason: `unknown org_id "${event.org_id}"` });
         continue;
       }
       if (locked.profile !== event.profile) {
-        refused.push({ message, reason: `profile "${event.profile}" does not match org ${event.org_id}'s profile "${locked.profile}"` });
+        refused.push({ message, batch, reason: `profile "${event.profile}" does not match org ${event.org_id}'s profile "${locked.profile}"` });
         continue;
       }
       const route = this.catalog.route(event.profile, event.method, event.route);
       if (!route) {
-        refused.push({ message, reason: `route "${event.method} ${event.route}" is not in profile "${event.profile}"` });
+        refused.push({ message, batch, reason: `route "${event.method} ${event.route}" is not in profile "${event.profile}"` });
         continue;
       }
       const reservation = (event.reservation_id && reservations.get(reservationKey(event.org_id, event.reservation_id))) || null;
@@ -253,7 +335,7 @@ export class RequestCompletedConsumer {
         metered = meterEvent(account, event, pricingOf(route), pricingWindows, reservation, wasGivenBack);
         if (pricingWindows !== orgWindows) applyCharges(orgWindows, metered.priced.chargedEntities, Date.parse(event.occurred_at));
       } catch (e) {
-        refused.push({ message, reason: `cannot be metered: ${(e as Error).message}` });
+        refused.push({ message, batch, reason: `cannot be metered: ${(e as Error).message}` });
         continue;
       }
       touched.set(event.org_id, metered.account);
