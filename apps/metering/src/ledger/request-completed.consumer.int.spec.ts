@@ -224,6 +224,20 @@ describe('RequestCompletedConsumer (real PostgreSQL)', () => {
       expect(writers.rows).toHaveLength(1);
     });
 
+    it('caps a transaction at groupMessages: past it, the next partitions go in the next transaction', async () => {
+      const orgs = [await newOrg(), await newOrg(), await newOrg()];
+      const topic = uid('group-cap');
+      const groupId = uid('group');
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId, groupMessages: 3 });
+
+      await Promise.all(orgs.map((org, p) => consumer.handle(batchOf(topic, 0, [0, 1].map(() => json(requestCompleted({ org_id: org }))), p))));
+
+      expect(await Promise.all(orgs.map(charges))).toEqual([2, 2, 2]);
+      const offsets = await db.query(`SELECT partition, xmin::text AS x FROM consumer_offsets WHERE group_id = $1 AND topic = $2 ORDER BY partition`, [groupId, topic]);
+      // 2 + 2 messages would pass 3: every partition had a transaction of its own.
+      expect(new Set(offsets.rows.map((r: { x: string }) => r.x)).size).toBe(3);
+    });
+
     it('isolates one partition\'s poison: the other partition is metered, the poisoned batch message by message', async () => {
       const [a, b] = [await newOrg(), await newOrg()];
       const topic = uid('group-poison');

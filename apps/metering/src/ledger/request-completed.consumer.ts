@@ -61,6 +61,8 @@ export interface RequestCompletedConsumerOptions {
   clock?: () => number;
   /** Raw bytes to a validated event. Tests pass a laxer one to reach what only the database refuses. */
   parse?: (bytes: Buffer | null, nowMs: number) => EventValidation;
+  /** A transaction takes more partitions' batches only while it has fewer messages than this (one batch always goes). */
+  groupMessages?: number;
 }
 
 /**
@@ -97,9 +99,11 @@ export class RequestCompletedConsumer {
   readonly groupId: string;
   private readonly clock: () => number;
   private readonly parse: NonNullable<RequestCompletedConsumerOptions['parse']>;
-  /** Batches handed over and not yet in a transaction (see handle). */
+  /** Batches handed over and not yet in a transaction, and the partitions of the transactions in flight (see handle). */
   private waiting: Waiting[] = [];
-  private folding = false;
+  private readonly writing = new Set<string>();
+  private scheduled = false;
+  private readonly groupMessages: number;
 
   constructor(
     private readonly ds: DataSource,
@@ -109,6 +113,7 @@ export class RequestCompletedConsumer {
     this.groupId = options.groupId ?? MeteringConsumerGroup;
     this.clock = options.clock ?? Date.now;
     this.parse = options.parse ?? parseRequestCompleted;
+    this.groupMessages = options.groupMessages ?? 2000;
   }
 
   storedOffsets(topic: string, partitions: number[]): Promise<Map<number, string>> {
@@ -117,37 +122,57 @@ export class RequestCompletedConsumer {
 
   /**
    * Group commit: the batches handed over in one turn of the event loop (kafkajs hands a fetch's partitions over
-   * together, up to `partitionsConsumedConcurrently`), or while a transaction is being written, go together in the
-   * next transaction, each with its own offset. An idle consumer adds no delay; a busy one pays the round trips and
-   * the commit once per fetch instead of once per partition.
+   * together, up to `partitionsConsumedConcurrently`), or while both transactions in flight are being written, go
+   * together in the next transaction, each with its own offset, up to `groupMessages` messages. An idle consumer
+   * adds no delay; a busy one pays the round trips and the commit once per fetch instead of once per partition.
+   * Two transactions may be in flight, so that one is parsed and priced while PostgreSQL writes the other; a
+   * partition is in at most one of them (its offset row would make the second wait anyway).
    */
   handle(batch: IncomingBatch): Promise<void> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ batch, resolve, reject });
-      if (!this.folding) {
-        this.folding = true;
-        setImmediate(() => void this.drain());
-      }
+      this.schedule();
     });
   }
 
-  private async drain(): Promise<void> {
-    try {
-      while (this.waiting.length > 0) {
-        // One batch per partition in a transaction (its offset is written once): a second batch of a partition
-        // (only a caller that did not wait for the first sends one) goes in the next group.
-        const group: Waiting[] = [];
-        const later: Waiting[] = [];
-        for (const w of this.waiting) {
-          const taken = w.batch.topic !== (group[0]?.batch.topic ?? w.batch.topic) || group.some((g) => g.batch.partition === w.batch.partition);
-          (taken ? later : group).push(w);
-        }
-        this.waiting = later;
-        await this.commit(group);
-      }
-    } finally {
-      this.folding = false;
+  private schedule(): void {
+    if (this.scheduled || this.writing.size >= 2 || this.waiting.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.startGroups();
+    });
+  }
+
+  private startGroups(): void {
+    while (this.writing.size < 2) {
+      const group = this.nextGroup();
+      if (group.length === 0) return;
+      const partitions = group.map((w) => `${w.batch.topic}:${w.batch.partition}`);
+      for (const p of partitions) this.writing.add(p);
+      void this.commit(group).finally(() => {
+        for (const p of partitions) this.writing.delete(p);
+        this.startGroups();
+      });
     }
+  }
+
+  /** The waiting batches of one topic, one per partition and none of a partition being written, up to the cap. */
+  private nextGroup(): Waiting[] {
+    const group: Waiting[] = [];
+    const later: Waiting[] = [];
+    let messages = 0;
+    for (const w of this.waiting) {
+      const fits =
+        (group.length === 0 || messages + w.batch.messages.length <= this.groupMessages) &&
+        w.batch.topic === (group[0]?.batch.topic ?? w.batch.topic) &&
+        !this.writing.has(`${w.batch.topic}:${w.batch.partition}`) &&
+        !group.some((g) => g.batch.partition === w.batch.partition);
+      if (fits) messages += w.batch.messages.length;
+      (fits ? group : later).push(w);
+    }
+    this.waiting = later;
+    return group;
   }
 
   private async commit(group: Waiting[]): Promise<void> {
