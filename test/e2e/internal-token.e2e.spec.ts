@@ -78,6 +78,42 @@ describe("metering's gRPC requires the internal token", () => {
     client.close();
   });
 
+  it('ReserveStream needs the token, and answers each batch with its id and ReserveBatch\'s results', async () => {
+    const { orgId } = await stack.orgWithKey('free', uniqueId('grpc-stream'));
+    const client = reservations();
+    type Reply = { id: string; results: Array<{ reply: { granted: boolean; balance: string } | null; error_code: number }> };
+    const open = (authorization: string | null) => {
+      const md = new Metadata();
+      if (authorization !== null) md.set('authorization', authorization);
+      const stream = client.ReserveStream(md);
+      const replies: Reply[] = [];
+      const closed = new Promise<{ code: number }>((resolve) => {
+        stream.on('data', (r: Reply) => replies.push(r));
+        stream.on('error', (e: { code: number }) => resolve(e));
+        stream.on('end', () => resolve({ code: GrpcStatus.OK }));
+      });
+      return { stream, replies, closed };
+    };
+
+    const refused = open(null);
+    refused.stream.write({ id: 1, requests: [reserve(orgId)] });
+    expect(await refused.closed).toMatchObject({ code: GrpcStatus.UNAUTHENTICATED });
+    expect(refused.replies).toEqual([]);
+
+    const served = open(`Bearer ${stack.internalToken}`);
+    served.stream.write({ id: 7, requests: [reserve(orgId), reserve('no-such-org')] });
+    served.stream.write({ id: 8, requests: [reserve(orgId)] });
+    served.stream.end();
+    expect(await served.closed).toEqual({ code: GrpcStatus.OK });
+    const byId = new Map(served.replies.map((r) => [r.id, r.results]));
+    expect([...byId.keys()].sort()).toEqual(['7', '8']);
+    expect(byId.get('7')).toMatchObject([{ reply: { granted: true }, error_code: 0 }, { reply: null, error_code: GrpcStatus.NOT_FOUND }]);
+    expect(byId.get('8')).toMatchObject([{ reply: { granted: true }, error_code: 0 }]);
+    // 50 credits, two holds of 1 (the refused one touched nothing).
+    expect((await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`)).body.balance).toBe(48);
+    client.close();
+  });
+
   it('the gateway presents it: a paid call reserves and is charged', async () => {
     const { orgId, key } = await stack.orgWithKey('free', uniqueId('grpc-auth'));
     const res = await fetch(stack.gatewayUrl('/api/external/v1/search'), {

@@ -36,3 +36,14 @@ export interface ReserveResult {
 export interface ReserveBatchReply {
   results: ReserveResult[];
 }
+
+/** ReserveStream: a ReserveBatch named by the id its sender chose; the reply carries the same id. */
+export interface ReserveStreamRequest {
+  id: number;
+  requests: ReserveRequest[];
+}
+
+export interface ReserveStreamReply {
+  id: number;
+  results: ReserveResult[];
+}

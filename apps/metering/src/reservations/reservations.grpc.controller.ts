@@ -1,7 +1,15 @@
 import { Controller } from '@nestjs/common';
-import { GrpcMethod, RpcException } from '@nestjs/microservices';
-import { status } from '@grpc/grpc-js';
-import { forbiddenCharacterAt, ReserveBatchReply, ReserveBatchRequest, ReserveRequest } from '@tollgate/contracts';
+import { GrpcMethod, GrpcStreamCall, RpcException } from '@nestjs/microservices';
+import { ServerDuplexStream, status } from '@grpc/grpc-js';
+import {
+  forbiddenCharacterAt,
+  ReserveBatchReply,
+  ReserveBatchRequest,
+  ReserveRequest,
+  ReserveResult,
+  ReserveStreamReply,
+  ReserveStreamRequest,
+} from '@tollgate/contracts';
 import { ClockSkewError, ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
 
 /** tollgate.metering.v1.Reservations (libs/contracts/src/proto/metering.proto). */
@@ -15,14 +23,39 @@ export class ReservationsGrpcController {
     if (requests.length > 1000) throw invalid('requests has more than 1000 holds');
     // All of them join the same group commit; each is answered on its own.
     const settled = await Promise.allSettled(requests.map((r) => this.reserve(r)));
-    return {
-      results: settled.map((s) => {
-        if (s.status === 'fulfilled') return { reply: s.value, errorCode: 0, errorMessage: '' };
-        const reason = s.reason as Error;
-        const err = reason instanceof RpcException ? (reason.getError() as { code?: number; message?: string }) : null;
-        return { reply: null, errorCode: err?.code ?? status.INTERNAL, errorMessage: err?.message ?? reason.message ?? 'reservation failed' };
-      }),
+    return { results: settled.map((s) => (s.status === 'fulfilled' ? { reply: s.value, errorCode: 0, errorMessage: '' } : failed(s.reason))) };
+  }
+
+  /**
+   * ReserveBatch over one long-lived stream (how gateways send their holds): each request is answered, with its id,
+   * once its holds are decided; the stream ends once the caller ended it and every answer is out.
+   */
+  @GrpcStreamCall('Reservations', 'ReserveStream')
+  reserveStream(call: ServerDuplexStream<ReserveStreamRequest, ReserveStreamReply>): void {
+    let unanswered = 0;
+    let ended = false;
+    const endIfDone = () => {
+      if (ended && unanswered === 0) call.end();
     };
+    call.on('data', (req: ReserveStreamRequest) => {
+      unanswered++;
+      const requests = req.requests ?? [];
+      this.reserveBatch({ requests })
+        .catch((e: unknown) => ({ results: requests.map(() => failed(e)) }))
+        .then((reply) => {
+          if (!call.cancelled) call.write({ id: req.id, results: reply.results });
+        })
+        .finally(() => {
+          unanswered--;
+          endIfDone();
+        });
+    });
+    call.on('end', () => {
+      ended = true;
+      endIfDone();
+    });
+    // A caller that went away: what it asked for is still decided (as a unary call past its deadline would be).
+    call.on('error', () => undefined);
   }
 
   @GrpcMethod('Reservations', 'Reserve')
@@ -67,6 +100,12 @@ function checkText(field: string, value: string, max: number): void {
   if (value.length > max) throw invalid(`${field} is longer than ${max} characters`);
   const at = forbiddenCharacterAt(value);
   if (at >= 0) throw invalid(`${field} contains a control character at index ${at}`);
+}
+
+/** A hold's failure as ReserveBatch reports it: the status code and message Reserve would have failed with. */
+function failed(reason: unknown): ReserveResult {
+  const err = reason instanceof RpcException ? (reason.getError() as { code?: number; message?: string }) : null;
+  return { reply: null, errorCode: err?.code ?? status.INTERNAL, errorMessage: err?.message ?? (reason as Error).message ?? 'reservation failed' };
 }
 
 function invalid(message: string): RpcException {

@@ -1,0 +1,120 @@
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ProtoFiles, ReserveRequest, ReserveStreamReply, ReserveStreamRequest } from '@tollgate/contracts';
+import { grpcLoaderOptions } from '@tollgate/platform';
+import { GrpcMeteringClient } from './metering-client';
+
+type HoldStream = grpc.ServerDuplexStream<ReserveStreamRequest, ReserveStreamReply>;
+
+/**
+ * The gateway's hold client over a real gRPC connection, against a Reservations server whose ReserveStream each
+ * test scripts (answering late, out of order, or not at all; the real metering is driven by the e2e tests): every
+ * hold gets exactly one outcome, and a stream that stops answering is replaced.
+ */
+describe('GrpcMeteringClient over ReserveStream (real gRPC)', () => {
+  let server: grpc.Server;
+  let address: string;
+  let onStream: (call: HoldStream) => void;
+  let streams = 0;
+
+  beforeAll(async () => {
+    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(ProtoFiles.Metering, grpcLoaderOptions)) as unknown as {
+      tollgate: { metering: { v1: { Reservations: grpc.ServiceClientConstructor } } };
+    };
+    server = new grpc.Server();
+    const unimplemented = (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb({ code: grpc.status.UNIMPLEMENTED });
+    server.addService(pkg.tollgate.metering.v1.Reservations.service, {
+      Reserve: unimplemented,
+      ReserveBatch: unimplemented,
+      Release: unimplemented,
+      GetBalance: unimplemented,
+      ReserveStream: (call: HoldStream) => {
+        streams++;
+        onStream(call);
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    address = `127.0.0.1:${port}`;
+  });
+
+  afterAll(() => server?.forceShutdown());
+  beforeEach(() => (streams = 0));
+
+  const hold = (orgId: string): ReserveRequest => ({ reservationId: `r-${orgId}`, orgId, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: new Date().toISOString() });
+  const granted = (r: ReserveRequest) => ({ reply: { granted: true, reservationId: r.reservationId, requested: 1, shortfall: 0, balance: 7 }, errorCode: 0, errorMessage: '' });
+
+  it('sends the holds of one loop turn as one batch on one stream, and answers each by the id of its batch, in any order', async () => {
+    const seen: ReserveStreamRequest[] = [];
+    onStream = (call) => {
+      call.on('data', (req: ReserveStreamRequest) => {
+        seen.push(req);
+        // The first batch is answered after the second.
+        setTimeout(() => call.write({ id: req.id, results: req.requests.map(granted) }), seen.length === 1 ? 200 : 0);
+      });
+    };
+    const client = new GrpcMeteringClient(address, 'token');
+    try {
+      const first = Promise.all([client.reserve(hold('a')), client.reserve(hold('b'))]);
+      await new Promise((r) => setTimeout(r, 20));
+      const second = client.reserve(hold('c'));
+      expect((await second).reservationId).toBe('r-c');
+      expect((await first).map((r) => r.reservationId)).toEqual(['r-a', 'r-b']);
+      expect(seen.map((b) => b.requests.map((q) => q.orgId))).toEqual([['a', 'b'], ['c']]);
+      expect(streams).toBe(1);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('fails the holds metering refuses one by one, with its code and message', async () => {
+    onStream = (call) =>
+      call.on('data', (req: ReserveStreamRequest) =>
+        call.write({ id: req.id, results: req.requests.map((r) => (r.orgId === 'ghost' ? { reply: null, errorCode: grpc.status.NOT_FOUND, errorMessage: 'unknown org "ghost"' } : granted(r))) }),
+      );
+    const client = new GrpcMeteringClient(address, 'token');
+    try {
+      const [ok, ghost] = await Promise.allSettled([client.reserve(hold('a')), client.reserve(hold('ghost'))]);
+      expect(ok).toMatchObject({ status: 'fulfilled', value: { granted: true } });
+      expect(ghost).toMatchObject({ status: 'rejected', reason: { code: grpc.status.NOT_FOUND, message: 'unknown org "ghost"' } });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('fails a batch metering does not answer in time, drops its late answer, and sends the next batch on a new stream', async () => {
+    const late: Array<() => void> = [];
+    onStream = (call) =>
+      call.on('data', (req: ReserveStreamRequest) => {
+        const answer = () => call.write({ id: req.id, results: req.requests.map(granted) });
+        if (streams === 1) late.push(answer);
+        else answer();
+      });
+    const client = new GrpcMeteringClient(address, 'token', 300);
+    try {
+      await expect(client.reserve(hold('stalled'))).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+      for (const answer of late) answer(); // on a cancelled stream: goes nowhere
+      expect((await client.reserve(hold('next'))).reservationId).toBe('r-next');
+      expect(streams).toBe(2);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('fails every unanswered batch at once when metering ends the stream (a restart), then opens a new one', async () => {
+    onStream = (call) => {
+      if (streams === 1) call.on('data', () => setTimeout(() => call.end(), 50));
+      else call.on('data', (req: ReserveStreamRequest) => call.write({ id: req.id, results: req.requests.map(granted) }));
+    };
+    const client = new GrpcMeteringClient(address, 'token', 5000);
+    try {
+      // UNAVAILABLE from the stream's end, not DEADLINE_EXCEEDED after 5 s.
+      await expect(client.reserve(hold('cut'))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect((await client.reserve(hold('after'))).granted).toBe(true);
+      expect(streams).toBe(2);
+    } finally {
+      client.close();
+    }
+  });
+});
