@@ -76,15 +76,16 @@ export interface RequestCompletedConsumerOptions {
  *
  * Poison: an event the validation lets through but PostgreSQL refuses (a data error, SQLSTATE class 22/23) would
  * fail its whole batch on every retry and stop the partition. So a group refused for its data is metered again
- * batch by batch, and a batch refused alone message by message, each in its own transaction with its own offset, and the message the database refuses
- * becomes a dead letter with the database's reason; the partition moves on. A database that is unreachable,
+ * batch by batch, and a batch refused alone message by message, each in its own transaction with its own offset;
+ * the message the database refuses becomes a dead letter with the database's reason, and the partition moves on. A database that is unreachable,
  * shutting down or deadlocked is not the data's fault: the error goes up, nothing is dead-lettered, and kafkajs
  * fetches the batch again from the stored offset.
  *
  * Crash windows (what happens if the process dies ...):
- * 1. before a transaction commits: nothing of it was written (entries, projections, usage, dead letters, offsets
- *    of every partition in it roll back together); each batch is fetched again from its stored offset and metered once. Message by message,
- *    the messages committed so far stay committed with their offsets; the rest are fetched again.
+ * 1. before a transaction commits: nothing of it was written (entries, projections, usage, dead letters and the
+ *    offsets of every partition in it roll back together); each batch is fetched again from its stored offset and
+ *    metered once. Message by message, the messages committed so far stay committed with their offsets; the rest
+ *    are fetched again.
  * 2. after the commit, before the Kafka offset commit: the database holds the new offset; on re-assignment the
  *    consumer seeks to it, and the fence drops anything below it that is fetched anyway. Were an event ever
  *    redelivered at another offset, `usage_records (org_id, event_id)` (unique) marks it as metered: no double
