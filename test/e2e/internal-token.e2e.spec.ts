@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { credentials, loadPackageDefinition, Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { v7 as uuidv7 } from 'uuid';
-import { freePort, repoRoot, Stack, uniqueId } from '../support/stack';
+import { eventually, freePort, repoRoot, Stack, uniqueId } from '../support/stack';
 
 /**
  * SPEC §1: TOLLGATE_INTERNAL_TOKEN is the credential gateways present to metering's gRPC (metadata
@@ -111,6 +111,38 @@ describe("metering's gRPC requires the internal token", () => {
     expect(byId.get('8')).toMatchObject([{ reply: { granted: true }, error_code: 0 }]);
     // 50 credits, two holds of 1 (the refused one touched nothing).
     expect((await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`)).body.balance).toBe(48);
+    client.close();
+  });
+
+  it("metering's /metrics counts the holds its reservations thread decided, by outcome and by how each batch was written", async () => {
+    const { orgId } = await stack.orgWithKey('free', uniqueId('grpc-metrics'));
+    const client = reservations();
+    const counted = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${stack.ports.metering}/metrics`)).text();
+      const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+      return {
+        granted: value('tollgate_holds_total{outcome="granted"}'),
+        refused: value('tollgate_holds_total{outcome="refused"}'),
+        failed: value('tollgate_holds_total{outcome="failed"}'),
+        optimistic: value('tollgate_hold_batches_total{path="optimistic"}'),
+      };
+    };
+    // The thread reports once a second: let the earlier tests' holds reach /metrics before taking the baseline.
+    await new Promise((r) => setTimeout(r, 1500));
+    const before = await counted();
+    const token = `Bearer ${stack.internalToken}`;
+    // 50 credits: one hold granted, one of 60 credits' worth refused (a batch of 60 holds of 1 on 49 left), one for no org.
+    await call(client, 'Reserve', reserve(orgId), token);
+    await call(client, 'ReserveBatch', { requests: Array.from({ length: 60 }, () => reserve(orgId)) }, token);
+    await call(client, 'ReserveBatch', { requests: [reserve('no-such-org')] }, token);
+    const after = await eventually(async () => {
+      const now = await counted();
+      return now.granted - before.granted >= 50 && now.failed > before.failed ? now : null;
+    });
+    expect(after.granted - before.granted).toBe(50);
+    expect(after.refused - before.refused).toBe(11);
+    expect(after.failed - before.failed).toBe(1);
+    expect(after.optimistic - before.optimistic).toBeGreaterThanOrEqual(3);
     client.close();
   });
 

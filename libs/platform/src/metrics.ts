@@ -44,6 +44,22 @@ export const holdsKeptPastTimeout = new Gauge({
   registers: [registry],
 });
 
+export const holdsDecided = new Counter({
+  name: 'tollgate_holds_total',
+  help: "Credit holds metering's reservations decided, by outcome (granted, refused for want of credits, failed)",
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const holdBatches = new Counter({
+  name: 'tollgate_hold_batches_total',
+  help:
+    'Group commits of credit holds, by how they were written: optimistic (read without locks, one guarded statement), ' +
+    'locked_after_conflict (lost to a concurrent writer, then decided under row locks), locked (per-entity holds, always under locks)',
+  labelNames: ['path'] as const,
+  registers: [registry],
+});
+
 export const consumerLag = new Gauge({
   name: 'tollgate_consumer_lag_messages',
   help: 'Messages of tollgate.request-completed.v1 not yet committed by metering',

@@ -192,7 +192,7 @@ describe('group-committed reservations (real PostgreSQL)', () => {
     const service = new ReservationService(new Proxy(ds, { get: (t, p, r) => (p === 'manager' ? racing(topUp) : (Reflect.get(t, p, r) as unknown)) }), catalog);
     const outcome = await service.reserve(cmd());
     expect(outcome).toMatchObject({ granted: true, requested: 1, balance: 63 });
-    expect(service.lockedAfterConflict).toBe(1);
+    expect(service.takeTally()).toEqual({ batches: { optimistic: 0, locked_after_conflict: 1, locked: 0 }, holds: { granted: 1, refused: 0, failed: 0 } });
     const s = await ledgerSums(id);
     expect(s).toMatchObject({ balance: 63, held: 1 });
     expect((s.by.grant ?? 0) + (s.by.top_up ?? 0)).toBe(s.balance + s.held);
@@ -200,7 +200,8 @@ describe('group-committed reservations (real PostgreSQL)', () => {
     // Uncontended, the optimistic write is the one that lands (no fallback).
     const quiet = new ReservationService(ds, catalog);
     expect(await quiet.reserve(cmd())).toMatchObject({ granted: true, balance: 62 });
-    expect(quiet.lockedAfterConflict).toBe(0);
+    expect(quiet.takeTally()).toEqual({ batches: { optimistic: 1, locked_after_conflict: 0, locked: 0 }, holds: { granted: 1, refused: 0, failed: 0 } });
+    expect(quiet.takeTally()).toEqual({ batches: { optimistic: 0, locked_after_conflict: 0, locked: 0 }, holds: { granted: 0, refused: 0, failed: 0 } });
   });
 
   it('a retried Reserve racing its first attempt (the same id, granted meanwhile) gets that hold, not a second', async () => {

@@ -12,6 +12,15 @@ export { UnknownOrgError, UnknownRouteError } from './reservation-batch';
 /** The clock skew a reservation may have, as events may (a gateway whose clock is off can't move a month). */
 export class ClockSkewError extends Error {}
 
+/** What a ReservationService decided since its tally was last taken (metering's /metrics, see reservations-thread). */
+export interface HoldTally {
+  /** Group commits by how they were written (optimistic; under locks after losing to a writer; under locks). */
+  batches: Record<'optimistic' | 'locked_after_conflict' | 'locked', number>;
+  holds: Record<'granted' | 'refused' | 'failed', number>;
+}
+
+const emptyTally = (): HoldTally => ({ batches: { optimistic: 0, locked_after_conflict: 0, locked: 0 }, holds: { granted: 0, refused: 0, failed: 0 } });
+
 interface Queued {
   cmd: ReserveCommand;
   resolve: (o: ReserveOutcome) => void;
@@ -36,8 +45,14 @@ export class ReservationService {
     private readonly maxBatch = 256,
   ) {}
 
-  /** Batches that lost their optimistic write to a concurrent writer and were decided again under locks. */
-  lockedAfterConflict = 0;
+  private tally = emptyTally();
+
+  /** What was decided since the last call, and a fresh tally. */
+  takeTally(): HoldTally {
+    const taken = this.tally;
+    this.tally = emptyTally();
+    return taken;
+  }
 
   reserve(cmd: ReserveCommand): Promise<ReserveOutcome> {
     const skew = cmd.occurredAt - this.clock();
@@ -61,9 +76,9 @@ export class ReservationService {
       try {
         this.settle(batch, await this.write(batch.map((q) => q.cmd)));
       } catch (e) {
-        if (batch.length === 1) batch[0]!.reject(e as Error);
+        if (batch.length === 1) this.settle(batch, [e as Error]);
         // One command's bad data must not refuse the others: each is tried alone.
-        else for (const q of batch) await this.write([q.cmd]).then((o) => this.settle([q], o), (err: Error) => q.reject(err));
+        else for (const q of batch) await this.write([q.cmd]).then((o) => this.settle([q], o), (err: Error) => this.settle([q], [err]));
       }
     }
     this.writing = false;
@@ -76,10 +91,12 @@ export class ReservationService {
   private async write(cmds: ReserveCommand[]): Promise<Array<ReserveOutcome | Error>> {
     const expiresAt = (profile: string) => this.clock() + (this.catalog.get(profile)?.credits.reservation_timeout_seconds ?? 120) * 1000;
     try {
-      return await reserveBatch(this.ds.manager, this.catalog, cmds, expiresAt, true);
+      const outcomes = await reserveBatch(this.ds.manager, this.catalog, cmds, expiresAt, true);
+      this.tally.batches.optimistic++;
+      return outcomes;
     } catch (e) {
       if (!(e instanceof NeedsLocks) && !optimisticConflict(e)) throw e;
-      if (!(e instanceof NeedsLocks)) this.lockedAfterConflict++;
+      this.tally.batches[e instanceof NeedsLocks ? 'locked' : 'locked_after_conflict']++;
     }
     // PostgreSQL's default isolation (READ COMMITTED) is what this needs: the row locks serialise each org.
     return this.ds.transaction((m) => reserveBatch(m, this.catalog, cmds, expiresAt));
@@ -88,6 +105,7 @@ export class ReservationService {
   private settle(batch: Queued[], outcomes: Array<ReserveOutcome | Error>): void {
     batch.forEach((q, i) => {
       const o = outcomes[i]!;
+      this.tally.holds[o instanceof Error ? 'failed' : o.granted ? 'granted' : 'refused']++;
       if (o instanceof Error) q.reject(o);
       else q.resolve(o);
     });

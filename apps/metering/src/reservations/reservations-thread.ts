@@ -5,9 +5,9 @@ import { DynamicModule, Logger, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ProtoFiles, ProtoPackages } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
-import { createLogger, grpcServerOptions } from '@tollgate/platform';
+import { createLogger, grpcServerOptions, holdBatches, holdsDecided } from '@tollgate/platform';
 import { ProfileCatalog } from '../profile-catalog';
-import { ReservationService } from './reservation.service';
+import { HoldTally, ReservationService } from './reservation.service';
 import { ReservationsGrpcController } from './reservations.grpc.controller';
 
 /**
@@ -34,7 +34,10 @@ export interface ReservationsThread {
   stop(): Promise<void>;
 }
 
-type FromThread = { ready: true } | { failed: string };
+type FromThread = { ready: true } | { failed: string } | { tally: HoldTally };
+
+/** How often the thread reports what it decided to metering's main thread, whose registry serves /metrics. */
+const TallyEveryMs = 1000;
 
 /** Starts the thread and resolves once its gRPC server listens; rejects with the thread's start-up error. */
 export function startReservationsThread(opts: ReservationsThreadOptions, onDeath: (why: string) => void): Promise<ReservationsThread> {
@@ -43,7 +46,10 @@ export function startReservationsThread(opts: ReservationsThreadOptions, onDeath
   return new Promise((resolve, reject) => {
     let started = false;
     worker.on('message', (m: FromThread) => {
-      if ('ready' in m) {
+      if ('tally' in m) {
+        for (const [path, n] of Object.entries(m.tally.batches)) if (n > 0) holdBatches.inc({ path }, n);
+        for (const [outcome, n] of Object.entries(m.tally.holds)) if (n > 0) holdsDecided.inc({ outcome }, n);
+      } else if ('ready' in m) {
         started = true;
         resolve({
           stop: () => {
@@ -75,11 +81,17 @@ async function runThread(opts: ReservationsThreadOptions): Promise<void> {
   const logger = createLogger('metering');
   const ds = await connectDatabase({ migrate: false, poolSize: opts.poolSize });
   const catalog = ProfileCatalog.load(opts.profile);
+  const reservations = new ReservationService(ds, catalog);
   const app = await NestFactory.createMicroservice(
-    ReservationsModule.register(new ReservationService(ds, catalog)),
+    ReservationsModule.register(reservations),
     { ...grpcServerOptions(ProtoPackages.Metering, ProtoFiles.Metering, opts.url, { bearerToken: opts.bearerToken }), logger },
   );
   await app.listen();
+  // This thread's prom-client registry is not the one /metrics serves: its counts go to the main thread.
+  setInterval(() => {
+    const tally = reservations.takeTally();
+    if (Object.values(tally.batches).some((n) => n > 0) || Object.values(tally.holds).some((n) => n > 0)) port.postMessage({ tally } satisfies FromThread);
+  }, TallyEveryMs).unref();
   port.on('message', (m) => {
     if (m !== 'stop') return;
     void app
