@@ -187,11 +187,11 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
     const only = (process.env.BENCH_PATHS ?? '').split(',').map((p) => p.trim()).filter(Boolean);
     const picked = (name: string) => only.length === 0 || only.includes(name);
     const targets = [
-      { path: 'upstream, called directly', url: `http://127.0.0.1:${stack.ports.upstream}${base}/search`, keys: [], cpu: ['upstream', 'loadgen', 'machine'] },
-      { path: 'gateway, strict, 100 orgs', url: stack.gatewayUrl(`${base}/search`), keys, cpu: ['gateway', ...all] },
-      { path: 'gateway, strict, one hot org', url: stack.gatewayUrl(`${base}/search`), keys: [hot.key], cpu: ['gateway', ...all] },
-      { path: 'gateway, eventual, 100 orgs', url: stack.gatewayUrl(`${base}/search`, eventualPort), keys, cpu: ['gateway-eventual', ...all] },
-    ].filter((t, i) => i === 0 || picked(['strict', 'hot', 'eventual'][i - 1]!));
+      { row: 'direct', path: 'upstream, called directly', url: `http://127.0.0.1:${stack.ports.upstream}${base}/search`, keys: [], cpu: ['upstream', 'loadgen', 'machine'] },
+      { row: 'strict', path: 'gateway, strict, 100 orgs', url: stack.gatewayUrl(`${base}/search`), keys, cpu: ['gateway', ...all] },
+      { row: 'hot', path: 'gateway, strict, one hot org', url: stack.gatewayUrl(`${base}/search`), keys: [hot.key], cpu: ['gateway', ...all] },
+      { row: 'eventual', path: 'gateway, eventual, 100 orgs', url: stack.gatewayUrl(`${base}/search`, eventualPort), keys, cpu: ['gateway-eventual', ...all] },
+    ].filter((t) => t.row === 'direct' || picked(t.row));
 
     // Warm-up: a first pass over every path at full load, so the broker's JIT, metering and the gateways reach steady
     // state before anything is timed (measured cold, the first gateway row paid for the whole stack's warm-up and

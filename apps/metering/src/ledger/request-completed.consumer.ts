@@ -242,8 +242,10 @@ export class RequestCompletedConsumer {
     const result = await this.ds.transaction(async (m) => {
       const stored = await lockOffsets(m, this.groupId, topic, slices.map((s) => s.batch.partition));
       const live = parsed.filter((p) => BigInt(p.message.offset) >= stored.get(p.slice.batch.partition)!);
+      const liveIn = new Map<Slice, number>();
+      for (const p of live) liveIn.set(p.slice, (liveIn.get(p.slice) ?? 0) + 1);
       const fenced = slices.flatMap((s) => {
-        const below = parsed.filter((p) => p.slice === s).length - live.filter((p) => p.slice === s).length;
+        const below = s.messages.length - (liveIn.get(s) ?? 0);
         return below > 0 ? [{ partition: s.batch.partition, below, stored: stored.get(s.batch.partition)! }] : [];
       });
       const refused: Refusal[] = [];
@@ -277,7 +279,7 @@ export class RequestCompletedConsumer {
         offsetsPart(
           this.groupId,
           topic,
-          slices.filter((s) => live.some((p) => p.slice === s)).map((s) => ({ partition: s.batch.partition, nextOffset: s.nextOffset })),
+          slices.filter((s) => liveIn.has(s)).map((s) => ({ partition: s.batch.partition, nextOffset: s.nextOffset })),
         ),
       );
       await writeAll(m, writes);
