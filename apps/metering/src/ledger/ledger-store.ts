@@ -394,8 +394,17 @@ export async function saveWindows(m: EntityManager, rows: Array<{ orgId: string;
   await writeAll(m, [windowsPart(rows)]);
 }
 
-export function windowsPart(rows: Array<{ orgId: string; entityId: string; at: number }>): WritePart | null {
-  if (rows.length === 0) return null;
+export function windowsPart(charged: Array<{ orgId: string; entityId: string; at: number }>): WritePart | null {
+  if (charged.length === 0) return null;
+  // One row per (org, entity), its latest charge: an upsert can't touch a row twice in one statement, and one
+  // transaction may charge an entity twice (its window ran out between two events, or its org's events came on
+  // two partitions of one group commit).
+  const latest = new Map<string, { orgId: string; entityId: string; at: number }>();
+  for (const c of charged) {
+    const key = `${c.orgId}\u0000${c.entityId}`;
+    if ((latest.get(key)?.at ?? -Infinity) < c.at) latest.set(key, c);
+  }
+  const rows = [...latest.values()];
   return {
     sql: `INSERT INTO reaccess_windows (org_id, entity_id, last_charged_at)
      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
