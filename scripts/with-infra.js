@@ -11,7 +11,7 @@ const log = (m) => process.stderr.write(`infra: ${m}\n`);
 function testDatabaseUrl() {
   if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
   const u = new URL(defaultDatabaseUrl);
-  u.pathname = '/tollgate_test';
+  u.pathname = `/${process.env.TOLLGATE_TEST_DATABASE || 'tollgate_test'}`;
   return u.toString();
 }
 
