@@ -45,7 +45,7 @@ runMain('gateway', async () => {
   const metering = new GrpcMeteringClient(strFromEnv('METERING_GRPC_URL', '127.0.0.1:50052'));
   // The credit policy is picked once, here: strict holds with metering, eventual trusts the last known balance.
   const credits = profile.credits.enforcement === 'strict' ? new StrictCredits(metering, systemClock) : new EventualCredits(metering, systemClock);
-  const upstream = new Upstream(strFromEnv('UPSTREAM_URL', 'http://127.0.0.1:8090'));
+  const upstream = new Upstream(strFromEnv('UPSTREAM_URL', 'http://127.0.0.1:8090'), 30000, intFromEnv('GATEWAY_UPSTREAM_MAX_BODY_BYTES', 64 * 1024 * 1024));
   const query = new Upstream(strFromEnv('QUERY_URL', 'http://127.0.0.1:8082'), 5000);
   const pipeline = new GatewayPipeline({
     profile,

@@ -52,6 +52,20 @@ export const MaxClockSkewMs = 5 * 60 * 1000;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
+ * Bounds of the event, read from its schema (the one source): what a producer must keep to, and what the gateway
+ * caps before forwarding (path, request id) or refuses after (entity ids). An event also has to fit the broker's
+ * message size: `MaxEventBytes` is kept well under Kafka's default `message.max.bytes` (1 MiB), so an event and
+ * the record batch around it always fit; at ~40 bytes an id that is about 6,000 entities a call.
+ */
+export const EventLimits = {
+  pathLength: schema.properties.path.maxLength,
+  requestIdLength: schema.properties.request_id.maxLength,
+  entityIdLength: schema.properties.entities.items.maxLength,
+  entities: schema.properties.entities.maxItems,
+  eventBytes: 256 * 1024,
+} as const;
+
+/**
  * Parses and validates raw message bytes. `nowMs` is the consumer's clock, used only for the skew check.
  *
  * Everything that passes is storable as it is: the schema bounds every string and array, and no string carries
@@ -71,6 +85,18 @@ export function parseRequestCompleted(bytes: Buffer | null, nowMs: number): Even
     value = JSON.parse(text);
   } catch (e) {
     return { ok: false, reason: printable(`value is not JSON: ${(e as Error).message}`) };
+  }
+  return validateRequestCompleted(value, nowMs);
+}
+
+/**
+ * The contract on a parsed value, the one check for both sides: the consumer runs it on every message, and the
+ * gateway on every event it builds before any data goes out, so an event the gateway publishes is never
+ * dead-lettered for its content. `bytes`, when given, is the serialised size (checked against `MaxEventBytes`).
+ */
+export function validateRequestCompleted(value: unknown, nowMs: number, bytes?: number): EventValidation {
+  if (bytes !== undefined && bytes > EventLimits.eventBytes) {
+    return { ok: false, reason: `event is ${bytes} bytes, over the limit of ${EventLimits.eventBytes}` };
   }
   if (!validateSchema(value)) {
     const err = validateSchema.errors?.[0];

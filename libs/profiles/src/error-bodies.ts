@@ -12,6 +12,17 @@ export const errorBodyVariables: Readonly<Record<keyof ErrorBodies, readonly str
   upstream_unavailable: [],
   locked_out: ['retry_after'],
   invalid_key_throttled: ['retry_after'],
+  bad_request: ['field', 'problem'],
+  unpriceable: [],
+};
+
+/**
+ * Bodies for the kinds no seed shows, used when a profile does not write its own: Tollgate's own refusals, in
+ * the shape every seed's errors share (`error` and `message`).
+ */
+export const defaultErrorBodies: Readonly<Partial<Record<keyof ErrorBodies, Record<string, unknown>>>> = {
+  bad_request: { error: 'bad_request', message: '{problem}', field: '{field}' },
+  unpriceable: { error: 'unpriceable', message: "The upstream's answer could not be priced, so it was not returned. Nothing was charged." },
 };
 
 /** `{name}` inside a string value. */

@@ -1,6 +1,6 @@
 import { parseDocument } from 'yaml';
 import { parseEntityExpression } from './entity-ids';
-import { errorBodyVariables, placeholderPattern } from './error-bodies';
+import { defaultErrorBodies, errorBodyVariables, placeholderPattern } from './error-bodies';
 import { ProfileError } from './profile-error';
 import {
   CostRule,
@@ -288,10 +288,11 @@ class ProfileReader {
 
   private errors(raw: unknown): ErrorBodies {
     const o = this.object(raw, 'errors');
-    this.keys(o, 'errors', { required: errorKinds });
+    const optional = errorKinds.filter((k) => defaultErrorBodies[k] !== undefined);
+    this.keys(o, 'errors', { required: errorKinds.filter((k) => !optional.includes(k)), optional });
     const out = {} as ErrorBodies;
     for (const kind of errorKinds) {
-      const body = this.object(o[kind], `errors.${kind}`);
+      const body = this.object(o[kind] ?? defaultErrorBodies[kind], `errors.${kind}`);
       this.checkTemplate(body, `errors.${kind}`, errorBodyVariables[kind]);
       out[kind] = body;
     }

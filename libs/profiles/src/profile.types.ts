@@ -85,6 +85,10 @@ export interface ErrorBodies {
   upstream_unavailable: Record<string, unknown>;
   locked_out: Record<string, unknown>;
   invalid_key_throttled: Record<string, unknown>;
+  /** A request the gateway will not forward as sent (a path that is not canonical): 400 or 414. Optional in a profile. */
+  bad_request: Record<string, unknown>;
+  /** A 2xx whose body the route can't price: answered 502, not handed out, free. Optional in a profile. */
+  unpriceable: Record<string, unknown>;
 }
 
 export interface Profile {

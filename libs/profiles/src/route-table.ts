@@ -1,11 +1,63 @@
+import { EventLimits, forbiddenCharacterAt } from '@tollgate/contracts';
 import { Profile, RouteDefinition } from './profile.types';
 
 export type PathSegment = { literal: string } | { param: string };
 
 export type RouteMatch =
-  | { route: RouteDefinition; params: Record<string, string> }
+  /** `path` is the canonical path the route was matched on: the one the event records. */
+  | { route: RouteDefinition; params: Record<string, string>; path: string }
   /** No route: `methodNotAllowed` says whether the path exists for another method. */
-  | { route: null; methodNotAllowed: boolean };
+  | { route: null; methodNotAllowed: boolean; refused?: undefined }
+  /** A path that is not canonical: refused (400, or 414 when too long), never matched nor forwarded. */
+  | { route: null; methodNotAllowed: false; refused: PathRefusal };
+
+export interface PathRefusal {
+  status: 400 | 414;
+  problem: string;
+}
+
+/** A request path as the gateway reads it: decoded segments and their one canonical spelling. */
+export type CanonicalPath = { segments: string[]; path: string } | { refused: PathRefusal };
+
+/** What a request path may hold as it arrives: visible ASCII only (other bytes must be percent-encoded). */
+const rawPathPattern = /^\/[\x21-\x5b\x5d-\x7e]*$/;
+
+/**
+ * The one reading of a request path (no query string) that both route matching and forwarding use, so what the
+ * upstream is asked is what was priced. Servers disagree on dot segments (`/a/./b`, `/a/%2e%2e/b`), encoded
+ * separators (`%2F`, `%5C`, a raw backslash) and empty segments (`//`): some resolve them, some don't. Rather
+ * than guess which the upstream does, such a path is refused (400) before anything is counted or forwarded; so
+ * is one that is not ASCII, not valid percent-encoded UTF-8, holds a control character, or whose canonical
+ * spelling is longer than an event may record (414). One trailing slash is tolerated and dropped. The canonical
+ * spelling encodes each decoded segment with `encodeURIComponent`, the way the upstream path is built.
+ */
+export function canonicalPath(raw: string): CanonicalPath {
+  const refuse = (problem: string, status: 400 | 414 = 400): CanonicalPath => ({ refused: { status, problem } });
+  if (!rawPathPattern.test(raw)) {
+    return refuse(raw.includes('\\') ? 'path: a backslash is not a path character' : 'path: must start with "/" and hold only visible ASCII (percent-encode other bytes)');
+  }
+  if (raw === '/') return { segments: [], path: '/' };
+  const parts = raw.slice(1).split('/');
+  if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+  const segments: string[] = [];
+  let length = 0;
+  for (const part of parts) {
+    if (part === '') return refuse('path: empty segments ("//") are not accepted');
+    let segment: string;
+    try {
+      segment = decodeURIComponent(part);
+    } catch {
+      return refuse(`path: "${part.slice(0, 40)}" is not valid percent-encoded UTF-8`);
+    }
+    if (segment === '.' || segment === '..') return refuse('path: dot segments ("." and "..", encoded or not) are not accepted');
+    if (segment.includes('/') || segment.includes('\\')) return refuse('path: an encoded separator (%2F or %5C) is not accepted');
+    if (forbiddenCharacterAt(segment) >= 0) return refuse('path: a segment holds a control character');
+    segments.push(segment);
+    length += 1 + encodeURIComponent(segment).length;
+    if (length > EventLimits.pathLength) return refuse(`path: longer than ${EventLimits.pathLength} characters`, 414);
+  }
+  return { segments, path: '/' + segments.map(encodeURIComponent).join('/') };
+}
 
 const literalPattern = /^[A-Za-z0-9._~-]+$/;
 const paramPattern = /^:([A-Za-z_][A-Za-z0-9_]*)$/;
@@ -49,17 +101,18 @@ interface CompiledRoute {
  * Finds the route of a request. Paths are full request paths, base path included
  * (`/api/external/v1/search`; with base `/` simply `/shows/trending`).
  *
- * Invariants: a `:param` matches exactly one non-empty segment (percent-decoded); where several templates
+ * Invariants: the path is read once, canonically (`canonicalPath`: dot segments, encoded separators and empty
+ * segments are refused, never resolved); a `:param` matches exactly one segment (percent-decoded); where several templates
  * match, the one with a literal at the first position where they differ wins (`/companies/:identifier/partnerships`
  * never reads `partnerships` as an identifier, `/shows/trending` beats `/shows/:id`); one trailing slash is
  * tolerated. HEAD is not mapped to GET: a HEAD would not count in limits restricted to GET (trakt).
  */
 export class RouteTable {
-  private readonly basePath: string;
+  private readonly baseSegments: string[];
   private readonly bySegmentCount = new Map<number, CompiledRoute[]>();
 
   constructor(profile: Profile) {
-    this.basePath = profile.base_path === '/' ? '' : profile.base_path.replace(/\/+$/, '');
+    this.baseSegments = profile.base_path.split('/').filter((s) => s !== '');
     for (const route of profile.routes) {
       const segments = parsePathTemplate(route.path);
       if (typeof segments === 'string') throw new Error(`route ${route.method} ${route.path}: path ${segments}`);
@@ -71,36 +124,30 @@ export class RouteTable {
     for (const list of this.bySegmentCount.values()) list.sort((a, b) => compareSpecificity(a.segments, b.segments));
   }
 
-  match(method: string, path: string): RouteMatch {
-    const segments = this.requestSegments(path);
+  /** The route of a request path (query string ignored), matched on its canonical reading (`canonicalPath`). */
+  match(method: string, rawPath: string): RouteMatch {
+    const q = rawPath.indexOf('?');
+    const canonical = canonicalPath(q === -1 ? rawPath : rawPath.slice(0, q));
+    if ('refused' in canonical) return { route: null, methodNotAllowed: false, refused: canonical.refused };
+    const segments = this.underBase(canonical.segments);
     if (segments === null) return { route: null, methodNotAllowed: false };
     const wanted = method.toUpperCase();
     let pathExists = false;
     for (const candidate of this.bySegmentCount.get(segments.length) ?? []) {
       const params = bind(candidate.segments, segments);
       if (params === null) continue;
-      if (candidate.route.method === wanted) return { route: candidate.route, params };
+      if (candidate.route.method === wanted) return { route: candidate.route, params, path: canonical.path };
       pathExists = true;
     }
     return { route: null, methodNotAllowed: pathExists };
   }
 
-  /** The decoded segments under the base path, or null when the path is outside it or badly encoded. */
-  private requestSegments(fullPath: string): string[] | null {
-    let path = fullPath.split('?')[0] ?? '';
-    if (this.basePath !== '') {
-      if (path === this.basePath) path = '/';
-      else if (path.startsWith(this.basePath + '/')) path = path.slice(this.basePath.length);
-      else return null;
-    }
-    if (!path.startsWith('/')) return null;
-    if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
-    if (path === '/') return [];
-    try {
-      return path.slice(1).split('/').map((s) => decodeURIComponent(s));
-    } catch {
-      return null;
-    }
+  /** The segments under the base path, or null when the path is outside it. */
+  private underBase(segments: string[]): string[] | null {
+    const base = this.baseSegments;
+    if (segments.length < base.length) return null;
+    for (let i = 0; i < base.length; i++) if (segments[i] !== base[i]) return null;
+    return segments.slice(base.length);
   }
 }
 

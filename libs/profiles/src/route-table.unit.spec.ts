@@ -1,4 +1,4 @@
-import { expandUpstreamPath, RouteTable } from './route-table';
+import { canonicalPath, expandUpstreamPath, RouteTable } from './route-table';
 import { Profile, RouteDefinition } from './profile.types';
 
 function route(method: RouteDefinition['method'], path: string): RouteDefinition {
@@ -79,16 +79,48 @@ describe('RouteTable', () => {
     expect(found(trace.match('GET', '/v1/companies/c_1/'))).toMatchObject({ params: { identifier: 'c_1' } });
   });
 
-  it('given an empty segment where a parameter is expected, then it does not match', () => {
-    expect(trace.match('GET', '/v1/companies//partnerships').route).toBeNull();
+  it('given an empty segment where a parameter is expected, then the path is refused, not matched', () => {
+    expect(trace.match('GET', '/v1/companies//partnerships')).toMatchObject({ route: null, refused: { status: 400 } });
   });
 
-  it('given a percent-encoded parameter, then the bound value is decoded', () => {
-    expect(found(trace.match('GET', '/v1/companies/acme%20inc%2Fus'))).toMatchObject({ params: { identifier: 'acme inc/us' } });
+  it('given a percent-encoded parameter, then the bound value is decoded and the canonical path re-encodes it', () => {
+    expect(trace.match('GET', '/v1/companies/acme%20inc')).toMatchObject({ params: { identifier: 'acme inc' }, path: '/v1/companies/acme%20inc' });
+    expect(trace.match('GET', '/v1/companies/%61cme')).toMatchObject({ params: { identifier: 'acme' }, path: '/v1/companies/acme' });
   });
 
-  it('given malformed percent-encoding, then no route matches instead of throwing', () => {
-    expect(trace.match('GET', '/v1/companies/%E0%A4%A')).toEqual({ route: null, methodNotAllowed: false });
+  it('given malformed percent-encoding, then the path is refused with 400 instead of throwing', () => {
+    expect(trace.match('GET', '/v1/companies/%E0%A4%A')).toMatchObject({ route: null, refused: { status: 400, problem: expect.stringMatching(/percent-encoded/) } });
+  });
+
+  // Issue 18, hole 1: `/v1/companies/%2e?limit=100` matched `/companies/:identifier` (priced by `id`) while the
+  // upstream resolved it to the list and answered 100 companies, priced 0. Every spelling an upstream may resolve
+  // differently is refused before matching.
+  it.each([
+    ['/v1/companies/.', 'dot segments'],
+    ['/v1/companies/%2e', 'dot segments'],
+    ['/v1/companies/%2E%2e', 'dot segments'],
+    ['/v1/companies/c_1/..', 'dot segments'],
+    ['/v1/./companies', 'dot segments'],
+    ['/v1/companies/a%2Fpartnerships', 'encoded separator'],
+    ['/v1/companies/a%5cpartnerships', 'encoded separator'],
+    ['/v1/companies/a\\b', 'backslash'],
+    ['/v1//companies', 'empty segments'],
+    ['/v1/companies/a%00b', 'control character'],
+    ['/v1/companies/%C0%AF', 'percent-encoded UTF-8'],
+    ['/v1/companies/\u00e9', 'visible ASCII'],
+  ])('given %s, then it is refused with 400 (%s)', (path, problem) => {
+    const m = trace.match('GET', path);
+    expect(m).toMatchObject({ route: null, refused: { status: 400 } });
+    expect(m.route === null && m.refused?.problem).toContain(problem);
+  });
+
+  it('given a path whose canonical spelling is longer than an event records, then it is refused with 414', () => {
+    expect(trace.match('GET', `/v1/companies/c_1${'%20'.repeat(700)}`)).toMatchObject({ route: null, refused: { status: 414 } });
+    expect(trace.match('GET', `/v1/companies/c_1${'%20'.repeat(600)}`)).toMatchObject({ params: { identifier: `c_1${' '.repeat(600)}` } });
+  });
+
+  it('given the base path spelled with percent-encoding, then it is read as the base path', () => {
+    expect(canonicalPath('/%76%31/companies')).toEqual({ segments: ['v1', 'companies'], path: '/v1/companies' });
   });
 
   it('given a query string, then it is ignored', () => {

@@ -1,5 +1,5 @@
 import { promisify } from 'node:util';
-import { brotliDecompress, gunzip, inflate } from 'node:zlib';
+import { brotliDecompress, gunzip, inflate, ZlibOptions } from 'node:zlib';
 import { Agent, request } from 'undici';
 
 export interface UpstreamResponse {
@@ -23,19 +23,27 @@ export function forwardableHeaders(headers: Record<string, string | string[] | u
   return into;
 }
 
+/**
+ * Largest body a priced answer may decompress to. Decoders stop at it (zlib's `maxOutputLength`), so a bomb (a
+ * few KB inflating to a GiB) is refused while it is being inflated, never held in memory whole.
+ */
+export const maxDecodedBytes = 32 * 1024 * 1024;
+
+const bounded: ZlibOptions = { maxOutputLength: maxDecodedBytes };
 const decoders: Record<string, (b: Buffer) => Promise<Buffer>> = {
-  gzip: promisify(gunzip),
-  'x-gzip': promisify(gunzip),
-  deflate: promisify(inflate),
-  br: promisify(brotliDecompress),
+  gzip: (b) => promisify(gunzip)(b, bounded),
+  'x-gzip': (b) => promisify(gunzip)(b, bounded),
+  deflate: (b) => promisify(inflate)(b, bounded),
+  br: (b) => promisify(brotliDecompress)(b, { maxOutputLength: maxDecodedBytes }),
 };
 
-/** Largest body a priced answer may decompress to: a bomb is refused, not inflated into memory. */
-const maxDecodedBytes = 64 * 1024 * 1024;
+/** An upstream answer the gateway will not hold: its body is larger than the gateway buffers. */
+export class UpstreamBodyTooLarge extends Error {}
 
 /**
  * The body as plain bytes, whatever `content-encoding` the upstream chose (it may compress even when asked for
- * identity: CDNs and proxies do). Throws when it can't be decoded: the caller must not price or hand it out.
+ * identity: CDNs and proxies do). Throws when it can't be decoded, or decodes past `maxDecodedBytes`: the caller
+ * must not price or hand it out.
  */
 export async function decodedBody(res: UpstreamResponse): Promise<{ body: Buffer; decoded: boolean }> {
   const raw = res.headers['content-encoding'];
@@ -47,17 +55,19 @@ export async function decodedBody(res: UpstreamResponse): Promise<{ body: Buffer
     const decode = decoders[e];
     if (!decode) throw new Error(`unsupported content-encoding "${e}"`);
     body = await decode(body);
-    if (body.length > maxDecodedBytes) throw new Error(`decoded body exceeds ${maxDecodedBytes} bytes`);
   }
   return { body, decoded: true };
 }
 
-/** The provider's API. One keep-alive pool; bodies are buffered (per-entity pricing reads them). */
+/**
+ * The provider's API. One keep-alive pool; bodies are buffered (per-entity pricing reads them), up to
+ * `maxBodyBytes` as they arrive: a longer one is cut off and refused (UpstreamBodyTooLarge), never held whole.
+ */
 export class Upstream {
   private readonly agent: Agent;
   private readonly origin: string;
 
-  constructor(baseUrl: string, private readonly timeoutMs = 30000) {
+  constructor(baseUrl: string, private readonly timeoutMs = 30000, private readonly maxBodyBytes = 64 * 1024 * 1024) {
     this.origin = baseUrl.replace(/\/+$/, '');
     this.agent = new Agent({ connections: 256, pipelining: 1, keepAliveTimeout: 10000 });
   }
@@ -71,8 +81,21 @@ export class Upstream {
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
     });
+    const tooLarge = () => new UpstreamBodyTooLarge(`the upstream's body is larger than ${this.maxBodyBytes} bytes`);
+    if (Number(res.headers['content-length'] ?? 0) > this.maxBodyBytes) {
+      res.body.destroy();
+      throw tooLarge();
+    }
     const chunks: Buffer[] = [];
-    for await (const chunk of res.body) chunks.push(chunk as Buffer);
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > this.maxBodyBytes) {
+        res.body.destroy();
+        throw tooLarge();
+      }
+      chunks.push(chunk as Buffer);
+    }
     return { status: res.statusCode, headers: res.headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) };
   }
 

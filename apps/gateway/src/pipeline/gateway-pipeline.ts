@@ -1,6 +1,6 @@
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { v7 as uuidv7 } from 'uuid';
-import { Decision, Headers, RequestCompletedV1, Topics } from '@tollgate/contracts';
+import { Decision, EventLimits, Headers, RequestCompletedV1, Topics, validateRequestCompleted } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
 import { extractCredentials, KeyAuthenticator, Principal } from '@tollgate/persistence';
 import { decisions, dependencyErrors } from '@tollgate/platform';
@@ -33,7 +33,7 @@ interface Call {
   req: IncomingMessage;
   res: ServerResponse;
   body: Buffer | null;
-  /** The request target's path (no query string) and its query string (with its `?`, or ''). */
+  /** The request's canonical path (no query string; RouteTable's reading) and its query string (with its `?`, or ''). */
   path: string;
   query: string;
   startedAt: bigint;
@@ -57,6 +57,19 @@ interface HeldCredits {
   reservationId: string | null;
   credits: number;
 }
+
+/**
+ * A 2xx the gateway can't record as an event metering accepts (its ids make the event too large, say): it is
+ * not handed out; the call is answered 502 `unpriceable` and costs nothing.
+ */
+class UnrecordableEvent extends Error {}
+
+/**
+ * A caller's X-Request-Id is echoed and recorded only when an event may carry it as it is: visible ASCII, at
+ * most `EventLimits.requestIdLength` characters. Any other is replaced by one the gateway makes (and answers
+ * with), so no caller-chosen id can make its call's event invalid.
+ */
+const acceptableRequestId = new RegExp(`^[\\x21-\\x7e]{1,${EventLimits.requestIdLength}}$`);
 
 /** Paths the gateway's Nest part answers even under a base path of `/`. */
 const reservedPaths = new Set(['/health/live', '/health/ready', '/metrics']);
@@ -139,11 +152,16 @@ export class GatewayPipeline {
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     const match = this.routes.match(req.method ?? 'GET', path);
-    if (!match.route) return this.error(res, 404, 'not_found', {});
-    const requestId = headerValue(req.headers['x-request-id']) ?? uuidv7();
+    if (!match.route) {
+      // A path read differently by us and by the upstream is refused before anything is counted or forwarded.
+      if (match.refused) return this.error(res, match.refused.status, 'bad_request', { field: 'path', problem: match.refused.problem });
+      return this.error(res, 404, 'not_found', {});
+    }
+    const offered = headerValue(req.headers['x-request-id']);
+    const requestId = offered !== undefined && acceptableRequestId.test(offered) ? offered : uuidv7();
     res.setHeader(Headers.RequestId, requestId);
     const call: Call = {
-      req, res, body, path, query: q === -1 ? '' : url.slice(q), requestId, route: match.route, params: match.params,
+      req, res, body, path: match.path, query: q === -1 ? '' : url.slice(q), requestId, route: match.route, params: match.params,
       nowMs: this.d.clock.now(),
       startedAt: process.hrtime.bigint(),
       ip: clientIp(req.socket.remoteAddress ?? '', headerValue(req.headers['x-forwarded-for']), this.d.trustedProxies),
@@ -232,7 +250,7 @@ export class GatewayPipeline {
     } catch {
       // Nothing is charged: the hold is given back now, and the event carries status 502.
       await this.giveBack(call, hold);
-      return this.refuseAfterForward(call, 502, 'upstream_unavailable', hold);
+      return this.refuseAfterForward(call, 502, 'upstream_unavailable', hold, 'upstream_unavailable');
     }
     const ok = upstream.status >= 200 && upstream.status < 300;
     if (!ok && hold) {
@@ -248,8 +266,9 @@ export class GatewayPipeline {
     let entities: string[] = [];
     if (principal && route.cost.kind === 'per_entity' && ok) {
       const priced = await this.entitiesOf(upstream, route.cost.entities, route.cost.exclude);
-      // An answer that can't be read can't be priced: it is not handed out (fail closed), and costs nothing.
-      if (!priced) return this.refuseAfterForward(call, 502, 'upstream_unavailable', null, 'unpriceable');
+      // An answer that can't be read, or has another shape than the route prices, can't be priced: it is not
+      // handed out (fail closed), and costs nothing.
+      if ('problem' in priced) return this.unpriceable(call, null, priced.problem);
       upstream = priced.response;
       entities = priced.entities;
       if (entities.length > 0) {
@@ -265,6 +284,10 @@ export class GatewayPipeline {
       try {
         await this.publish(call, upstream.status, 'forwarded', entities, hold?.reservationId ?? null);
       } catch (e) {
+        if (e instanceof UnrecordableEvent) {
+          await this.giveBack(call, hold);
+          return this.unpriceable(call, hold, e.message);
+        }
         // Unrecorded data is never handed out: the hold goes back and the call is refused. Should the event have
         // reached Kafka after all (the ack was lost), metering finds its hold given back by the gateway and
         // charges nothing: a refused call is never charged.
@@ -319,24 +342,47 @@ export class GatewayPipeline {
     return this.d.upstream.send(call.req.method ?? 'GET', path, headers, call.body);
   }
 
-  /** The billable ids of a 2xx answer, or null when the answer can't be decoded and read as JSON. */
-  private async entitiesOf(upstream: UpstreamResponse, expression: string, exclude?: string): Promise<{ entities: string[]; response: UpstreamResponse } | null> {
+  /**
+   * The billable ids of a 2xx answer (distinct, exclusions removed), or the problem that makes it unpriceable: a
+   * body that can't be decoded (within `maxDecodedBytes`), isn't JSON, or hasn't the shape the route reads.
+   */
+  private async entitiesOf(upstream: UpstreamResponse, expression: string, exclude?: string): Promise<{ entities: string[]; response: UpstreamResponse } | { problem: string }> {
+    let body: Buffer;
+    let decoded: boolean;
+    let json: unknown;
     try {
-      const { body, decoded } = await decodedBody(upstream);
-      const json: unknown = JSON.parse(body.toString('utf8'));
-      const excluded = new Set(exclude ? readEntityIds(json, exclude) : []);
-      const entities = [...new Set(readEntityIds(json, expression))].filter((id) => !excluded.has(id));
-      if (!decoded) return { entities, response: upstream };
-      const headers = { ...upstream.headers };
-      delete headers['content-encoding'];
-      return { entities, response: { status: upstream.status, headers, body } };
-    } catch {
-      return null;
+      ({ body, decoded } = await decodedBody(upstream));
+    } catch (e) {
+      return { problem: `the body can't be decoded: ${(e as Error).message}` };
     }
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      return { problem: 'the body is not JSON' };
+    }
+    const read = readEntityIds(json, expression);
+    if (!read.ok) return { problem: read.problem };
+    let ids = read.ids;
+    if (exclude) {
+      const excluded = readEntityIds(json, exclude);
+      if (!excluded.ok) return { problem: excluded.problem };
+      ids = ids.filter((id) => !excluded.ids.includes(id));
+    }
+    const entities = [...new Set(ids)];
+    if (!decoded) return { entities, response: upstream };
+    const headers = { ...upstream.headers };
+    delete headers['content-encoding'];
+    return { entities, response: { status: upstream.status, headers, body } };
+  }
+
+  /** A 2xx that can't be priced or recorded: not handed out, answered 502 `unpriceable`, recorded free. */
+  private unpriceable(call: Call, hold: HeldCredits | null, problem: string): Promise<void> {
+    console.warn(JSON.stringify({ level: 'warn', context: 'gateway', msg: 'unpriceable answer withheld', request_id: call.requestId, route: call.route.path, problem }));
+    return this.refuseAfterForward(call, 502, 'unpriceable', hold, 'unpriceable');
   }
 
   /** The upstream could not be reached, or its answer could not be priced: 502, nothing charged, recorded. */
-  private async refuseAfterForward(call: Call, status: 502, kind: ErrorKind, hold: HeldCredits | null, decision: Decision = 'upstream_unavailable'): Promise<void> {
+  private async refuseAfterForward(call: Call, status: 502, kind: ErrorKind, hold: HeldCredits | null, decision: Decision): Promise<void> {
     decisions.inc({ profile: this.d.profile.name, outcome: decision });
     await this.publish(call, status, decision, [], hold?.reservationId ?? null).catch(() => undefined);
     this.error(call.res, status, kind, {}, this.decorate(call, false));
@@ -410,8 +456,8 @@ export class GatewayPipeline {
 
   private loginKeys(call: Call): string[] {
     const keys = [`${this.d.profile.name}:lockout:ip:${call.ip}`];
-    const account = loginAccount(call.body);
-    if (account) keys.push(`${this.d.profile.name}:lockout:account:${account}`);
+    for (const account of loginAccounts(call.body, headerValue(call.req.headers['content-type'])))
+      keys.push(`${this.d.profile.name}:lockout:account:${account}`);
     return keys;
   }
 
@@ -492,7 +538,12 @@ export class GatewayPipeline {
       request_id: call.requestId,
       decision,
     };
-    await this.d.events.publish(Topics.RequestCompleted, [{ key: p.orgId, value: JSON.stringify(event) }]);
+    const value = JSON.stringify(event);
+    // The consumer's own contract, checked before any data goes out: an event metering would dead-letter is never
+    // published for an answer the client gets.
+    const valid = validateRequestCompleted(event, call.nowMs, Buffer.byteLength(value));
+    if (!valid.ok) throw new UnrecordableEvent(`the call's event would be refused by metering: ${valid.reason}`);
+    await this.d.events.publish(Topics.RequestCompleted, [{ key: p.orgId, value }]);
   }
 
   private error(res: ServerResponse, status: number, kind: ErrorKind, vars: Record<string, number | string>, headers: Record<string, string> = {}): void {
@@ -530,12 +581,25 @@ export function joinPath(base: string, path: string): string {
   return (base.replace(/\/+$/, '') + '/' + path.replace(/^\/+/, '')).replace(/\/+$/, '') || '/';
 }
 
-function loginAccount(body: Buffer | null): string | null {
-  if (!body || body.length === 0 || body.length > 64 * 1024) return null;
-  try {
-    const parsed = JSON.parse(body.toString('utf8')) as { username?: unknown };
-    return typeof parsed.username === 'string' && parsed.username.length > 0 ? parsed.username.toLowerCase().slice(0, 200) : null;
-  } catch {
-    return null;
+/**
+ * The account names a login body tries, however the upstream may read it: a JSON object's `username`, or a form
+ * body's (`application/x-www-form-urlencoded`, every value of a repeated field). Lower-cased and bounded, so
+ * `Demo` and `demo` share one lockout.
+ */
+function loginAccounts(body: Buffer | null, contentType: string | undefined): string[] {
+  if (!body || body.length === 0 || body.length > 64 * 1024) return [];
+  const text = body.toString('utf8');
+  const names: unknown[] = [];
+  if (/^\s*application\/x-www-form-urlencoded/i.test(contentType ?? '')) {
+    names.push(...new URLSearchParams(text).getAll('username'));
+  } else {
+    try {
+      const parsed = JSON.parse(text) as { username?: unknown } | null;
+      names.push(parsed?.username);
+    } catch {
+      return [];
+    }
   }
+  const accounts = names.filter((n): n is string => typeof n === 'string' && n.length > 0).map((n) => n.toLowerCase().slice(0, 200));
+  return [...new Set(accounts)];
 }
