@@ -376,12 +376,22 @@ async function boundaries(ctx: Ctx, f: Figures): Promise<void> {
     if (r.status !== 0) f.failures.push(`replay --org ${org} exit ${r.status}: ${(r.stdout + r.stderr).slice(-500)}`);
   }
   const windowCharge = Number(charged.find((c) => c.org_id === trace.orgId)?.credits ?? 0);
-  // In occurred_at order: day 0 paid, day 10 and day 30 - 1 s free, day 30 + 1 s paid again, day 44 free: 2.
-  const arrival = all.filter((e) => e.org_id === trace.orgId).map((e) => Math.round((Date.parse(e.occurred_at) - t0) / day));
+  // Re-access is priced in arrival order (README, "How money moves"): a call is free when the latest charge before
+  // it in the partition lies less than 30 days away, either way. The same shuffle must give exactly that.
+  const arrivalTimes = all.filter((e) => e.org_id === trace.orgId).map((e) => Date.parse(e.occurred_at));
+  let last: number | undefined;
+  let expected = 0;
+  for (const t of arrivalTimes) {
+    if (last === undefined || Math.abs(t - last) >= 30 * day) {
+      expected++;
+      last = last === undefined ? t : Math.max(last, t);
+    }
+  }
+  const arrival = arrivalTimes.map((t) => Math.round((t - t0) / day));
   f.notes.push(
-    `${monthEvents.length} events around month starts, ${windowEvents.length} around a 30-day re-access window, shuffled; the window org paid ${windowCharge} credit(s) for one company on days ${arrival.join(', ')} (in that arrival order; 2 in occurred_at order)`,
+    `${monthEvents.length} events around month starts, ${windowEvents.length} around a 30-day re-access window, shuffled; the window org paid ${windowCharge} credit(s) for one company on days ${arrival.join(', ')} (arrival-order pricing expects ${expected})`,
   );
-  if (windowCharge !== 2) f.notes.push(`FINDING: the re-access window's charges depend on the order events arrive in (${windowCharge}, not 2)`);
+  if (windowCharge !== expected) f.failures.push(`re-access in arrival order: charged ${windowCharge} credit(s) for days ${arrival.join(', ')}, the rule gives ${expected}`);
 }
 
 // ---- the suite -------------------------------------------------------------------------------------------

@@ -17,9 +17,15 @@ export interface CallOutcome {
 
 /**
  * What a call costs and why. Only forwarded calls the upstream answered with 2xx cost anything.
- * Per-entity routes charge 1 credit per distinct entity not charged to the org within the last `reaccessDays`:
- * an entity last charged at t is free while `at - t < reaccessDays * DayMs` and charged again from
+ * Per-entity routes charge 1 credit per distinct entity not charged to the org within `reaccessDays`:
+ * an entity last charged at t is free while `|at - t| < reaccessDays * DayMs` and charged again from
  * exactly t + reaccessDays * DayMs on. Duplicates in one response count once.
+ *
+ * Calls are priced in arrival order (the order of the org's partition, which a replay from Kafka reads again),
+ * and `t` is the latest `occurred_at` the org was charged at among the calls metered before. The distance is
+ * taken both ways, so a late event (spooled during a broker outage, say) dated more than the window *before* a
+ * charge is not free because of a charge that came after it. A late event never rewrites what an earlier one was
+ * charged: the ledger is append-only and a customer's `/usage` rows keep the price they were shown.
  */
 export function priceCall(pricing: Pricing, call: CallOutcome, windows: ReAccessWindows, at: number): PricedCall {
   assertInstant(at);
@@ -41,7 +47,7 @@ export function priceCall(pricing: Pricing, call: CallOutcome, windows: ReAccess
   const window = pricing.reaccessDays * DayMs;
   const chargedEntities = distinct.filter((entity) => {
     const last = windows.get(entity);
-    return last === undefined || at - last >= window;
+    return last === undefined || Math.abs(at - last) >= window;
   });
   const reason = chargedEntities.length === distinct.length ? 'charged' : chargedEntities.length === 0 ? 'free_reaccess' : 'partly_reaccess';
   return { credits: chargedEntities.length, reason, chargedEntities };

@@ -63,6 +63,16 @@ describe('pricing a call', () => {
       expect(priced).toEqual({ credits: 1, reason: 'charged', chargedEntities: ['c_1'] });
     });
 
+    // Issue 18: arrival-order pricing, decided. A late event is priced when it arrives, against the latest charge.
+    it('given a late event dated less than the window before the charge, when it arrives after it, then it is free', () => {
+      expect(priceCall(perCompany, ok(['c_1']), windows, charged - 30 * DayMs + 1).credits).toBe(0);
+    });
+
+    it('given a late event dated the window or more before the charge, when it arrives after it, then it is charged', () => {
+      expect(priceCall(perCompany, ok(['c_1']), windows, charged - 30 * DayMs).credits).toBe(1);
+      expect(priceCall(perCompany, ok(['c_1']), windows, charged - 44 * DayMs).credits).toBe(1);
+    });
+
     it('given some entities inside their window and some not, when priced, then only the new ones are charged', () => {
       const priced = priceCall(perCompany, ok(['c_9', 'c_1', 'c_8']), windows, charged + DayMs);
       expect(priced).toEqual({ credits: 2, reason: 'partly_reaccess', chargedEntities: ['c_9', 'c_8'] });

@@ -89,7 +89,9 @@ describe('beatpass conformance (seed 002)', () => {
   async function send(method: string, path: string, opts: { key?: string | null; headers?: Record<string, string>; body?: unknown; port?: number } = {}): Promise<Answer> {
     const headers: Record<string, string> = { ...(opts.key ? { authorization: `Bearer ${opts.key}` } : {}), ...(opts.headers ?? {}) };
     let body: string | undefined;
-    if (opts.body !== undefined) {
+    if (typeof opts.body === 'string') {
+      body = opts.body; // sent as given, with the caller's content-type
+    } else if (opts.body !== undefined) {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(opts.body);
     }
@@ -417,6 +419,19 @@ describe('beatpass conformance (seed 002)', () => {
     // Only that account: the same fresh address may still try another username (and reaches the upstream).
     expect((await login(uniqueId('someone-else'), 'wrong', ip)).status).toBe(401);
     expect((await login('demo', 'demo', ip)).status).toBe(200);
+  });
+
+  // Issue 18: the account was read from JSON bodies only, while the upstream also takes form bodies: an attacker
+  // guessed one account's password without end by posting forms.
+  it('per account, whatever the body type: 5 failed logins posted as forms lock the username, for JSON logins too', async () => {
+    const victim = uniqueId('formvictim');
+    const form = (username: string, password: string, ip: string) =>
+      send('POST', '/auth/login', { body: new URLSearchParams({ username, password }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': ip }, port: trustedPort });
+    const failures: Answer[] = [];
+    for (let i = 0; i < Lockout.maxFailures; i++) failures.push(await form(victim, 'wrong', freshIp()));
+    expect(failures.map((a) => a.status)).toEqual([401, 401, 401, 401, 401]);
+    expectLockedOut(await form(victim, 'whatever', freshIp()));
+    expectLockedOut(await login(victim, 'whatever', freshIp()));
   });
 
   function expectLockedOut(a: Answer): void {
