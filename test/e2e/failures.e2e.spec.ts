@@ -62,6 +62,37 @@ describe('failures and bad input (trackyard)', () => {
     }
   });
 
+  // Issue 18 left-over: the throttle lived in each gateway's memory, so guesses spread over N gateways got N
+  // times the attempts. With REDIS_URL the count is shared.
+  it('with Redis, invalid keys spread over two gateways add up: 20 guesses in all, then both answer 429', async () => {
+    const ports = [await freePort(), await freePort()];
+    const env = { REDIS_URL: process.env.REDIS_URL || 'redis://127.0.0.1:6379', TRUSTED_PROXIES: '127.0.0.1' };
+    await stack.startApp('gateway', 'gateway-shared-a', { ...env, GATEWAY_PORT: String(ports[0]) });
+    await stack.startApp('gateway', 'gateway-shared-b', { ...env, GATEWAY_PORT: String(ports[1]) });
+    // An address of this run's own: the counters in Redis outlive the run.
+    const ip = `198.18.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`;
+    const guess = (port: number, i: number) =>
+      fetch(stack.gatewayUrl(`${base}/search`, port), {
+        method: 'POST',
+        headers: { authorization: `Bearer tg_live_shared${i}`, 'content-type': 'application/json', 'x-forwarded-for': ip },
+        body: JSON.stringify({ query: 'x' }),
+      });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) statuses.push((await guess(ports[i % 2]!, i)).status);
+      expect(statuses).toEqual(Array(20).fill(401));
+      // Each gateway saw 10 guesses, under the limit of 20 on its own; together they used it up.
+      for (const port of ports) {
+        const next = await guess(port, 99);
+        expect(next.status).toBe(429);
+        expect(Number(next.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      }
+    } finally {
+      await stack.stopProcess('gateway-shared-a');
+      await stack.stopProcess('gateway-shared-b');
+    }
+  });
+
   describe('start-up failures name what is wrong, without a stack trace', () => {
     const start = (app: string, env: Record<string, string>) =>
       spawnSync(process.execPath, [join(repoRoot, 'dist/apps', app, 'src/main.js')], {

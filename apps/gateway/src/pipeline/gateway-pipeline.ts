@@ -95,8 +95,13 @@ const retryAfterSeconds = 2;
 export class GatewayPipeline {
   private readonly routes: RouteTable;
   private readonly base: string;
-  /** Invalid-key attempts are counted per gateway instance: a cheap shield that needs no round trip. */
-  private readonly badKeys = new MemoryCounterStore();
+  /**
+   * The invalid-key throttle. Failed keys are counted in the shared store (Redis when REDIS_URL is set, so guesses
+   * spread over several gateways add up; this gateway's memory otherwise, or when Redis fails); an IP that used up
+   * its attempts is remembered here until its window resets, so the check before authentication needs no round trip.
+   */
+  private readonly throttledIps = new Map<string, RateDecision>();
+  private readonly localBadKeys = new MemoryCounterStore();
   private readonly bodyLimit = 10 * 1024 * 1024;
 
   constructor(private readonly d: GatewayDeps) {
@@ -432,24 +437,43 @@ export class GatewayPipeline {
   }
 
   private async unauthorized(call: Call, guessedKey: boolean): Promise<void> {
-    decisions.inc({ profile: this.d.profile.name, outcome: 'unauthorized' });
-    if (guessedKey) {
-      const t = this.d.profile.invalid_key_throttle;
-      this.badKeys.consume([{ subjectKey: `${this.d.profile.name}:bad-key:${call.ip}`, rule: { name: 'invalid_key', periodSeconds: t.period_seconds, limit: t.attempts } }], call.nowMs);
+    if (guessedKey && (await this.countBadKey(call.ip, call.nowMs))) {
+      // Over the shared count already (guesses made through other gateways): throttled, as the next ones will be.
+      const throttle = this.invalidKeyCheck(call.ip);
+      return this.throttled(call, throttle.decision, 'invalid_key_throttled');
     }
+    decisions.inc({ profile: this.d.profile.name, outcome: 'unauthorized' });
     await this.peekForEveryResponse(call);
     this.error(call.res, 401, 'unauthorized', {}, this.decorate(call, false));
   }
 
   private invalidKeyCheck(ip: string): { refused: boolean; decision: RateDecision } {
+    const counted = this.throttledIps.get(ip);
+    const now = this.d.clock.now();
+    const w = counted?.windows[0];
+    if (!counted || !w || w.resetAtMs <= now) {
+      if (counted) this.throttledIps.delete(ip);
+      return { refused: false, decision: { admitted: true, windows: [], refusedBy: null, retryAfterSeconds: 0 } };
+    }
+    const full = { ...w, remaining: 0 };
+    return { refused: true, decision: { admitted: false, windows: [full], refusedBy: full, retryAfterSeconds: Math.max(1, Math.ceil((w.resetAtMs - now) / 1000)) } };
+  }
+
+  /**
+   * Counts a presented-but-wrong key against its IP; an IP with no attempt left is throttled until its window
+   * resets. True when this attempt was itself over the count (refused by the shared store).
+   */
+  private async countBadKey(ip: string, nowMs: number): Promise<boolean> {
     const t = this.d.profile.invalid_key_throttle;
-    const decision = this.badKeys.peek(
-      [{ subjectKey: `${this.d.profile.name}:bad-key:${ip}`, rule: { name: 'invalid_key', periodSeconds: t.period_seconds, limit: t.attempts } }],
-      this.d.clock.now(),
-    ) as RateDecision;
-    const w = decision.windows[0];
-    const refused = w !== undefined && w.remaining <= 0;
-    return { refused, decision: refused ? { ...decision, admitted: false, refusedBy: w, retryAfterSeconds: Math.max(1, Math.ceil((w.resetAtMs - this.d.clock.now()) / 1000)) } : decision };
+    const checks = [{ subjectKey: `${this.d.profile.name}:bad-key:${ip}`, rule: { name: 'invalid_key', periodSeconds: t.period_seconds, limit: t.attempts } }];
+    const decision = await Promise.resolve(this.d.limits.consume(checks, nowMs)).catch(() => this.localBadKeys.consume(checks, nowMs));
+    const w = decision.windows[0] ?? decision.refusedBy;
+    if (!w || (decision.admitted && w.remaining > 0)) return false;
+    if (this.throttledIps.size >= 100_000) {
+      for (const [k, d] of this.throttledIps) if ((d.windows[0]?.resetAtMs ?? 0) <= nowMs) this.throttledIps.delete(k);
+    }
+    this.throttledIps.set(ip, { ...decision, windows: [w] });
+    return !decision.admitted;
   }
 
   // ---- login lockout (beatpass) -------------------------------------------------------------------------
