@@ -259,6 +259,28 @@ describe('bad input never reaches PostgreSQL (trackyard)', () => {
     });
   });
 
+  // ---- metering's Reservations gRPC (the gateways' internal API) ------------------------------------------------------
+
+  it('answers Release and GetBalance with a NUL, a control character or an overlong id with INVALID_ARGUMENT naming it', async () => {
+    const { orgId } = await stack.orgWithKey('free', uniqueId('grpc-ids'));
+    const definition = loadSync(join(repoRoot, 'libs/contracts/src/proto/metering.proto'), { keepCase: true, longs: String, defaults: true });
+    const pkg = loadPackageDefinition(definition) as unknown as { tollgate: { metering: { v1: { Reservations: new (addr: string, c: unknown) => Record<string, (...args: unknown[]) => void> } } } };
+    const client = new pkg.tollgate.metering.v1.Reservations(`127.0.0.1:${stack.ports.meteringGrpc}`, credentials.createInsecure());
+    const call = (method: string, req: unknown) =>
+      new Promise((resolve, reject) => {
+        const md = new Metadata();
+        md.set('authorization', `Bearer ${stack.internalToken}`);
+        client[method]!(req, md, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res)));
+      });
+    for (const bad of [`${orgId}\u0000`, 'a\u0001', 'o'.repeat(65)]) {
+      await expect(call('GetBalance', { org_id: bad })).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT, details: expect.stringContaining('org_id') });
+      await expect(call('Release', { org_id: bad, reservation_id: 'r-1' })).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT, details: expect.stringContaining('org_id') });
+    }
+    await expect(call('Release', { org_id: orgId, reservation_id: 'r\u0000' })).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT, details: expect.stringContaining('reservation_id') });
+    expect(await call('GetBalance', { org_id: orgId })).toMatchObject({ balance: '50' });
+    client.close!();
+  });
+
   // ---- the query service ------------------------------------------------------------------------------------------
 
   describe('/usage and the Accounts gRPC service', () => {
