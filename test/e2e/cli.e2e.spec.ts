@@ -100,6 +100,10 @@ describe('tollgate CLI and the admin views behind it (trackyard)', () => {
     await json(['credits', 'grant', id, '5', '--idempotency-key', 'cli-fixed']);
     const again = await json(['credits', 'grant', id, '5', '--idempotency-key', 'cli-fixed']);
     expect(again).toMatchObject({ replayed: true, balance: 80 });
+    // The same key with another amount grants nothing and says why, naming the key (exit 6: conflict).
+    const reused = await cli(['credits', 'grant', id, '7', '--idempotency-key', 'cli-fixed']);
+    expect(reused.code).toBe(6);
+    expect(reused.stderr).toContain('idempotency key reused, nothing was done: idempotency_key "cli-fixed" was first used with another request (amount 5');
 
     const ledger = await json(['ledger', id]);
     expect(ledger.entries.map((e: { type: string; amount: number }) => [e.type, e.amount])).toEqual([['grant', 50], ['top_up', 25], ['top_up', 5]]);

@@ -105,6 +105,10 @@ class AdminClient {
       throw new CliError(ExitCode.auth, `not authorised (${res.status}): ${this.token ? 'TOLLGATE_ADMIN_TOKEN was refused' : 'set TOLLGATE_ADMIN_TOKEN'}`);
     }
     if (res.status === 404) throw new CliError(ExitCode.notFound, `not found: ${said}`);
+    // The server's message names the key and what it was first used for; with --idempotency-key the operator chose it.
+    if (res.status === 409 && (parsed as { error?: unknown } | null)?.error === 'idempotency_key_reused') {
+      throw new CliError(ExitCode.conflict, `idempotency key reused, nothing was done: ${said}`);
+    }
     if (res.status === 409) throw new CliError(ExitCode.conflict, `conflict: ${said}`);
     if (res.status >= 400 && res.status < 500) throw new CliError(ExitCode.usage, `refused (${res.status}): ${said}`);
     throw new CliError(ExitCode.failed, `metering failed (${res.status}): ${said}`);

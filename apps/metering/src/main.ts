@@ -13,6 +13,7 @@ import {
   internalToken,
   intFromEnv,
   onShutdown,
+  refuseUndecodablePaths,
   runMain,
   strFromEnv,
 } from '@tollgate/platform';
@@ -72,6 +73,7 @@ runMain('metering', async () => {
     { logger },
   );
   configureHttp(app, 'metering');
+  refuseUndecodablePaths(app);
   app.useGlobalPipes(fieldValidationPipe());
   const openapi = SwaggerModule.createDocument(app, new DocumentBuilder().setTitle('Tollgate admin API').addBearerAuth().build());
   SwaggerModule.setup('docs', app, openapi, { jsonDocumentUrl: 'docs/openapi.json' });

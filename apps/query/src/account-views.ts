@@ -1,6 +1,7 @@
 import { DataSource } from 'typeorm';
 import { Account, projectAccount } from '@tollgate/billing';
 import { Principal } from '@tollgate/persistence';
+import { MaxWholeNumber, wholeNumberProblem } from '@tollgate/platform';
 import { Profile } from '@tollgate/profiles';
 
 export interface UsageParams {
@@ -125,26 +126,36 @@ export function encodeCursor(occurredAt: string, id: string): string {
   return Buffer.from(`${occurredAt}|${id}`, 'utf8').toString('base64url');
 }
 
+/** Largest bigint PostgreSQL holds: a cursor's id beyond it names no row and must not reach the query. */
+const MaxBigint = 9223372036854775807n;
+
 export function decodeCursor(cursor: string): { occurredAt: string; id: string } | null {
-  const [occurredAt, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (!occurredAt || !id || Number.isNaN(Date.parse(occurredAt)) || !/^\d{1,19}$/.test(id)) return null;
+  if (cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
+  const [occurredAt, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (!occurredAt || !id || rest.length > 0 || !/^\d{1,19}$/.test(id) || BigInt(id) > MaxBigint) return null;
+  // Only the form encodeCursor writes: what Date.parse accepts beyond it PostgreSQL may not (a 500, not a 400).
+  const at = Date.parse(occurredAt);
+  if (!Number.isFinite(at) || new Date(at).toISOString() !== occurredAt) return null;
   return { occurredAt, id };
 }
 
 export type UsageParamsResult = { ok: true; params: UsageParams } | { ok: false; field: string; problem: string };
 
-/** `limit` 1..500 (default 50), `offset` >= 0 (default 0), `cursor` from a previous page. */
+/**
+ * `limit` 1..500 (default 50), `offset` 0..2^53 - 1 (default 0), `cursor` from a previous page. Numbers are decimal
+ * digits; an offset past 2^53 (SPEC §8) is refused like any other bad one, never sent on to PostgreSQL.
+ */
 export function parseUsageParams(q: { limit?: unknown; offset?: unknown; cursor?: unknown }): UsageParamsResult {
-  const int = (v: unknown) => (typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : typeof v === 'number' && Number.isInteger(v) ? v : NaN);
+  const int = (v: unknown) => (typeof v === 'string' && /^-?\d{1,400}$/.test(v) ? Number(v) : typeof v === 'number' ? v : NaN);
   let limit = 50;
   let offset = 0;
   if (q.limit !== undefined && q.limit !== '') {
     limit = int(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) return { ok: false, field: 'limit', problem: `must be a whole number from 1 to 500 (got "${String(q.limit)}")` };
+    if (wholeNumberProblem(limit, 1, 500)) return { ok: false, field: 'limit', problem: `must be a whole number from 1 to 500 (got ${JSON.stringify(shown(q.limit))})` };
   }
   if (q.offset !== undefined && q.offset !== '') {
     offset = int(q.offset);
-    if (!Number.isInteger(offset) || offset < 0) return { ok: false, field: 'offset', problem: `must be a whole number, 0 or more (got "${String(q.offset)}")` };
+    if (wholeNumberProblem(offset, 0)) return { ok: false, field: 'offset', problem: `must be a whole number from 0 to ${MaxWholeNumber} (got ${JSON.stringify(shown(q.offset))})` };
   }
   let cursor = null;
   if (typeof q.cursor === 'string' && q.cursor !== '') {
@@ -155,4 +166,10 @@ export function parseUsageParams(q: { limit?: unknown; offset?: unknown; cursor?
     return { ok: false, field: 'cursor', problem: 'must be a single string' };
   }
   return { ok: true, params: { limit, offset, cursor } };
+}
+
+/** A bad value as the 400 echoes it: at most 40 characters of it. */
+function shown(v: unknown): string {
+  const s = Array.isArray(v) ? v.join(',') : String(v);
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }

@@ -1,7 +1,8 @@
-import { BadRequestException, Controller, Get, HttpException, Inject, Query, Req } from '@nestjs/common';
+import { Controller, Get, HttpException, Inject, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { Request } from 'express';
 import { extractCredentials, KeyAuthenticator, Principal } from '@tollgate/persistence';
+import { fieldError } from '@tollgate/platform';
 import { Profile } from '@tollgate/profiles';
 import { AccountViews, parseUsageParams } from './account-views';
 
@@ -25,14 +26,12 @@ export class QueryHttpController {
 
   @Get('usage')
   @ApiQuery({ name: 'limit', required: false, description: '1..500, default 50' })
-  @ApiQuery({ name: 'offset', required: false, description: '>= 0, default 0' })
+  @ApiQuery({ name: 'offset', required: false, description: '0..2^53 - 1, default 0' })
   @ApiQuery({ name: 'cursor', required: false, description: 'next_cursor of a previous page (fast at any depth)' })
   async usage(@Req() req: Request, @Query() query: Record<string, unknown>) {
     const principal = await this.principal(req);
     const parsed = parseUsageParams(query);
-    if (!parsed.ok) {
-      throw new BadRequestException({ error: 'invalid_request', message: `${parsed.field}: ${parsed.problem}`, fields: [{ field: parsed.field, problem: parsed.problem }] });
-    }
+    if (!parsed.ok) throw fieldError(parsed.field, parsed.problem);
     return this.views.usage(principal, parsed.params);
   }
 

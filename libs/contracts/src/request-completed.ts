@@ -145,6 +145,12 @@ export function forbiddenCharacterAt(s: string): number {
   return -1;
 }
 
+/** What makes `s` unfit for an id or a text field (its first forbidden character, named, and where), or null. */
+export function forbiddenCharacterProblem(s: string): string | null {
+  const at = forbiddenCharacterAt(s);
+  return at < 0 ? null : `contains ${describeCodeUnit(s.charCodeAt(at))} at index ${at}`;
+}
+
 /** Code units of the well-formed, non-control character at `s[i]` (1, or 2 for a surrogate pair); 0 if forbidden. */
 function characterLength(s: string, i: number): 0 | 1 | 2 {
   const c = s.charCodeAt(i);

@@ -28,3 +28,25 @@ export function configureHttp(app: INestApplication, name: string): void {
     next();
   });
 }
+
+/**
+ * For services whose paths carry ids (metering's admin API): a path segment whose percent-encoding is not UTF-8
+ * (`%FF`, the overlong `%C0%AF`, the lone surrogate `%ED%A0%80`) is answered with the API's 400, naming the
+ * segment, before routing. Express would refuse it too, but in another shape ("Failed to decode param") that
+ * names no field. Not for the gateway: the paths it forwards belong to the upstream.
+ */
+export function refuseUndecodablePaths(app: INestApplication): void {
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    for (const segment of req.path.split('/')) {
+      try {
+        decodeURIComponent(segment);
+      } catch {
+        const shown = segment.length > 40 ? `${segment.slice(0, 40)}…` : segment;
+        const problem = `segment "${shown}" is not percent-encoded UTF-8`;
+        res.status(400).json({ error: 'invalid_request', message: `path: ${problem}`, fields: [{ field: 'path', problem }] });
+        return;
+      }
+    }
+    next();
+  });
+}

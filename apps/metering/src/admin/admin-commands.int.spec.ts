@@ -31,12 +31,17 @@ describe('admin commands recorded under concurrency (real PostgreSQL)', () => {
       admin.revokeKey(key.id, 'revoker'),
     ]);
     expect(runs.filter((r) => r.status === 'rejected')).toHaveLength(1);
-    expect(await admin.grantCredits(org, { amount: 1, reason: 'again', idempotency_key: 'g0' }, 'replayer')).toMatchObject({ replayed: true, reason: 'g0' });
+    expect(await admin.grantCredits(org, { amount: 1, reason: 'g0', idempotency_key: 'g0' }, 'replayer')).toMatchObject({ replayed: true, reason: 'g0' });
+    // The key is bound to its first request: another reason is refused, and recorded nowhere.
+    await expect(admin.grantCredits(org, { amount: 1, reason: 'again', idempotency_key: 'g0' }, 'reuser')).rejects.toMatchObject({
+      response: { error: 'idempotency_key_reused' },
+    });
     const rows = await readHistory(ds.manager, org, 0, 500);
     expect(rows.map((r) => Number(r.seq))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     const actors = rows.map((r) => r.actor);
     expect(actors).not.toContain('rejected');
     expect(actors).not.toContain('replayer');
+    expect(actors).not.toContain('reuser');
     expect(actors.filter((a) => a.startsWith('grant-'))).toHaveLength(8);
     const entries: Array<{ seq: string; cause: string }> = await ds.query(`SELECT seq, cause FROM ledger_entries WHERE org_id = $1 ORDER BY seq`, [org]);
     const causeOf = new Map(entries.map((e) => [Number(e.seq), e.cause]));

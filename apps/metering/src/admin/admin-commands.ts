@@ -1,4 +1,5 @@
-import { BadRequestException } from '@nestjs/common';
+import { ConflictException } from '@nestjs/common';
+import { fieldError } from '@tollgate/platform';
 
 /**
  * The record of operator commands (table admin_commands): the names, who issued a command, the ledger cause its
@@ -19,10 +20,6 @@ export const DefaultActor = 'admin-token';
 export const ActorHeader = 'x-tollgate-actor';
 export const ActorMaxLength = 128;
 
-export function fieldError(field: string, problem: string): BadRequestException {
-  return new BadRequestException({ error: 'invalid_request', message: `${field}: ${problem}`, fields: [{ field, problem }] });
-}
-
 /**
  * Who issued a command, from the `X-Tollgate-Actor` header: absent means the admin token's holder; present, it
  * must be 1-128 characters with no control characters (it is shown to operators and written to the record).
@@ -35,6 +32,40 @@ export function parseActor(header: string | string[] | undefined): string {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f]/.test(actor)) throw fieldError('X-Tollgate-Actor', 'must not contain control characters');
   return actor;
+}
+
+/** What a grant asks for, as its recorded `input` holds it (every grant's row has one, the migrated ones too). */
+export interface GrantInput {
+  amount: number;
+  reason: string;
+  expires_at: string | null;
+}
+
+/**
+ * Whether a grant repeats the one recorded under its idempotency key: the same amount, reason and expiry (the same
+ * instant, however it is written). The key binds the request it was first used with; the recorded `input` is that
+ * request, so no separate hash of it is kept. The org is the key's scope (the path), so it is not compared.
+ */
+export function sameGrant(recorded: Record<string, unknown>, asked: GrantInput): boolean {
+  const instant = (v: unknown) => (typeof v === 'string' ? Date.parse(v) : null);
+  return recorded.amount === asked.amount && recorded.reason === asked.reason && instant(recorded.expires_at ?? null) === instant(asked.expires_at);
+}
+
+/**
+ * 409 for an idempotency key used before with another request (or by another command): answering the first
+ * request's result would tell the operator that what they asked for now was done (Stripe refuses the same way).
+ */
+export function idempotencyKeyReused(key: string, first: { command: string; input: Record<string, unknown> }): ConflictException {
+  const firstAsked = first.command === 'grant-credits'
+    ? `amount ${JSON.stringify(first.input.amount)}, reason ${JSON.stringify(first.input.reason)}, expires_at ${JSON.stringify(first.input.expires_at ?? null)}`
+    : `command ${first.command}`;
+  const problem = `was first used with another request (${firstAsked}); repeat that request exactly to get its result, or use a new key`;
+  return new ConflictException({
+    error: 'idempotency_key_reused',
+    message: `idempotency_key ${JSON.stringify(key)} ${problem}`,
+    idempotency_key: key,
+    fields: [{ field: 'idempotency_key', problem }],
+  });
 }
 
 /**

@@ -1,5 +1,5 @@
-import { BadRequestException } from '@nestjs/common';
-import { commandCause, DefaultActor, parseActor, toHistoryItem } from './admin-commands';
+import { BadRequestException, ConflictException } from '@nestjs/common';
+import { commandCause, DefaultActor, idempotencyKeyReused, parseActor, sameGrant, toHistoryItem } from './admin-commands';
 
 function problem(f: () => unknown): unknown {
   try {
@@ -67,6 +67,34 @@ describe('a recorded command', () => {
       idempotency_key: 'k',
       result: { balance: 55 },
       entries: [3, 12],
+    });
+  });
+});
+
+describe('a grant idempotency key bound to its request', () => {
+  const recorded = { amount: 10, reason: 'goodwill', idempotency_key: 'k', expires_at: '2027-01-01T00:00:00.000Z' };
+
+  it('matches the same amount, reason and expiry instant, however the instant is written', () => {
+    expect(sameGrant(recorded, { amount: 10, reason: 'goodwill', expires_at: '2027-01-01T00:00:00.000Z' })).toBe(true);
+    expect(sameGrant(recorded, { amount: 10, reason: 'goodwill', expires_at: '2027-01-01T01:00:00+01:00' })).toBe(true);
+    expect(sameGrant({ ...recorded, expires_at: null }, { amount: 10, reason: 'goodwill', expires_at: null })).toBe(true);
+  });
+
+  it('does not match another amount, reason or expiry, or a missing expiry', () => {
+    expect(sameGrant(recorded, { amount: 20, reason: 'goodwill', expires_at: recorded.expires_at })).toBe(false);
+    expect(sameGrant(recorded, { amount: 10, reason: 'Goodwill', expires_at: recorded.expires_at })).toBe(false);
+    expect(sameGrant(recorded, { amount: 10, reason: 'goodwill', expires_at: '2027-01-01T00:00:01.000Z' })).toBe(false);
+    expect(sameGrant(recorded, { amount: 10, reason: 'goodwill', expires_at: null })).toBe(false);
+  });
+
+  it('is refused with a 409 that names the key and what it was first used for', () => {
+    const e = idempotencyKeyReused('k-1', { command: 'grant-credits', input: recorded });
+    expect(e).toBeInstanceOf(ConflictException);
+    expect(e.getResponse()).toEqual({
+      error: 'idempotency_key_reused',
+      message: 'idempotency_key "k-1" was first used with another request (amount 10, reason "goodwill", expires_at "2027-01-01T00:00:00.000Z"); repeat that request exactly to get its result, or use a new key',
+      idempotency_key: 'k-1',
+      fields: [{ field: 'idempotency_key', problem: expect.stringContaining('was first used with another request') }],
     });
   });
 });

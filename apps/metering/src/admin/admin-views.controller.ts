@@ -1,4 +1,5 @@
-import { Controller, Get, Param, Query, UseGuards } from '@nestjs/common';
+import { Controller, Get, Query, UseGuards } from '@nestjs/common';
+import { PathId } from '@tollgate/platform';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { AdminTokenGuard } from './admin.guard';
 import { ActivityQueryDto, LedgerEntriesQueryDto, ListOrgsQueryDto, OrgUsageQueryDto } from './admin-views.dto';
@@ -19,28 +20,28 @@ export class AdminViewsController {
   }
 
   @Get('orgs/:org/usage')
-  usage(@Param('org') org: string, @Query() q: OrgUsageQueryDto) {
+  usage(@PathId('org') org: string, @Query() q: OrgUsageQueryDto) {
     return this.views.usage(org, q.limit, q.offset);
   }
 
   @Get('orgs/:org/keys')
-  keys(@Param('org') org: string) {
+  keys(@PathId('org') org: string) {
     return this.views.keys(org);
   }
 
   @Get('orgs/:org/entries')
-  entries(@Param('org') org: string, @Query() q: LedgerEntriesQueryDto) {
+  entries(@PathId('org') org: string, @Query() q: LedgerEntriesQueryDto) {
     return this.views.entries(org, q.before, q.limit);
   }
 
   /** The org's operator commands, oldest first: who did what when, and the ledger entries each appended. */
   @Get('orgs/:org/history')
-  history(@Param('org') org: string, @Query() q: AfterPageQueryDto) {
+  history(@PathId('org') org: string, @Query() q: AfterPageQueryDto) {
     return this.views.history(org, q.after, q.limit);
   }
 
   @Get('orgs/:org/activity')
-  activity(@Param('org') org: string, @Query() q: ActivityQueryDto) {
+  activity(@PathId('org') org: string, @Query() q: ActivityQueryDto) {
     return this.views.activity(org, q.bucket);
   }
 

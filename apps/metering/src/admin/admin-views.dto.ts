@@ -1,5 +1,5 @@
-import { Type } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, Length, Min } from 'class-validator';
+import { IsIn, IsOptional } from 'class-validator';
+import { IsText, QueryWholeNumber } from '@tollgate/platform';
 import { OffsetPageQueryDto, PageLimitDto } from './paging.dto';
 
 export const OrgSorts = ['id', 'name', 'plan', 'balance', 'used_this_month', 'calls_today', 'last_call_at', 'created_at'] as const;
@@ -9,8 +9,7 @@ export type OrgSort = (typeof OrgSorts)[number];
 export class ListOrgsQueryDto extends OffsetPageQueryDto {
   /** Matches the id or the name, case-insensitively, anywhere in it. */
   @IsOptional()
-  @IsString()
-  @Length(1, 200)
+  @IsText(1, 200)
   search?: string;
 
   @IsOptional()
@@ -29,9 +28,7 @@ export class OrgUsageQueryDto extends OffsetPageQueryDto {}
 export class LedgerEntriesQueryDto extends PageLimitDto {
   /** Entries with a sequence number below this one (the previous page's last `seq`); omitted: the newest. */
   @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
+  @QueryWholeNumber(1)
   before?: number;
 }
 

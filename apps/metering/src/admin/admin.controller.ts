@@ -1,4 +1,5 @@
-import { Body, Controller, createParamDecorator, Delete, ExecutionContext, Get, HttpCode, Param, Post, Put, Query, UseGuards, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, createParamDecorator, Delete, ExecutionContext, Get, HttpCode, Post, Put, Query, UseGuards, UseInterceptors } from '@nestjs/common';
+import { PathId } from '@tollgate/platform';
 import { ApiBearerAuth, ApiHeader, ApiTags } from '@nestjs/swagger';
 import { AdminTokenGuard } from './admin.guard';
 import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto } from './admin.dto';
@@ -27,44 +28,44 @@ export class AdminController {
   }
 
   @Get('orgs/:org')
-  getOrg(@Param('org') org: string) {
+  getOrg(@PathId('org') org: string) {
     return this.admin.getOrg(org);
   }
 
   @Post('orgs/:org/keys')
-  createKey(@Param('org') org: string, @Body() dto: CreateKeyDto, @Actor() actor: string) {
+  createKey(@PathId('org') org: string, @Body() dto: CreateKeyDto, @Actor() actor: string) {
     return this.admin.createKey(org, dto, actor);
   }
 
   @Delete('keys/:id')
   @HttpCode(204)
-  revokeKey(@Param('id') id: string, @Actor() actor: string) {
+  revokeKey(@PathId('id') id: string, @Actor() actor: string) {
     // 204: no body is sent; the command id goes out as a header.
     return this.admin.revokeKey(id, actor);
   }
 
   @Post('orgs/:org/credits')
-  grantCredits(@Param('org') org: string, @Body() dto: GrantCreditsDto, @Actor() actor: string) {
+  grantCredits(@PathId('org') org: string, @Body() dto: GrantCreditsDto, @Actor() actor: string) {
     return this.admin.grantCredits(org, dto, actor);
   }
 
   @Put('orgs/:org/plan')
-  changePlan(@Param('org') org: string, @Body() dto: ChangePlanDto, @Actor() actor: string) {
+  changePlan(@PathId('org') org: string, @Body() dto: ChangePlanDto, @Actor() actor: string) {
     return this.admin.changePlan(org, dto, actor);
   }
 
   @Put('orgs/:org/limits')
-  setLimits(@Param('org') org: string, @Body() body: unknown, @Actor() actor: string) {
+  setLimits(@PathId('org') org: string, @Body() body: unknown, @Actor() actor: string) {
     return this.admin.setLimits(org, body, actor);
   }
 
   @Get('orgs/:org/limits')
-  getLimits(@Param('org') org: string) {
+  getLimits(@PathId('org') org: string) {
     return this.admin.getLimits(org);
   }
 
   @Get('orgs/:org/ledger')
-  ledger(@Param('org') org: string, @Query() q: AfterPageQueryDto) {
+  ledger(@PathId('org') org: string, @Query() q: AfterPageQueryDto) {
     return this.admin.ledger(org, q.after, q.limit);
   }
 }

@@ -5,7 +5,8 @@ import { hashKey, KeyPrefixLength, newId, newSecret } from '@tollgate/persistenc
 import { ProfileCatalog } from '../profile-catalog';
 import { appendEntries, insertAccount, lockAccounts, readAccount, saveAccounts } from '../ledger/ledger-store';
 import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto } from './admin.dto';
-import { answer, commandCause, DefaultActor, fieldError } from './admin-commands';
+import { fieldError } from '@tollgate/platform';
+import { answer, commandCause, DefaultActor, idempotencyKeyReused, sameGrant } from './admin-commands';
 import { recordCommand } from './admin-command-store';
 
 /** The seqs of the entries a command appended under its own cause (a plan change may also roll the month). */
@@ -122,17 +123,21 @@ export class AdminService {
   async grantCredits(orgId: string, dto: GrantCreditsDto, actor = DefaultActor) {
     const expiresAt = dto.expires_at ? Date.parse(dto.expires_at) : null;
     const now = this.clock();
+    // IsISO8601 lets through strings Date.parse cannot place (a leap second, 24:00): those are bad input too.
+    if (expiresAt !== null && !Number.isFinite(expiresAt)) throw fieldError('expires_at', 'must be an ISO 8601 instant');
     if (expiresAt !== null && expiresAt <= now) throw fieldError('expires_at', 'must be in the future');
     return this.ds.transaction(async (m) => {
       const locked = (await lockAccounts(m, [orgId])).get(orgId);
       if (!locked) throw this.orgNotFound(orgId);
       // The account lock serialises grants of one org, so this read-then-insert cannot race.
-      const prior: Array<{ id: string; result: Record<string, unknown>; command: string }> = await m.query(
-        `SELECT id, command, result FROM admin_commands WHERE org_id = $1 AND idempotency_key = $2`,
+      const prior: Array<{ id: string; command: string; input: Record<string, unknown>; result: Record<string, unknown> }> = await m.query(
+        `SELECT id, command, input, result FROM admin_commands WHERE org_id = $1 AND idempotency_key = $2`,
         [orgId, dto.idempotency_key],
       );
       if (prior[0]) {
-        if (prior[0].command !== 'grant-credits') throw fieldError('idempotency_key', 'was used by another command');
+        // Same key, same request: the first result again. Same key, another request: refused, nothing written.
+        const asked = { amount: dto.amount, reason: dto.reason, expires_at: dto.expires_at ?? null };
+        if (prior[0].command !== 'grant-credits' || !sameGrant(prior[0].input, asked)) throw idempotencyKeyReused(dto.idempotency_key, prior[0]);
         return answer({ ...prior[0].result, replayed: true }, prior[0].id);
       }
       const commandId = newId('cmd');

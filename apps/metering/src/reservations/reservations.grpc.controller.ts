@@ -85,11 +85,15 @@ export class ReservationsGrpcController {
     // A hold is its id within its org: both name it.
     if (!req.reservationId) throw invalid('reservation_id is required');
     if (!req.orgId) throw invalid('org_id is required');
+    checkText('reservation_id', req.reservationId, 128);
+    checkText('org_id', req.orgId, 64);
     return { released: await this.reservations.release(req.reservationId, req.orgId) };
   }
 
   @GrpcMethod('Reservations', 'GetBalance')
   async getBalance(req: { orgId: string }) {
+    if (!req.orgId) throw invalid('org_id is required');
+    checkText('org_id', req.orgId, 64);
     const balance = await this.reservations.balance(req.orgId);
     if (balance === null) throw new RpcException({ code: status.NOT_FOUND, message: `unknown org "${req.orgId}"` });
     return { orgId: req.orgId, balance };

@@ -416,7 +416,17 @@
       const f = grantForm.elements;
       const body = { amount: Number(f.amount.value), reason: f.reason.value, idempotency_key: `console-${idempotencyKey}` };
       if (f.expires_at.value) body.expires_at = new Date(`${f.expires_at.value}:00Z`).toISOString();
-      const r = await act(grantMsg, () => api('POST', `${base}/credits`, body), (g) => (g.replayed ? 'Already granted (same request).' : `Granted ${fmt(g.amount)} credits; balance ${fmt(g.balance)}.`));
+      const grant = async () => {
+        try {
+          return await api('POST', `${base}/credits`, body);
+        } catch (e) {
+          // The key went to a grant with other values whose answer was lost: that grant stands (the message says
+          // what it was); the next submit is a grant of its own.
+          if (e instanceof ApiError && e.body && e.body.error === 'idempotency_key_reused') idempotencyKey = crypto.randomUUID();
+          throw e;
+        }
+      };
+      const r = await act(grantMsg, grant, (g) => (g.replayed ? 'Already granted (same request).' : `Granted ${fmt(g.amount)} credits; balance ${fmt(g.balance)}.`));
       // A new idempotency key only once the grant is known to be done: a retry of a failed submit can't grant twice.
       if (r) {
         idempotencyKey = crypto.randomUUID();
