@@ -3,7 +3,8 @@
 // - an exit nobody asked for is restarted after a backoff: 0.5 s, doubling to at most 10 s;
 // - the backoff starts again at 0.5 s once the unit had stayed up 30 s before its exit;
 // - 5 exits within 60 s are a crash loop: the supervisor gives up (up stops everything, exit 1);
-// - a unit that fails its very first start is not retried (that is a configuration error, and retrying hides it).
+// - the same holds during the first start (a broker still electing leaders can fail it; a configuration error
+//   crash-loops within seconds and stops everything, the app's own message printed above).
 // The policy is pure (time comes in), so it is unit-tested without processes (test/deploy/supervisor.unit.spec.ts).
 
 const defaultRules = Object.freeze({ firstDelayMs: 500, maxDelayMs: 10_000, stableAfterMs: 30_000, loopCrashes: 5, loopWindowMs: 60_000 });
@@ -37,7 +38,7 @@ const how = (exit) => exit.error ?? exit.signal ?? `exit ${exit.code}`;
 
 /**
  * Units by name. `launch()` starts one and resolves to a handle `{ exited, ready, stop }`: `exited` a promise of
- * `{ code, signal }` (or `{ error }`), `ready()` resolves once it serves (rejects if it exits first), `stop()` ends
+ * `{ code, signal }`, `ready()` resolves once it serves (rejects if it exits first or never serves), `stop()` ends
  * it. `onCrashLoop(name)` is called once a unit crash-loops; `say` prints one line per event.
  */
 class Supervisor {
@@ -50,40 +51,21 @@ class Supervisor {
     this.stopping = false;
   }
 
-  /** The first start: resolves once `name` is ready; a failure rejects and is not retried. */
-  async start(name, launch) {
-    const unit = { name, launch, policy: new RestartPolicy(this.rules), handle: null, startedAt: this.now(), timer: null, launching: null, up: false };
+  /**
+   * Starts `name` and keeps it running. Resolves once it first serves: an exit on the way is restarted like any
+   * other (a broker still electing leaders fails a first start too), so it rejects only on a crash loop or when the
+   * unit runs but does not serve in time.
+   */
+  start(name, launch) {
+    const unit = { name, launch, policy: new RestartPolicy(this.rules), handle: null, startedAt: 0, timer: null, launching: null, first: null };
     this.units.set(name, unit);
-    unit.launching = launch();
-    unit.handle = await unit.launching;
-    unit.launching = null;
-    this.watch(unit, unit.handle);
-    await unit.handle.ready();
-    unit.up = true;
-  }
-
-  watch(unit, handle) {
-    void handle.exited.then((exit) => {
-      // During the first start the exit is start()'s failure; after stopAll() or a newer launch it is expected.
-      if (this.stopping || !unit.up || unit.handle !== handle) return;
-      this.exitedUnasked(unit, exit);
+    return new Promise((resolve, reject) => {
+      unit.first = { resolve, reject };
+      void this.run(unit, 0);
     });
   }
 
-  exitedUnasked(unit, exit) {
-    const upMs = this.now() - unit.startedAt;
-    unit.handle = null;
-    const next = unit.policy.exited(this.now(), upMs);
-    if (!next.restart) {
-      this.say(`${unit.name} exited (${how(exit)}) after ${seconds(upMs)}: ${next.exits} exits within ${seconds(next.windowMs)} is a crash loop; stopping everything`);
-      this.onCrashLoop(unit.name);
-      return;
-    }
-    this.say(`${unit.name} exited (${how(exit)}) after ${seconds(upMs)}; restart ${next.attempt} in ${seconds(next.delayMs)}`);
-    unit.timer = setTimeout(() => void this.restart(unit, next.attempt), next.delayMs);
-  }
-
-  async restart(unit, attempt) {
+  async run(unit, attempt) {
     unit.timer = null;
     if (this.stopping) return;
     unit.startedAt = this.now();
@@ -99,15 +81,44 @@ class Supervisor {
     unit.launching = null;
     unit.handle = handle;
     if (this.stopping) return void (await handle.stop());
-    this.watch(unit, handle);
+    void handle.exited.then((exit) => {
+      // After stopAll() the exit was asked for.
+      if (!this.stopping && unit.handle === handle) this.exitedUnasked(unit, exit);
+    });
     try {
       await handle.ready();
     } catch (e) {
-      // Exited before serving: watch() has it. Still running but not serving: said, and left to the operator.
-      if (!this.stopping && unit.handle === handle) this.say(`${unit.name} is running again (restart ${attempt}) but not ready: ${e.message.split('\n')[0]}`);
+      // Exited before serving: the exit is handled above. Running but not serving: the first start fails with
+      // the reason; after a restart it is said and left running for the operator to look at.
+      if (this.stopping || unit.handle !== handle) return;
+      if (unit.first) return void this.settle(unit, e);
+      this.say(`${unit.name} is running again (restart ${attempt}) but not ready: ${e.message.split('\n')[0]}`);
       return;
     }
-    if (!this.stopping && unit.handle === handle) this.say(`${unit.name} ready again (restart ${attempt})`);
+    if (this.stopping || unit.handle !== handle) return;
+    if (attempt > 0) this.say(`${unit.name} ready${unit.first ? '' : ' again'} (restart ${attempt})`);
+    this.settle(unit);
+  }
+
+  settle(unit, error) {
+    const first = unit.first;
+    unit.first = null;
+    if (first && error) first.reject(error);
+    else if (first) first.resolve();
+  }
+
+  exitedUnasked(unit, exit) {
+    const upMs = this.now() - unit.startedAt;
+    unit.handle = null;
+    const next = unit.policy.exited(this.now(), upMs);
+    if (!next.restart) {
+      this.say(`${unit.name} exited (${how(exit)}) after ${seconds(upMs)}: ${next.exits} exits within ${seconds(next.windowMs)} is a crash loop; stopping everything`);
+      this.settle(unit, new Error(`${unit.name} is crash-looping (its last output is above)`));
+      this.onCrashLoop(unit.name);
+      return;
+    }
+    this.say(`${unit.name} exited (${how(exit)}) after ${seconds(upMs)}; restart ${next.attempt} in ${seconds(next.delayMs)}`);
+    unit.timer = setTimeout(() => void this.run(unit, next.attempt), next.delayMs);
   }
 
   /** Stops every unit, in `order` (names), then any other; pending restarts are cancelled. */

@@ -95,12 +95,18 @@ async function ready(app, url, gone, tail, timeoutMs = 60_000) {
   throw new Error(`${app} not ready at ${url} after ${timeoutMs / 1000} s:\n${tail.join('\n')}`);
 }
 
-/** The local broker as a supervised unit, when up starts it (KAFKA_BROKERS or a running broker: not ours to restart). */
+/**
+ * The broker up started, as a supervised unit: its first launch hands over the broker main() started (whose failures
+ * are setup errors, printed as they are), later ones start it again on the same data.
+ */
 let kafka;
-async function launchKafka() {
-  kafka = await ensureKafka({ log: say });
-  const exited = kafka.started ? kafka.exited : new Promise(() => undefined);
-  return { exited, ready: async () => undefined, stop: () => kafka.stop() };
+function brokerLauncher() {
+  let first = kafka;
+  return async () => {
+    if (!first) kafka = await ensureKafka({ log: say });
+    first = null;
+    return { exited: kafka.exited, ready: async () => undefined, stop: () => kafka.stop() };
+  };
 }
 
 let stopping = false;
@@ -133,7 +139,9 @@ async function main() {
   const ownUpstream = !env.UPSTREAM_URL;
   const upstreamUrl = env.UPSTREAM_URL || `http://127.0.0.1:${ports.upstream}`;
 
-  await supervisor.start('kafka', launchKafka);
+  kafka = await ensureKafka({ log: say });
+  // One given by KAFKA_BROKERS or already running is not ours to restart.
+  if (kafka.started) await supervisor.start('kafka', brokerLauncher());
   const databaseUrl = await ensureDatabase(env.DATABASE_URL, { log: say });
   appEnv = {
     ...env,

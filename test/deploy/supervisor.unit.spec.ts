@@ -55,8 +55,11 @@ class FakeUnit {
     if (this.failStart) setTimeout(() => exit({ code: 1, signal: null }), 1);
     return {
       exited,
+      // Like up's: a unit that exits before serving rejects once it has exited.
       ready: async () => {
-        if (this.failStart) throw new Error(`${this.name} exited during start-up`);
+        if (!this.failStart) return;
+        await exited;
+        throw new Error(`${this.name} exited during start-up`);
       },
       stop: async () => {
         this.log.push(`stop ${this.name}`);
@@ -109,15 +112,28 @@ describe('Supervisor', () => {
     expect(loops).toBe(1);
   });
 
-  it('does not retry a unit whose first start fails', async () => {
+  it('retries a first start that exits before serving, and resolves once the unit serves', async () => {
     const lines: string[] = [];
-    const sup = new Supervisor({ say: (l) => lines.push(l), onCrashLoop: () => undefined, rules });
+    const sup = new Supervisor({ say: (l) => lines.push(l), onCrashLoop: () => lines.push('LOOP'), rules });
     const a = new FakeUnit('metering', lines);
     a.failStart = true;
-    await expect(sup.start('metering', a.launch)).rejects.toThrow('metering exited during start-up');
-    await new Promise((r) => setTimeout(r, 30));
-    expect(a.launches).toBe(1);
-    expect(lines).toEqual([]);
+    setTimeout(() => (a.failStart = false), 8);
+    await sup.start('metering', a.launch);
+    expect(lines.at(-1)).toMatch(/^metering ready \(restart \d\)$/);
+    expect(lines).not.toContain('LOOP');
+    expect(a.launches).toBeGreaterThan(1);
+  });
+
+  it('rejects a first start that crash-loops, after saying so', async () => {
+    const lines: string[] = [];
+    let loops = 0;
+    const sup = new Supervisor({ say: (l) => lines.push(l), onCrashLoop: () => (loops += 1), rules });
+    const a = new FakeUnit('metering', lines);
+    a.failStart = true;
+    await expect(sup.start('metering', a.launch)).rejects.toThrow('metering is crash-looping');
+    expect(a.launches).toBe(3);
+    expect(lines.at(-1)).toContain('3 exits within 10.0 s is a crash loop; stopping everything');
+    expect(loops).toBe(1);
   });
 
   it('cancels a pending restart on stopAll', async () => {
