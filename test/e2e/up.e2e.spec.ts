@@ -161,10 +161,10 @@ describe('npm run up when an app crash-loops', () => {
     const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
     process.kill(appPid(up, 'metering'), 'SIGKILL');
     // Taken as soon as the killed process lets go of it (the restart binds it seconds later, after migrating).
-    squatter = createNetServer((socket) => socket.destroy());
-    await eventually(() => new Promise<boolean>((resolve) => {
-      squatter!.once('error', () => resolve(false));
-      squatter!.listen(ports.METERING_PORT, '127.0.0.1', () => resolve(true));
+    squatter = await eventually(() => new Promise<NetServer | null>((resolve) => {
+      const server = createNetServer((socket) => socket.destroy());
+      server.once('error', () => resolve(null));
+      server.listen(ports.METERING_PORT, '127.0.0.1', () => resolve(server));
     }), 5000, 20);
     expect(await exited).toBe(1);
     const lines = stderr.split('\n').filter((l) => l.startsWith('up: metering exited'));
