@@ -47,7 +47,7 @@ describe('npm run up in front of UPSTREAM_URL', () => {
   }, 150_000);
 
   afterAll(async () => {
-    if (up && up.exitCode === null) up.kill('SIGKILL');
+    await stopUp(up);
     await new Promise((r) => theirApi?.close(r));
   });
 
@@ -152,7 +152,7 @@ describe('npm run up when an app crash-loops', () => {
   }, 150_000);
 
   afterAll(async () => {
-    if (up && up.exitCode === null) up.kill('SIGKILL');
+    await stopUp(up);
     await new Promise((r) => (squatter ? squatter.close(r) : r(undefined)));
   });
 
@@ -185,4 +185,14 @@ function appPid(up: ChildProcess, app: string): number {
   const line = ps.stdout.split('\n').find((l) => l.includes(`/apps/${app}/src/main.js`));
   if (!line) throw new Error(`no ${app} process under up (pid ${up.pid}):\n${ps.stdout}`);
   return Number(line.trim().split(/\s+/)[0]);
+}
+
+/** After a failed test too: SIGTERM, so up stops its apps (a SIGKILLed up would leave them running), SIGKILL at last. */
+async function stopUp(up: ChildProcess | undefined): Promise<void> {
+  if (!up || up.exitCode !== null || up.signalCode !== null) return;
+  const exited = new Promise((r) => up.once('exit', r));
+  up.kill('SIGTERM');
+  const timer = setTimeout(() => up.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
 }
