@@ -114,7 +114,8 @@ function killLeftover(pidFile, log) {
  * Options: `fresh` wipes the broker's data first (tests), `log` prints progress, `name` keeps the broker's data,
  * configuration, pid file and log in `.tollgate/<name>` (default `kafka`; the fault suite runs a broker of its own
  * that it kills and restarts on the same data), `data` names its data directory there (default `data-test` when
- * fresh, else `data`). The result's `pid` is the broker's process, when started here.
+ * fresh, else `data`). The result's `pid` is the broker's process, when started here, and `exited` a promise of its
+ * `{ code, signal }` once it ends.
  */
 async function ensureKafka({ log = () => undefined, fresh = false, name = 'kafka', data = fresh ? 'data-test' : 'data' } = {}) {
   if (process.env.KAFKA_BROKERS) {
@@ -162,6 +163,8 @@ async function ensureKafka({ log = () => undefined, fresh = false, name = 'kafka
   jvm.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
   fs.writeFileSync(pidFile, String(jvm.pid));
   let exited = false;
+  // Settles when the broker process ends, however it ends (a supervisor restarts it, `infra:kafka` reports it).
+  const ended = new Promise((resolve) => jvm.once('exit', (code, signal) => resolve({ code, signal })));
   jvm.once('exit', () => (exited = true));
 
   const stop = async () => {
@@ -188,7 +191,7 @@ async function ensureKafka({ log = () => undefined, fresh = false, name = 'kafka
     await sleep(300);
   }
   log(`Kafka ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return { brokers, started: true, stop, pid: jvm.pid };
+  return { brokers, started: true, stop, pid: jvm.pid, exited: ended };
 }
 
 /** The database at `url` (default the local server's `tollgate`), created when missing. Returns the URL. */

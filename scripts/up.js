@@ -2,8 +2,10 @@
 // `npm run up`: Kafka (a local KRaft broker unless KAFKA_BROKERS is set), the local PostgreSQL, migrations, the apps,
 // a demo org and key, the console link and a curl to paste. Ctrl-C stops everything it started.
 //
-// Its own small supervisor (not the test suite's stack): the apps run with the environment as given (every variable
-// of .env.example, NODE_ENV development unless set), on the documented ports. The example upstream starts only when
+// A supervisor (scripts/supervisor.js, not the test suite's stack): an app or the broker it started that dies once
+// the system is up is restarted with a backoff, one line per event, while the rest keep running; a crash loop (5 exits
+// within 60 s) stops everything with exit 1. The apps run with the environment as given (every variable of
+// .env.example, NODE_ENV development unless set), on the documented ports. The example upstream starts only when
 // UPSTREAM_URL is not set; otherwise the gateway fronts that API. On a terminal the apps log readable text, each line
 // prefixed with its app; off a terminal (or with NODE_ENV=production) they log JSON, one object per line, as is.
 const { spawn } = require('node:child_process');
@@ -12,6 +14,7 @@ const { existsSync } = require('node:fs');
 const { join } = require('node:path');
 const { createDemo } = require('./demo');
 const { ensureKafka, ensureDatabase } = require('./infra');
+const { Supervisor } = require('./supervisor');
 
 const root = join(__dirname, '..');
 const env = process.env;
@@ -31,80 +34,92 @@ const num = (name, fallback) => {
 // Where to reach an app that binds `host`: a wildcard bind is reached on the loopback.
 const reach = (host) => (!host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host);
 
-const children = new Map();
-let stopping = false;
+// Ctrl-C, SIGTERM or a crash loop: everything stops, in order.
+const supervisor = new Supervisor({ say: (m) => say(paint('33', m)), onCrashLoop: () => void shutdown(1) });
+const urls = {};
+let appEnv;
 
-function start(app, extraEnv, port, host) {
-  const child = spawn(process.execPath, [join(root, 'dist', 'apps', app, 'src', 'main.js')], {
-    env: { ...appEnv, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** Launches `app` (again, on a restart); its output is printed as it comes, its last lines kept for errors. */
+function launcher(app, extraEnv, port, host) {
   const tail = [];
   const label = paint('36', `[${app}]`.padEnd(19));
-  let partial = '';
-  const onData = (b) => {
-    const lines = (partial + b.toString('utf8')).split('\n');
-    partial = lines.pop();
-    for (const line of lines) {
-      if (!line) continue;
-      tail.push(line);
-      if (tail.length > 50) tail.shift();
-      // Text: prefixed with the app. JSON: untouched, so each line stays one parseable object.
-      process.stdout.write(text ? `${label} ${line}\n` : `${line}\n`);
-    }
+  const url = `http://${reach(host)}:${port}`;
+  urls[app] = url;
+  return async () => {
+    const child = spawn(process.execPath, [join(root, 'dist', 'apps', app, 'src', 'main.js')], {
+      env: { ...appEnv, ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let partial = '';
+    const onData = (b) => {
+      const lines = (partial + b.toString('utf8')).split('\n');
+      partial = lines.pop();
+      for (const line of lines) {
+        if (!line) continue;
+        tail.push(line);
+        if (tail.length > 50) tail.shift();
+        // Text: prefixed with the app. JSON: untouched, so each line stays one parseable object.
+        process.stdout.write(text ? `${label} ${line}\n` : `${line}\n`);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const gone = () => child.exitCode !== null || child.signalCode !== null;
+    return {
+      exited,
+      ready: () => ready(app, url, gone, tail),
+      stop: async () => {
+        if (gone()) return;
+        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.kill('SIGTERM');
+        await exited;
+        clearTimeout(t);
+      },
+    };
   };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  const entry = { app, child, tail, url: `http://${reach(host)}:${port}` };
-  children.set(app, entry);
-  child.on('exit', (code, signal) => {
-    if (stopping) return;
-    say(paint('31', `${app} stopped (${signal ?? `exit ${code}`}); stopping everything`));
-    void shutdown(1);
-  });
-  return entry;
 }
 
-async function ready(entry, timeoutMs = 60_000) {
+async function ready(app, url, gone, tail, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (entry.child.exitCode !== null) throw new Error(`${entry.app} exited with ${entry.child.exitCode}:\n${entry.tail.join('\n')}`);
+    if (gone()) throw new Error(`${app} exited during start-up:\n${tail.join('\n')}`);
     try {
-      const res = await fetch(`${entry.url}/health/ready`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2000) });
       if (res.status === 200) return;
     } catch {
       /* not listening yet */
     }
     await new Promise((r) => setTimeout(r, 150));
   }
-  throw new Error(`${entry.app} not ready at ${entry.url} after ${timeoutMs / 1000} s:\n${entry.tail.join('\n')}`);
+  throw new Error(`${app} not ready at ${url} after ${timeoutMs / 1000} s:\n${tail.join('\n')}`);
 }
 
+/**
+ * The broker up started, as a supervised unit: its first launch hands over the broker main() started (whose failures
+ * are setup errors, printed as they are), later ones start it again on the same data.
+ */
 let kafka;
+function brokerLauncher() {
+  let first = kafka;
+  return async () => {
+    if (!first) kafka = await ensureKafka({ log: say });
+    first = null;
+    return { exited: kafka.exited, ready: async () => undefined, stop: () => kafka.stop() };
+  };
+}
+
+let stopping = false;
 async function shutdown(code) {
   if (stopping) return;
   stopping = true;
   say('stopping ...');
-  // The gateway first (no new calls), then what it depends on.
-  for (const app of ['gateway', 'query', 'metering', 'example-upstream']) {
-    const entry = children.get(app);
-    if (!entry || entry.child.exitCode !== null || entry.child.signalCode !== null) continue;
-    await new Promise((resolve) => {
-      const t = setTimeout(() => entry.child.kill('SIGKILL'), 10_000);
-      entry.child.once('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      entry.child.kill('SIGTERM');
-    });
-  }
-  if (kafka) await kafka.stop();
+  // The gateway first (no new calls), then what it depends on, the broker last.
+  await supervisor.stopAll(['gateway', 'query', 'metering', 'example-upstream', 'kafka']);
   process.exit(code);
 }
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
-
-let appEnv;
 
 async function main() {
   const started = Date.now();
@@ -125,6 +140,8 @@ async function main() {
   const upstreamUrl = env.UPSTREAM_URL || `http://127.0.0.1:${ports.upstream}`;
 
   kafka = await ensureKafka({ log: say });
+  // One given by KAFKA_BROKERS or already running is not ours to restart.
+  if (kafka.started) await supervisor.start('kafka', brokerLauncher());
   const databaseUrl = await ensureDatabase(env.DATABASE_URL, { log: say });
   appEnv = {
     ...env,
@@ -142,37 +159,35 @@ async function main() {
     QUERY_URL: env.QUERY_URL || `http://${reach(env.QUERY_HOST)}:${ports.query}`,
   };
   if (ownUpstream) {
-    await ready(start('example-upstream', { EXAMPLE_UPSTREAM_PORT: String(ports.upstream) }, ports.upstream, '127.0.0.1'));
+    await supervisor.start('example-upstream', launcher('example-upstream', { EXAMPLE_UPSTREAM_PORT: String(ports.upstream) }, ports.upstream, '127.0.0.1'));
     say(`${paint('32', 'ready')}  example-upstream  ${upstreamUrl} (the four seed APIs' fake; set UPSTREAM_URL to front your own)`);
   } else {
     const seen = await fetch(upstreamUrl, { method: 'HEAD', signal: AbortSignal.timeout(3000) }).then((r) => `answers ${r.status}`, (e) => `not answering (${e.cause?.code ?? e.message})`);
     say(`upstream          ${upstreamUrl} (UPSTREAM_URL, ${seen}); the example upstream is not started`);
   }
-  const metering = start('metering', { METERING_PORT: String(ports.metering), METERING_GRPC_PORT: String(ports.meteringGrpc) }, ports.metering, env.METERING_HOST);
-  await ready(metering);
-  say(`${paint('32', 'ready')}  metering          ${metering.url} (admin API, console at /console; gRPC :${ports.meteringGrpc})`);
-  const query = start('query', { QUERY_PORT: String(ports.query), QUERY_GRPC_PORT: String(ports.queryGrpc) }, ports.query, env.QUERY_HOST);
-  await ready(query);
-  say(`${paint('32', 'ready')}  query             ${query.url} (gRPC :${ports.queryGrpc})`);
-  const gateway = start('gateway', { GATEWAY_PORT: String(ports.gateway) }, ports.gateway, env.GATEWAY_HOST);
-  await ready(gateway);
-  say(`${paint('32', 'ready')}  gateway           ${gateway.url} -> ${upstreamUrl} (profile ${profile})`);
+  await supervisor.start('metering', launcher('metering', { METERING_PORT: String(ports.metering), METERING_GRPC_PORT: String(ports.meteringGrpc) }, ports.metering, env.METERING_HOST));
+  say(`${paint('32', 'ready')}  metering          ${urls.metering} (admin API, console at /console; gRPC :${ports.meteringGrpc})`);
+  await supervisor.start('query', launcher('query', { QUERY_PORT: String(ports.query), QUERY_GRPC_PORT: String(ports.queryGrpc) }, ports.query, env.QUERY_HOST));
+  say(`${paint('32', 'ready')}  query             ${urls.query} (gRPC :${ports.queryGrpc})`);
+  await supervisor.start('gateway', launcher('gateway', { GATEWAY_PORT: String(ports.gateway) }, ports.gateway, env.GATEWAY_HOST));
+  say(`${paint('32', 'ready')}  gateway           ${urls.gateway} -> ${upstreamUrl} (profile ${profile})`);
 
-  const demo = await createDemo({ meteringUrl: metering.url, adminToken, profile });
+  const demo = await createDemo({ meteringUrl: urls.metering, adminToken, profile });
 
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   process.stdout.write(`
 Tollgate is up in ${seconds}s: profile ${profile}, in front of ${upstreamUrl}${ownUpstream ? ' (the example upstream)' : ''}.
 
-  Console   ${metering.url}/console#/orgs/demo
+  Console   ${urls.metering}/console#/orgs/demo
             sign in with ${env.TOLLGATE_ADMIN_TOKEN ? 'your TOLLGATE_ADMIN_TOKEN' : `the admin token ${paint('1', adminToken)} (made up for this run; set TOLLGATE_ADMIN_TOKEN to choose it)`}
   Demo key  ${paint('1', demo.key)} (org "demo", plan ${demo.plan})
-  CLI       TOLLGATE_ADMIN_URL=${metering.url} TOLLGATE_ADMIN_TOKEN=... npm run -s tollgate -- orgs list
+  CLI       TOLLGATE_ADMIN_URL=${urls.metering} TOLLGATE_ADMIN_TOKEN=... npm run -s tollgate -- orgs list
 ${env.TOLLGATE_INTERNAL_TOKEN ? '' : `  More gateways against this metering: TOLLGATE_INTERNAL_TOKEN=${internalToken} npm run start:gateway\n`}
 Try:
 
-  ${demo.curl(gateway.url)}
+  ${demo.curl(urls.gateway)}
 
+An app that dies is restarted (0.5 s backoff, doubling to 10 s; 5 exits within 60 s stop everything).
 Ctrl-C stops everything.
 `);
 }

@@ -4,7 +4,8 @@ import { parse } from 'yaml';
 import { repoRoot } from '../support/stack';
 
 /**
- * docker-compose.yml ships no working credential and keeps metering's gRPC off the host. (CI also renders it with
+ * docker-compose.yml ships no working credential, keeps metering's gRPC off the host and publishes no way around the
+ * gateway. (CI also renders it with
  * `docker compose config`, with placeholder tokens, and checks it refuses to render without them.)
  */
 describe('docker-compose.yml', () => {
@@ -30,6 +31,14 @@ describe('docker-compose.yml', () => {
     const ports = compose.services.metering?.ports ?? [];
     expect(ports.some((p) => p.includes('50052'))).toBe(false);
     expect(ports).toEqual(['127.0.0.1:8081:8081']);
+  });
+
+  it('publishes only the gateway on every interface: the rest on the loopback or not at all', () => {
+    const published = Object.entries(compose.services).flatMap(([name, svc]) => (svc.ports ?? []).map((p) => [name, String(p)] as const));
+    const open = published.filter(([, p]) => !p.startsWith('127.0.0.1:'));
+    expect(open).toEqual([['gateway', '8080:8080']]);
+    expect(compose.services['example-upstream']?.ports).toBeUndefined();
+    expect(compose.services.query?.ports).toEqual(['127.0.0.1:8082:8082', '127.0.0.1:50051:50051']);
   });
 
   it('creates the demo org and key once metering and the gateway are ready, in a one-shot init service', () => {

@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { registry } from '@tollgate/platform';
@@ -80,6 +81,15 @@ describe('ops: alert rules and Grafana dashboard', () => {
   (promtool ? it : it.skip)('passes promtool check rules, test rules and check config', () => {
     execFileSync('promtool', ['check', 'rules', 'alerts.yml'], { cwd: ops, stdio: 'pipe' });
     execFileSync('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: ops, stdio: 'pipe' });
-    execFileSync('promtool', ['check', 'config', 'prometheus.yml'], { cwd: ops, stdio: 'pipe' });
+    // The scrape config reads the metrics token from a file the operator provides: a placeholder one here.
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-ops-'));
+    for (const f of ['prometheus.yml', 'alerts.yml']) copyFileSync(join(ops, f), join(dir, f));
+    writeFileSync(join(dir, 'tollgate-metrics-token'), 'placeholder\n');
+    execFileSync('promtool', ['check', 'config', 'prometheus.yml'], { cwd: dir, stdio: 'pipe' });
+  });
+
+  it('scrapes with the metrics token as a bearer token, from a file', () => {
+    const config = parse(readFileSync(join(ops, 'prometheus.yml'), 'utf8')) as { scrape_configs: Array<{ job_name: string; authorization?: unknown }> };
+    expect(config.scrape_configs.find((j) => j.job_name === 'tollgate')?.authorization).toEqual({ type: 'Bearer', credentials_file: 'tollgate-metrics-token' });
   });
 });

@@ -5,7 +5,7 @@ import Redis from 'ioredis';
 import { NestFactory } from '@nestjs/core';
 import { createKafkaMessaging } from '@tollgate/messaging';
 import { connectDatabase, KeyAuthenticator } from '@tollgate/persistence';
-import { ConfigError, configureHttp, createLogger, intFromEnv, onShutdown, runMain, strFromEnv } from '@tollgate/platform';
+import { ConfigError, configureHttp, createLogger, intFromEnv, metricsAccess, onShutdown, runMain, strFromEnv } from '@tollgate/platform';
 import { loadProfile } from '@tollgate/profiles';
 import { CounterStore, MemoryCounterStore, systemClock } from '@tollgate/rate-limit';
 import { RedisCounterStore } from '@tollgate/rate-limit-redis';
@@ -60,12 +60,19 @@ runMain('gateway', async () => {
     serverTiming: process.env.GATEWAY_SERVER_TIMING === '1',
   });
 
+  const metricsOnPublicPort = metricsAccess(process.env, { publicPort: true });
+  if (!metricsOnPublicPort.digest && !metricsOnPublicPort.openWithoutToken) {
+    logger.warn('GET /metrics answers 401 on this public port until TOLLGATE_METRICS_TOKEN is set (Prometheus sends it as a bearer token)');
+  }
   const app = await NestFactory.create(
-    GatewayModule.register([
-      { name: 'postgres', check: async () => (await ds.query('SELECT 1')).length === 1 },
-      // Ready while calls can be recorded: the broker answers, or the spool still has room for a broker outage.
-      { name: 'kafka', check: async () => (await messaging.ping()) || events.accepting() },
-    ]),
+    GatewayModule.register(
+      [
+        { name: 'postgres', check: async () => (await ds.query('SELECT 1')).length === 1 },
+        // Ready while calls can be recorded: the broker answers, or the spool still has room for a broker outage.
+        { name: 'kafka', check: async () => (await messaging.ping()) || events.accepting() },
+      ],
+      metricsOnPublicPort,
+    ),
     { logger, bodyParser: false },
   );
   configureHttp(app, 'gateway');

@@ -1,4 +1,5 @@
-import { Controller, Get, Header, HttpCode, Inject, ServiceUnavailableException } from '@nestjs/common';
+import { Controller, Get, Header, Headers, HttpCode, Inject, Optional, ServiceUnavailableException, UnauthorizedException } from '@nestjs/common';
+import { MetricsAccess, metricsAccess, MetricsAccessPolicy, mayReadMetrics } from './metrics-access';
 import { registry } from './metrics';
 
 /** Each app provides what readiness means for it (Kafka and PostgreSQL answering, for most). */
@@ -7,7 +8,15 @@ export type ReadinessCheck = { name: string; check: () => Promise<boolean> };
 
 @Controller()
 export class HealthController {
-  constructor(@Inject(ReadinessChecks) private readonly checks: ReadinessCheck[]) {}
+  private readonly metricsAccess: MetricsAccess;
+
+  /** Health is public; /metrics follows `MetricsAccessPolicy` (an app on an internal port by default). */
+  constructor(
+    @Inject(ReadinessChecks) private readonly checks: ReadinessCheck[],
+    @Optional() @Inject(MetricsAccessPolicy) access?: MetricsAccess,
+  ) {
+    this.metricsAccess = access ?? metricsAccess(process.env, { publicPort: false });
+  }
 
   @Get('health/live')
   live() {
@@ -25,7 +34,11 @@ export class HealthController {
 
   @Get('metrics')
   @Header('Content-Type', registry.contentType)
-  metrics() {
+  metrics(@Headers('authorization') authorization: string | undefined) {
+    if (!mayReadMetrics(this.metricsAccess, authorization)) {
+      const why = this.metricsAccess.digest ? 'missing or wrong Authorization: Bearer <TOLLGATE_METRICS_TOKEN>' : 'set TOLLGATE_METRICS_TOKEN to read them on this port';
+      throw new UnauthorizedException({ error: 'unauthorized', message: `metrics: ${why}` });
+    }
     return registry.metrics();
   }
 }

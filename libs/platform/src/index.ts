@@ -1,5 +1,6 @@
 export * from './env';
 export * from './metrics';
+export * from './metrics-access';
 export * from './logger';
 export * from './health.controller';
 export * from './validation';

@@ -1,0 +1,15 @@
+// Types of scripts/supervisor.js, for the tests.
+export interface RestartRules { firstDelayMs: number; maxDelayMs: number; stableAfterMs: number; loopCrashes: number; loopWindowMs: number }
+export type Exit = { code?: number | null; signal?: string | null; error?: string };
+export type Next = { restart: true; delayMs: number; attempt: number } | { restart: false; exits: number; windowMs: number };
+export declare const defaultRules: Readonly<RestartRules>;
+export declare class RestartPolicy {
+  constructor(rules?: Partial<RestartRules>);
+  exited(now: number, upMs: number): Next;
+}
+export interface Handle { exited: Promise<Exit>; ready(): Promise<void>; stop(): Promise<void> }
+export declare class Supervisor {
+  constructor(opts: { say: (line: string) => void; onCrashLoop: (name: string) => void; rules?: Partial<RestartRules>; now?: () => number });
+  start(name: string, launch: () => Promise<Handle>): Promise<void>;
+  stopAll(order: string[]): Promise<void>;
+}
