@@ -24,14 +24,17 @@ export interface LocalDeadLetter {
   ids: Record<string, string | null>;
   /** Top-level array fields' lengths (e.g. entities). */
   counts: Record<string, number>;
-  /** The value's first DeadLetterHeadBytes bytes as UTF-8. */
+  /** The value's first bytes (DeadLetterHeadBytes at most) as UTF-8. */
   head: string;
   /** True when the message was itself a dead-letter notice: it gets no notice of its own (recorded here only). */
   quiet?: boolean;
 }
 
-/** Describes `message` as a dead letter for `detail` (e.g. "too large for the broker (...)"). */
-export function describeDeadLetter(topic: string, message: OutgoingMessage, detail: string, now: Date): LocalDeadLetter {
+/**
+ * Describes `message` as a dead letter for `detail` (e.g. "too large for the broker (...)"). Its head is at most
+ * an eighth of `maxMessageBytes`, so that its notice fits where the message did not.
+ */
+export function describeDeadLetter(topic: string, message: OutgoingMessage, detail: string, now: Date, maxMessageBytes: number): LocalDeadLetter {
   const value = Buffer.isBuffer(message.value) ? message.value : Buffer.from(message.value, 'utf8');
   const sha256 = createHash('sha256').update(value).digest('hex');
   const id = createHash('sha256').update(topic).update('\0').update(message.key).update('\0').update(value).digest('hex');
@@ -61,7 +64,7 @@ export function describeDeadLetter(topic: string, message: OutgoingMessage, deta
     reason,
     ids,
     counts,
-    head: value.subarray(0, DeadLetterHeadBytes).toString('utf8'),
+    head: value.subarray(0, Math.min(DeadLetterHeadBytes, Math.floor(maxMessageBytes / 8))).toString('utf8'),
   };
   if (message.headers?.[DeadLetterHeaders.Reason] !== undefined) letter.quiet = true;
   return letter;

@@ -65,8 +65,8 @@ export function maxMessageBytesFromEnv(env: NodeJS.ProcessEnv = process.env): nu
   const raw = env.KAFKA_MAX_MESSAGE_BYTES;
   if (raw === undefined || raw.trim() === '') return DefaultMaxMessageBytes;
   const n = Number(raw);
-  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < 1024 || n > 1024 * 1024 * 1024) {
-    throw new ConfigError(`environment: KAFKA_MAX_MESSAGE_BYTES: must be a whole number of bytes from 1024 to 1073741824 (got "${raw}")`);
+  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < 65536 || n > 1024 * 1024 * 1024) {
+    throw new ConfigError(`environment: KAFKA_MAX_MESSAGE_BYTES: must be a whole number of bytes from 65536 to 1073741824 (got "${raw}")`);
   }
   return n;
 }

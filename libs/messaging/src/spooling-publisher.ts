@@ -144,7 +144,7 @@ export class SpoolingPublisher implements Publisher {
    * message already recorded (sent again after a crash or a failed batch) is not counted twice.
    */
   private async deadLetter(topic: string, message: OutgoingMessage, detail: string, cause: DeadLetterCause): Promise<void> {
-    const letter = describeDeadLetter(topic, message, detail, new Date());
+    const letter = describeDeadLetter(topic, message, detail, new Date(), this.maxMessageBytes);
     if (await this.deadLetters.record(letter)) {
       this.opts.log?.('error', `spool: dead-lettered a message the broker can never take: ${letter.reason} (recorded in ${this.deadLetters.path})`, {
         topic,
