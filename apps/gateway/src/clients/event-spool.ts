@@ -35,16 +35,20 @@ export async function openEventSpool(connect: () => Promise<Publisher>, port: nu
     throw new ConfigError(`GATEWAY_SPOOL_DIR=${dir}: ${(e as Error).message}`);
   }
   const first = connect();
+  let connected = false;
   let timer: NodeJS.Timeout | undefined;
   const early = await Promise.race([
     first.then(
-      () => null,
+      () => ((connected = true), null),
       (e: unknown) => e,
     ),
     new Promise<null>((r) => (timer = setTimeout(() => r(null), BrokerWaitMs))),
   ]);
   clearTimeout(timer);
   if (early instanceof ConfigError) throw early;
+  if (!connected) {
+    log('error', `spool: the broker did not answer within ${BrokerWaitMs} ms (${early instanceof Error ? early.message : 'still connecting'}); starting without it: paid calls go on, their events are spooled to ${dir} and sent once it answers`);
+  }
   const publisher = new SpoolingPublisher(first, spool, deadLetters, {
     deadlineMs: intFromEnv('GATEWAY_SPOOL_DEADLINE_MS', 1500),
     log,
