@@ -26,9 +26,15 @@ runMain('gateway', async () => {
 
   const ds = await connectDatabase({ migrate: false, poolSize: intFromEnv('GATEWAY_DB_POOL', 5) });
   const messaging = createKafkaMessaging({ clientId: 'tollgate-gateway', log: (_l, message, extra) => logger.warn({ msg: message, ...extra }) });
-  await messaging.ensureTopics();
-  // Events go through a durable spool on this gateway's disk when the broker can't acknowledge them in time.
-  const events = await openEventSpool(() => messaging.publisher(), port, logger);
+  // Events go through a durable spool on this gateway's disk when the broker can't acknowledge them in time, and
+  // from the start when the broker is unreachable then: the topics are checked once it answers.
+  let topicsChecked = false;
+  const connect = async () => {
+    if (!topicsChecked) await messaging.ensureTopics();
+    topicsChecked = true;
+    return messaging.publisher();
+  };
+  const events = await openEventSpool(connect, port, logger);
 
   let limits: CounterStore = new MemoryCounterStore();
   let redis: Redis | null = null;
@@ -68,8 +74,9 @@ runMain('gateway', async () => {
     GatewayModule.register(
       [
         { name: 'postgres', check: async () => (await ds.query('SELECT 1')).length === 1 },
-        // Ready while calls can be recorded: the broker answers, or the spool still has room for a broker outage.
-        { name: 'kafka', check: async () => (await messaging.ping()) || events.accepting() },
+        // Ready while calls can be recorded: the spool has room for a broker outage, or the broker answers (asked
+        // only when the spool is nearly full: an unreachable broker makes the question slow).
+        { name: 'kafka', check: async () => events.accepting() || (await messaging.ping()) },
       ],
       metricsOnPublicPort,
     ),

@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { DeadLetterHeaders } from '@tollgate/contracts';
+import { DeadLetterHeaders, isGatewayDeadLetter } from '@tollgate/contracts';
 import { createKafkaMessaging, OutgoingMessage } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
 import { DeadLetter, DeadLetterSelection, findDeadLetters, markReplayed } from './dead-letters/dead-letter-store';
@@ -13,6 +13,10 @@ import { runCommand } from './ops/cli';
  * like any other event, and marks it replayed. Replaying is safe to repeat: `event_id` is the idempotency key, so
  * an event already metered is skipped; one refused again becomes a new dead letter (at its new offset).
  * `--all` replays the dead letters not replayed yet; `--id` and `--offset` replay those, replayed before or not.
+ *
+ * A dead letter a gateway made (reason "refused at the gateway: ...": an event the broker can never take) holds a
+ * summary of the event, not the event: it is never replayed. `--id` / `--offset` naming one exit 1 saying so; `--all`
+ * leaves them out and says how many.
  */
 export type Command =
   | { command: 'list'; pending: boolean; json: boolean }
@@ -117,8 +121,22 @@ export async function replay(
     err('dlq: no dead letter at those offsets; nothing replayed\n');
     return 1;
   }
+  const unreplayable = letters.filter((d) => isGatewayDeadLetter(d.reason));
+  if (unreplayable.length > 0 && !selection.pending) {
+    err(
+      `dlq: ${unreplayable.map((d) => d.id).join(', ')}: refused at the gateway (the broker can never take the event); ` +
+        `its value is a summary (ids, size, sha256, first bytes), not the event, so it cannot be replayed: bill the call from its ids; nothing replayed\n`,
+    );
+    return 1;
+  }
+  const replayable = letters.filter((d) => !isGatewayDeadLetter(d.reason));
+  if (unreplayable.length > 0) err(`dlq: left out ${unreplayable.length} dead letter(s) refused at the gateway: they hold a summary, not the event, and cannot be replayed\n`);
+  if (replayable.length === 0) {
+    out('dlq: nothing to replay\n');
+    return 0;
+  }
   const byTopic = new Map<string, DeadLetter[]>();
-  for (const d of letters) byTopic.set(d.topic, [...(byTopic.get(d.topic) ?? []), d]);
+  for (const d of replayable) byTopic.set(d.topic, [...(byTopic.get(d.topic) ?? []), d]);
   for (const [topic, group] of byTopic) {
     await publish(
       topic,
@@ -127,7 +145,7 @@ export async function replay(
     await markReplayed(ds.manager, group.map((d) => d.id));
     for (const d of group) out(`replayed ${d.id}\t${topic}[${d.partition}]@${d.offset}\t${d.reason}\n`);
   }
-  out(`dlq: replayed ${letters.length} dead letter(s)\n`);
+  out(`dlq: replayed ${replayable.length} dead letter(s)\n`);
   return 0;
 }
 

@@ -23,3 +23,17 @@ export const DeadLetterHeaders = {
  * sends several dead letters to the topic's one partition together: it keeps each send under 512 KiB.
  */
 export const MaxDeadLetterBytes = 128 * 1024;
+
+/**
+ * How the reason of a dead letter the gateway made begins: an event the broker can never take (larger than its
+ * message limit, or refused as an invalid record). The gateway records it in its spool directory
+ * (`dead-letters.jsonl`) and publishes in its place a small notice to the event's topic: the same key, the header
+ * `x-dead-letter-reason` (a reason with this prefix) and, as value, a JSON summary (the ids the event carried, its
+ * size and sha256, its first bytes). Metering records a message carrying that header as a dead letter with that
+ * reason, without metering it. Its value is not the event, so `npm run dlq -- replay` refuses to re-drive it.
+ */
+export const GatewayDeadLetterReasonPrefix = 'refused at the gateway: ';
+
+export function isGatewayDeadLetter(reason: string): boolean {
+  return reason.startsWith(GatewayDeadLetterReasonPrefix);
+}

@@ -2,3 +2,4 @@ export * from './messaging';
 export * from './kafka-messaging';
 export * from './spool-log';
 export * from './spooling-publisher';
+export * from './dead-letter-file';

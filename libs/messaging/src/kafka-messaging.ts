@@ -7,9 +7,11 @@ import {
   BatchConsumerOptions,
   IncomingBatch,
   IncomingMessage,
+  MessageRefusedError,
   Messaging,
   OutgoingMessage,
   Publisher,
+  recordBatchBytesBound,
 } from './messaging';
 
 export const DefaultBrokers = '127.0.0.1:9092';
@@ -51,6 +53,41 @@ export function topicSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Topi
   return { replicationFactor, minInsyncReplicas, partitions: positive('KAFKA_PARTITIONS', 10000) };
 }
 
+/** The broker's default `message.max.bytes` (1 MiB + 12) rounded down: what a send is kept within by default. */
+export const DefaultMaxMessageBytes = 1024 * 1024;
+
+/**
+ * KAFKA_MAX_MESSAGE_BYTES: the largest record batch the brokers take (their `message.max.bytes`, or a topic's
+ * `max.message.bytes` when lower). Sends are cut to stay within it, and the gateway's spool dead-letters an event
+ * larger than it without sending it (it could never be taken).
+ */
+export function maxMessageBytesFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.KAFKA_MAX_MESSAGE_BYTES;
+  if (raw === undefined || raw.trim() === '') return DefaultMaxMessageBytes;
+  const n = Number(raw);
+  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < 65536 || n > 1024 * 1024 * 1024) {
+    throw new ConfigError(`environment: KAFKA_MAX_MESSAGE_BYTES: must be a whole number of bytes from 65536 to 1073741824 (got "${raw}")`);
+  }
+  return n;
+}
+
+/**
+ * The broker errors that refuse a send for its messages' own size or content: the same bytes are refused again on
+ * every retry. CORRUPT_MESSAGE is not among them: it also means a CRC failure in transit, and Kafka and kafkajs
+ * retry it; everything else (connections, leaders, replicas, sequences, authorisation) is the broker's state.
+ */
+const RefusedForContent = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD']);
+
+/** The refusal in a kafkajs error (itself or a cause it wraps), or null when the error is not one. */
+export function messageRefusal(e: unknown): MessageRefusedError | null {
+  let c = e as { type?: unknown; message?: string; cause?: unknown; originalError?: unknown } | undefined;
+  for (let depth = 0; c && depth < 5; depth++) {
+    if (typeof c.type === 'string' && RefusedForContent.has(c.type)) return new MessageRefusedError(c.type, `the broker refused it: ${c.type} (${c.message ?? ''})`);
+    c = (c.cause ?? c.originalError) as typeof c;
+  }
+  return null;
+}
+
 export interface KafkaMessagingOptions {
   clientId: string;
   brokers?: string[];
@@ -59,6 +96,8 @@ export interface KafkaMessagingOptions {
   topicSettings?: TopicSettings;
   /** The topics ensureTopics creates, with their default partition counts. Default: the project's (TopicPartitions). */
   topics?: Readonly<Record<string, number>>;
+  /** Default: KAFKA_MAX_MESSAGE_BYTES (maxMessageBytesFromEnv). */
+  maxMessageBytes?: number;
 }
 
 export function createKafkaMessaging(opts: KafkaMessagingOptions): Messaging {
@@ -69,12 +108,14 @@ class KafkaMessaging implements Messaging {
   private readonly kafka: Kafka;
   private readonly brokers: string[];
   private readonly topicSettings: TopicSettings;
+  private readonly maxMessageBytes: number;
   private admin: Admin | null = null;
   private readonly closers: Array<() => Promise<void>> = [];
 
   constructor(private readonly opts: KafkaMessagingOptions) {
     this.brokers = opts.brokers ?? kafkaBrokers();
     this.topicSettings = opts.topicSettings ?? topicSettingsFromEnv();
+    this.maxMessageBytes = opts.maxMessageBytes ?? maxMessageBytesFromEnv();
     const log = opts.log;
     this.kafka = new Kafka({
       clientId: opts.clientId,
@@ -149,13 +190,16 @@ class KafkaMessaging implements Messaging {
   }
 
   async publisher(): Promise<Publisher> {
-    const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
-    try {
-      await producer.connect();
-    } catch (e) {
-      throw new KafkaUnavailableError(`Kafka is not reachable at ${this.brokers.join(',')} (${(e as Error).message}).`);
-    }
-    const publisher = new SerialisedPublisher(producer);
+    const connect = async (): Promise<Producer> => {
+      const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+      try {
+        await producer.connect();
+      } catch (e) {
+        throw new KafkaUnavailableError(`Kafka is not reachable at ${this.brokers.join(',')} (${(e as Error).message}).`);
+      }
+      return producer;
+    };
+    const publisher = new SerialisedPublisher(await connect(), connect, this.maxMessageBytes);
     this.closers.push(() => publisher.close());
     return publisher;
   }
@@ -304,24 +348,46 @@ export function partitionOfKey(key: string, partitions: number): number {
   return keyPartitioner({ topic: '', partitionMetadata, message: { key, value: null } });
 }
 
+interface QueuedPublish {
+  topic: string;
+  messages: OutgoingMessage[];
+  bytes: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
 /**
  * An idempotent producer must not have two sends in flight (kafkajs can then fail with out-of-order
  * sequence errors), so sends are serialised. Calls made while a send is in flight are coalesced into the
  * next send, and so are the calls made in the same turn of the event loop (the send starts on setImmediate, after
  * every socket the loop found ready has been handled): under load this batches naturally, and an idle gateway pays
  * no linger delay (a few microseconds, not a timer).
+ *
+ * A send is kept within `maxBatchBytes` (the broker's limit on a record batch): coalesced calls beyond it wait for
+ * the next send, so calls that fit alone are never refused for being sent together. A send the broker refuses for
+ * its messages (MessageRefusedError) may have been written on the other partitions of the same request while
+ * kafkajs rolls every partition's sequence back; the producer's next sends there would be refused for good
+ * (out-of-order sequence), so after such a refusal of several messages the producer is replaced (a new producer
+ * id; its copies of what was written are duplicates, deduped by event_id).
  */
 class SerialisedPublisher implements Publisher {
-  private queue: Array<{ topic: string; messages: OutgoingMessage[]; resolve: () => void; reject: (e: Error) => void }> = [];
+  private queue: QueuedPublish[] = [];
   private sending = false;
   private closed = false;
+  private producer: Producer | null;
 
-  constructor(private readonly producer: Producer) {}
+  constructor(
+    producer: Producer,
+    private readonly connect: () => Promise<Producer>,
+    private readonly maxBatchBytes: number,
+  ) {
+    this.producer = producer;
+  }
 
   publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('publisher is closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ topic, messages, resolve, reject });
+      this.queue.push({ topic, messages, bytes: recordBatchBytesBound(messages), resolve, reject });
       if (!this.sending) {
         this.sending = true;
         setImmediate(() => void this.drain());
@@ -332,31 +398,47 @@ class SerialisedPublisher implements Publisher {
   private async drain(): Promise<void> {
     this.sending = true;
     while (this.queue.length > 0) {
-      const pending = this.queue;
-      this.queue = [];
+      // The calls that fit in one send (the first one always goes, alone if it is larger than the limit).
+      let bytes = 0;
+      let n = 0;
+      while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.bytes <= this.maxBatchBytes)) bytes += this.queue[n++]!.bytes;
+      const pending = this.queue.splice(0, n);
       const byTopic = new Map<string, OutgoingMessage[]>();
+      let messages = 0;
       for (const p of pending) {
         const list = byTopic.get(p.topic) ?? [];
         for (const m of p.messages) list.push(m);
+        messages += p.messages.length;
         byTopic.set(p.topic, list);
       }
       try {
+        this.producer ??= await this.connect();
         await this.producer.sendBatch({
           acks: -1,
           topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
         });
         for (const p of pending) p.resolve();
       } catch (e) {
-        for (const p of pending) p.reject(e as Error);
+        const refused = messageRefusal(e);
+        if (refused && messages > 1) await this.renewProducer();
+        for (const p of pending) p.reject(refused ?? (e as Error));
       }
     }
     this.sending = false;
   }
 
+  /** A new producer (new producer id, sequences from 0) for the next send; made at that send if the broker is away. */
+  private async renewProducer(): Promise<void> {
+    const old = this.producer;
+    this.producer = null;
+    await old?.disconnect().catch(() => undefined);
+    this.producer = await this.connect().catch(() => null);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     while (this.sending) await new Promise((r) => setTimeout(r, 5));
-    await this.producer.disconnect();
+    await this.producer?.disconnect();
   }
 }
 

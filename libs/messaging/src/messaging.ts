@@ -23,8 +23,45 @@ export interface IncomingBatch {
   nextOffset: string;
 }
 
+/**
+ * The broker refused a send for what its messages are (too large, an invalid record), not for its own state: the
+ * same bytes will be refused every time, so retrying them can only block what comes after. A send of several
+ * messages refused so may owe the refusal to one of them alone (send them one by one to find it).
+ */
+export class MessageRefusedError extends Error {
+  constructor(
+    /** The broker's error type, e.g. MESSAGE_TOO_LARGE. */
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The most bytes one record batch of `messages` can take on the wire (Kafka's v2 record format, uncompressed):
+ * the 61-byte batch header plus, per record, its fields with every varint counted at its widest. The broker's
+ * `message.max.bytes` limits a record batch (all of one send's messages for one partition), so a send whose
+ * bound is within it is never refused for its size.
+ */
+export function recordBatchBytesBound(messages: readonly OutgoingMessage[]): number {
+  let bytes = 61;
+  for (const m of messages) bytes += recordBytesBound(m);
+  return bytes;
+}
+
+function recordBytesBound(m: OutgoingMessage): number {
+  // length, attributes, timestamp delta, offset delta, key length, value length, header count: 5+1+10+5+5+5+5.
+  let bytes = 36 + Buffer.byteLength(m.key) + (Buffer.isBuffer(m.value) ? m.value.length : Buffer.byteLength(m.value));
+  for (const k in m.headers ?? {}) bytes += 10 + Buffer.byteLength(k) + Buffer.byteLength(m.headers![k]!);
+  return bytes;
+}
+
 export interface Publisher {
-  /** Resolves once the broker acknowledged every message (acks=all, idempotent, sends serialised). */
+  /**
+   * Resolves once the broker acknowledged every message (acks=all, idempotent, sends serialised). Rejects with
+   * MessageRefusedError when the broker refused them for what they are (see there).
+   */
   publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
   close(): Promise<void>;
 }

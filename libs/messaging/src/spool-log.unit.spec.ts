@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, decodeRecords, encodeRecord, SpoolFullError, SpoolLog, SpoolMagic } from './spool-log';
 import { OutgoingMessage, Publisher } from './messaging';
-import { SpoolingPublisher } from './spooling-publisher';
+import { SpoolingPublisher, SpoolingPublisherOptions } from './spooling-publisher';
+import { DeadLetterFile } from './dead-letter-file';
 
 const msg = (i: number): OutgoingMessage => ({ key: `org-${i % 3}`, value: JSON.stringify({ event_id: `e-${i}`, n: i }) });
 
@@ -150,6 +151,11 @@ class FakeBroker implements Publisher {
   async close(): Promise<void> {}
 }
 
+/** A SpoolingPublisher over `spool`, its dead letters in the spool's directory. */
+async function spooling(inner: Publisher, spool: SpoolLog, opts: SpoolingPublisherOptions): Promise<SpoolingPublisher> {
+  return new SpoolingPublisher(inner, spool, await DeadLetterFile.open(spool.dir), opts);
+}
+
 describe('SpoolingPublisher', () => {
   const until = async (fn: () => boolean) => {
     for (let i = 0; i < 400 && !fn(); i++) await new Promise((r) => setTimeout(r, 10));
@@ -159,7 +165,7 @@ describe('SpoolingPublisher', () => {
   it('answers from the spool when the broker does not ack in time, and delivers everything once it is back, in order', async () => {
     const broker = new FakeBroker();
     const spool = await SpoolLog.open(await tempDir(), { maxBytes: 1024 * 1024 });
-    const publisher = new SpoolingPublisher(broker, spool, { deadlineMs: 30, retryMs: 5 });
+    const publisher = await spooling(broker, spool, { deadlineMs: 30, retryMs: 5 });
     publisher.start();
     await publisher.publish('t', [msg(0)]);
     broker.down = true;
@@ -182,7 +188,7 @@ describe('SpoolingPublisher', () => {
     const broker = new FakeBroker();
     broker.down = true;
     const spool = await SpoolLog.open(await tempDir(), { maxBytes: 400 });
-    const publisher = new SpoolingPublisher(broker, spool, { deadlineMs: 5 });
+    const publisher = await spooling(broker, spool, { deadlineMs: 5 });
     const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => publisher.publish('t', [msg(i)])));
     expect(results.some((r) => r.status === 'rejected')).toBe(true);
     expect(results.some((r) => r.status === 'fulfilled')).toBe(true);
@@ -196,7 +202,7 @@ describe('SpoolingPublisher', () => {
     const stuck: Publisher = { publish: () => Promise.reject(new Error('OutOfOrderSequenceException')), close: async () => undefined };
     const fresh = new FakeBroker();
     const spool = await SpoolLog.open(await tempDir(), { maxBytes: 1024 * 1024 });
-    const publisher = new SpoolingPublisher(stuck, spool, { deadlineMs: 20, retryMs: 2, maxRetryMs: 10, reconnect: async () => fresh });
+    const publisher = await spooling(stuck, spool, { deadlineMs: 20, retryMs: 2, maxRetryMs: 10, connect: async () => fresh });
     publisher.start();
     for (let i = 0; i < 3; i++) await publisher.publish('t', [msg(i)]);
     await until(() => !spool.holdsAny());
@@ -212,7 +218,7 @@ describe('SpoolingPublisher', () => {
     await left.append('t', [msg(0), msg(1)]);
     await left.close(); // the earlier process is gone (close keeps what is unsent)
     const broker = new FakeBroker();
-    const publisher = new SpoolingPublisher(broker, await SpoolLog.open(dir, { maxBytes: 1024 * 1024 }), { deadlineMs: 50, retryMs: 5 });
+    const publisher = await spooling(broker, await SpoolLog.open(dir, { maxBytes: 1024 * 1024 }), { deadlineMs: 50, retryMs: 5 });
     publisher.start();
     await publisher.publish('t', [msg(2)]);
     await until(() => broker.received.length === 3 && !publisher.spool.holdsAny());

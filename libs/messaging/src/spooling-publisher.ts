@@ -1,5 +1,9 @@
-import { OutgoingMessage, Publisher } from './messaging';
+import { DeadLetterFile, deadLetterNotice, describeDeadLetter, LocalDeadLetter } from './dead-letter-file';
+import { MessageRefusedError, OutgoingMessage, Publisher, recordBatchBytesBound } from './messaging';
 import { SpoolBatch, SpoolLog } from './spool-log';
+
+/** Why a message was dead-lettered, for the metric: larger than the broker takes, or refused as a record. */
+export type DeadLetterCause = 'too_large' | 'invalid_record';
 
 export interface SpoolingPublisherOptions {
   /** How long publish() waits for the broker's ack before the messages go to the spool instead (default 1500 ms). */
@@ -9,12 +13,20 @@ export interface SpoolingPublisherOptions {
   maxRetryMs?: number;
   log?: (level: 'error' | 'warn' | 'info', message: string, extra?: Record<string, unknown>) => void;
   /**
-   * A new broker publisher, taken when the current one keeps failing (5 drain attempts in a row, at most every
-   * 10 s). After a broker dies uncleanly an idempotent producer can be refused for good (OutOfOrderSequence on a
-   * sequence the broker lost); a new producer gets a new producer id. Its copies of what the old one may have
-   * written are duplicates, deduped by event_id.
+   * Makes a broker publisher: in the background, retried, while there is none (the broker was unreachable at
+   * start), and again when the current one keeps failing (5 drain attempts in a row, at most every 10 s). After a
+   * broker dies uncleanly an idempotent producer can be refused for good (OutOfOrderSequence on a sequence the
+   * broker lost); a new producer gets a new producer id. Its copies of what the old one may have written are
+   * duplicates, deduped by event_id.
    */
-  reconnect?: () => Promise<Publisher>;
+  connect?: () => Promise<Publisher>;
+  /**
+   * The largest record batch the broker takes (KAFKA_MAX_MESSAGE_BYTES, default 1 MiB): a message larger than it
+   * is dead-lettered without being sent, and the drainer's sends stay within it.
+   */
+  maxMessageBytes?: number;
+  /** Called once per message dead-lettered (after it is recorded), for the metric. */
+  onDeadLetter?: (letter: LocalDeadLetter, cause: DeadLetterCause) => void;
 }
 
 /**
@@ -28,6 +40,17 @@ export interface SpoolingPublisherOptions {
  * Delivery is at-least-once: a send that missed the deadline may still reach the broker, and the spooled copy is
  * sent again; a crash after a drained batch's ack and before its deletion sends it again. Both carry the same
  * event_id, which metering dedupes. The crash windows of the file itself are in spool-log.ts.
+ *
+ * Faults that pass are retried; faults that don't are not. A message the broker can never take (larger than
+ * `maxMessageBytes`, or refused by the broker for its size or content: MessageRefusedError) would be retried
+ * forever with every later message queued behind it. It is dead-lettered instead: recorded durably in
+ * DeadLetterFile before it leaves the queue, counted (onDeadLetter), and a small notice is published in its place
+ * so metering lists it (npm run dlq, the console); a notice that can't be published yet stays in the file and is
+ * published later, never ahead of the queue. A send of several messages that the broker refuses is sent again one
+ * message at a time, so only the guilty one is dead-lettered.
+ *
+ * Without a broker at start the publisher is created without one: events go straight to the spool and a broker
+ * publisher is made in the background (`connect`, retried), after which the spool drains.
  */
 export class SpoolingPublisher implements Publisher {
   private readonly deadlineMs: number;
@@ -38,24 +61,51 @@ export class SpoolingPublisher implements Publisher {
   private spooledTotal = 0;
 
   private lastReconnect = 0;
+  private readonly maxMessageBytes: number;
+  private inner: Publisher | null = null;
+  private connecting = false;
+  private noticing: Promise<void> | null = null;
 
+  /**
+   * `inner` is the broker publisher, or its creation under way (the gateway does not wait for an unreachable
+   * broker); should that fail, `connect` is retried in the background.
+   */
   constructor(
-    private inner: Publisher,
+    inner: Publisher | Promise<Publisher>,
     readonly spool: SpoolLog,
+    readonly deadLetters: DeadLetterFile,
     private readonly opts: SpoolingPublisherOptions = {},
   ) {
     this.deadlineMs = opts.deadlineMs ?? 1500;
+    this.maxMessageBytes = opts.maxMessageBytes ?? 1024 * 1024;
+    if (inner instanceof Promise) this.keepConnecting(inner);
+    else this.inner = inner;
   }
 
-  /** Starts the drainer: whatever an earlier run left in the spool is sent first (crash recovery). */
+  /**
+   * Starts the drainer: whatever an earlier run left in the spool is sent first (crash recovery), and notices of
+   * dead letters an earlier run could not publish follow.
+   */
   start(): void {
     this.kick();
+    this.publishNotices();
+  }
+
+  /** True once a broker publisher exists (it may still be failing). */
+  connected(): boolean {
+    return this.inner !== null;
   }
 
   async publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
     if (this.closed) throw new Error('publisher is closed');
-    if (this.spool.holdsAny()) return this.toSpool(topic, messages);
-    const sent = this.inner.publish(topic, messages);
+    // A message the broker can never take is dead-lettered here, without a round trip; the rest go on.
+    const fitting = messages.filter((m) => recordBatchBytesBound([m]) <= this.maxMessageBytes);
+    if (fitting.length < messages.length) {
+      for (const m of messages) if (!fitting.includes(m)) await this.deadLetter(topic, m, this.tooLarge(m), 'too_large');
+      if (fitting.length === 0) return;
+    }
+    if (!this.inner || this.spool.holdsAny()) return this.toSpool(topic, fitting);
+    const sent = this.inner.publish(topic, fitting);
     let timer: NodeJS.Timeout | undefined;
     const acked = await Promise.race([
       sent.then(() => true, () => false),
@@ -63,9 +113,10 @@ export class SpoolingPublisher implements Publisher {
     ]);
     clearTimeout(timer);
     if (acked) return;
-    // Not acknowledged in time, or refused. The send may still land (then the spooled copy is a duplicate).
+    // Not acknowledged in time, or refused. The send may still land (then the spooled copy is a duplicate). A
+    // refusal for the messages' content is sorted out by the drainer, which sends them one by one.
     sent.catch(() => undefined);
-    return this.toSpool(topic, messages);
+    return this.toSpool(topic, fitting);
   }
 
   private async toSpool(topic: string, messages: OutgoingMessage[]): Promise<void> {
@@ -74,9 +125,91 @@ export class SpoolingPublisher implements Publisher {
     this.spooledTotal += messages.length;
     if (this.outageSince === null) {
       this.outageSince = Date.now();
-      this.opts.log?.('warn', `spool: the broker did not acknowledge within ${this.deadlineMs} ms; events go to ${this.spool.dir} until it does`);
+      this.opts.log?.(
+        'warn',
+        this.inner
+          ? `spool: the broker did not acknowledge within ${this.deadlineMs} ms; events go to ${this.spool.dir} until it does`
+          : `spool: no connection to the broker yet; events go to ${this.spool.dir} until there is one`,
+      );
     }
     this.kick();
+  }
+
+  private tooLarge(m: OutgoingMessage): string {
+    return `too large for the broker (${recordBatchBytesBound([m])} bytes as a record batch > ${this.maxMessageBytes}, KAFKA_MAX_MESSAGE_BYTES)`;
+  }
+
+  /**
+   * Records `message` as a dead letter (durably, before the caller lets it go) and has its notice published. A
+   * message already recorded (sent again after a crash or a failed batch) is not counted twice.
+   */
+  private async deadLetter(topic: string, message: OutgoingMessage, detail: string, cause: DeadLetterCause): Promise<void> {
+    const letter = describeDeadLetter(topic, message, detail, new Date(), this.maxMessageBytes);
+    if (await this.deadLetters.record(letter)) {
+      this.opts.log?.('error', `spool: dead-lettered a message the broker can never take: ${letter.reason} (recorded in ${this.deadLetters.path})`, {
+        topic,
+        bytes: letter.bytes,
+        sha256: letter.sha256,
+      });
+      this.opts.onDeadLetter?.(letter, cause);
+    }
+    this.publishNotices();
+  }
+
+  /**
+   * Publishes the notices of the dead letters that have none yet, one at a time, in the background: each goes the
+   * way any message does (the broker, or the spool behind what waits there). One that can't be published (the
+   * spool full, the publisher closed) stays in the file for the next round: after the spool drained, or at start.
+   */
+  private publishNotices(): void {
+    if (this.noticing || this.closed) return;
+    this.noticing = (async () => {
+      for (const letter of this.deadLetters.awaitingNotice()) {
+        if (this.closed) return;
+        try {
+          await this.publish(letter.topic, [deadLetterNotice(letter)]);
+          await this.deadLetters.noticed(letter.id);
+        } catch (e) {
+          this.opts.log?.('warn', `spool: the notice of dead letter ${letter.id} is not published yet (${(e as Error).message}); it stays in ${this.deadLetters.path}`);
+          return;
+        }
+      }
+    })().finally(() => (this.noticing = null));
+  }
+
+  /**
+   * Takes `pending` as the broker publisher once it resolves; until one exists, tries `connect` again with a
+   * growing pause (up to maxRetryMs), saying once that the broker is unreachable and events are being spooled.
+   */
+  private keepConnecting(pending?: Promise<Publisher>): void {
+    if (this.connecting || this.closed) return;
+    this.connecting = true;
+    void (async () => {
+      let pause = this.opts.retryMs ?? 250;
+      let attempts = 0;
+      let next = pending;
+      while (!this.closed && !this.inner) {
+        const attempt = next ?? this.opts.connect?.();
+        next = undefined;
+        if (!attempt) break;
+        try {
+          const fresh = await attempt;
+          if (this.closed) {
+            await fresh.close().catch(() => undefined);
+            break;
+          }
+          this.inner = fresh;
+          if (attempts > 0) this.opts.log?.('warn', `spool: connected to the broker; sending the ${this.spool.bytes()} bytes spooled meanwhile`);
+          this.kick();
+        } catch (e) {
+          if (attempts++ % 20 === 0) {
+            this.opts.log?.('error', `spool: the broker is unreachable (${(e as Error).message}); paid calls go on, their events are spooled to ${this.spool.dir} until it answers`);
+          }
+          await new Promise((r) => setTimeout(r, pause).unref());
+          pause = Math.min(this.opts.maxRetryMs ?? 5000, pause * 2);
+        }
+      }
+    })().finally(() => (this.connecting = false));
   }
 
   /** Events appended to the spool by this process (metrics). */
@@ -108,6 +241,12 @@ export class SpoolingPublisher implements Publisher {
     const maxPause = this.opts.maxRetryMs ?? 5000;
     let failures = 0;
     while (!this.closed) {
+      if (!this.inner) {
+        // keepConnecting kicks the drainer once a publisher exists.
+        this.keepConnecting();
+        await this.sleep(maxPause);
+        continue;
+      }
       let batch: SpoolBatch | null;
       try {
         batch = await this.spool.next();
@@ -141,30 +280,72 @@ export class SpoolingPublisher implements Publisher {
       this.opts.log?.('warn', `spool: drained; ${this.spooledTotal} events spooled since start, the last outage began ${((Date.now() - this.outageSince) / 1000).toFixed(1)} s ago`);
       this.outageSince = null;
     }
+    if (!this.spool.holdsAny()) this.publishNotices();
   }
 
   private async reconnect(): Promise<void> {
-    if (!this.opts.reconnect || Date.now() - this.lastReconnect < 10_000) return;
+    if (!this.opts.connect || Date.now() - this.lastReconnect < 10_000) return;
     this.lastReconnect = Date.now();
     try {
-      const fresh = await this.opts.reconnect();
+      const fresh = await this.opts.connect();
       const old = this.inner;
       this.inner = fresh;
-      void old.close().catch(() => undefined);
+      void old?.close().catch(() => undefined);
       this.opts.log?.('warn', 'spool: sends kept failing; a new broker publisher takes over');
     } catch (e) {
       this.opts.log?.('warn', `spool: no new broker publisher yet (${(e as Error).message})`);
     }
   }
 
-  /** Consecutive records of one topic go in one send, in spool order. */
+  /**
+   * Consecutive records of one topic go in one send, in spool order, each send within maxMessageBytes. A message
+   * larger than that is dead-lettered unsent (a spool written before the limit was lowered).
+   */
   private async send(batch: SpoolBatch): Promise<void> {
     let i = 0;
     while (i < batch.messages.length) {
       const topic = batch.messages[i]!.topic;
-      const run: OutgoingMessage[] = [];
-      while (i < batch.messages.length && batch.messages[i]!.topic === topic) run.push(batch.messages[i++]!.message);
-      await this.inner.publish(topic, run);
+      let run: OutgoingMessage[] = [];
+      let bytes = 61;
+      while (i < batch.messages.length && batch.messages[i]!.topic === topic) {
+        const m = batch.messages[i++]!.message;
+        const size = recordBatchBytesBound([m]) - 61;
+        if (size + 61 > this.maxMessageBytes) {
+          await this.sendRun(topic, run);
+          run = [];
+          bytes = 61;
+          await this.deadLetter(topic, m, this.tooLarge(m), 'too_large');
+          continue;
+        }
+        if (bytes + size > this.maxMessageBytes) {
+          await this.sendRun(topic, run);
+          run = [];
+          bytes = 61;
+        }
+        run.push(m);
+        bytes += size;
+      }
+      await this.sendRun(topic, run);
+    }
+  }
+
+  /**
+   * Sends `run`; when the broker refuses it for its content, sends its messages one by one, and dead-letters each
+   * one the broker refuses alone. Any other failure propagates: the batch is retried whole (a copy already
+   * acknowledged is a duplicate; one already dead-lettered is not recorded twice).
+   */
+  private async sendRun(topic: string, run: OutgoingMessage[]): Promise<void> {
+    if (run.length === 0) return;
+    try {
+      await this.inner!.publish(topic, run);
+    } catch (e) {
+      if (!(e instanceof MessageRefusedError)) throw e;
+      if (run.length > 1) {
+        for (const m of run) await this.sendRun(topic, [m]);
+        return;
+      }
+      const cause: DeadLetterCause = e.type === 'INVALID_RECORD' ? 'invalid_record' : 'too_large';
+      await this.deadLetter(topic, run[0]!, e.message, cause);
     }
   }
 
@@ -198,6 +379,8 @@ export class SpoolingPublisher implements Publisher {
     await Promise.race([this.draining, new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
     clearTimeout(timer);
     if (this.spool.holdsAny()) this.opts.log?.('warn', `spool: ${this.spool.bytes()} bytes of events stay in ${this.spool.dir} for the next start`);
+    await this.noticing;
     await this.spool.close();
+    await this.deadLetters.close();
   }
 }

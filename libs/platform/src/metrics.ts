@@ -84,3 +84,10 @@ export const spooledEvents = new Counter({
   help: 'Events the gateway wrote to its spool because the broker did not acknowledge them in time',
   registers: [registry],
 });
+
+export const gatewayDeadLetters = new Counter({
+  name: 'tollgate_gateway_dead_letters_total',
+  help: "Events the gateway dead-lettered because the broker can never take them, by reason (too_large: over KAFKA_MAX_MESSAGE_BYTES or the broker's limit; invalid_record)",
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});

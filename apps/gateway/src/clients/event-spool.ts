@@ -1,27 +1,61 @@
 import { resolve } from 'node:path';
 import { ConsoleLogger } from '@nestjs/common';
-import { Publisher, SpoolingPublisher, SpoolLog } from '@tollgate/messaging';
-import { ConfigError, intFromEnv, spoolBytes, spooledEvents, strFromEnv } from '@tollgate/platform';
+import { DeadLetterFile, maxMessageBytesFromEnv, Publisher, SpoolingPublisher, SpoolLog } from '@tollgate/messaging';
+import { ConfigError, gatewayDeadLetters, intFromEnv, spoolBytes, spooledEvents, strFromEnv } from '@tollgate/platform';
+
+/** How long start-up waits for the broker before it goes on without it (events spooled meanwhile). */
+const BrokerWaitMs = 3000;
 
 /**
  * The gateway's events through a durable spool (README, "When the broker is down"): GATEWAY_SPOOL_DIR (default
  * `.tollgate/spool/<port>`, one directory per gateway), GATEWAY_SPOOL_MAX_BYTES (64 MiB), GATEWAY_SPOOL_DEADLINE_MS
  * (how long a call waits for the broker before its event is spooled, 1500 ms). Whatever an earlier run left in
- * the spool is sent before anything new.
+ * the spool is sent before anything new. An event larger than KAFKA_MAX_MESSAGE_BYTES, or one the broker refuses
+ * for its content, is dead-lettered (`dead-letters.jsonl` in the spool directory, a notice to metering,
+ * `tollgate_gateway_dead_letters_total`) instead of blocking the events behind it.
+ *
+ * `connect` makes a broker publisher. The gateway does not need the broker to start: when `connect` has not
+ * succeeded within a few seconds, the spool opens without it, takes the events, and keeps trying in the
+ * background. A configuration error the broker reveals (KAFKA_REPLICATION_FACTOR above its broker count) still
+ * stops a start-up that saw it.
  */
 export async function openEventSpool(connect: () => Promise<Publisher>, port: number, logger: ConsoleLogger): Promise<SpoolingPublisher> {
   const dir = resolve(strFromEnv('GATEWAY_SPOOL_DIR', `.tollgate/spool/${port}`));
   const maxBytes = intFromEnv('GATEWAY_SPOOL_MAX_BYTES', 64 * 1024 * 1024);
   if (maxBytes < 64 * 1024) throw new ConfigError(`environment: GATEWAY_SPOOL_MAX_BYTES: at least 65536 bytes (got ${maxBytes})`);
+  const maxMessageBytes = maxMessageBytesFromEnv();
   const log = (level: 'error' | 'warn' | 'info', message: string, extra?: Record<string, unknown>) =>
     level === 'error' ? logger.error({ msg: message, ...extra }) : logger.warn({ msg: message, ...extra });
   let spool: SpoolLog;
+  let deadLetters: DeadLetterFile;
   try {
     spool = await SpoolLog.open(dir, { maxBytes, log });
+    deadLetters = await DeadLetterFile.open(dir);
   } catch (e) {
     throw new ConfigError(`GATEWAY_SPOOL_DIR=${dir}: ${(e as Error).message}`);
   }
-  const publisher = new SpoolingPublisher(await connect(), spool, { deadlineMs: intFromEnv('GATEWAY_SPOOL_DEADLINE_MS', 1500), log, reconnect: connect });
+  const first = connect();
+  let connected = false;
+  let timer: NodeJS.Timeout | undefined;
+  const early = await Promise.race([
+    first.then(
+      () => ((connected = true), null),
+      (e: unknown) => e,
+    ),
+    new Promise<null>((r) => (timer = setTimeout(() => r(null), BrokerWaitMs))),
+  ]);
+  clearTimeout(timer);
+  if (early instanceof ConfigError) throw early;
+  if (!connected) {
+    log('error', `spool: the broker did not answer within ${BrokerWaitMs} ms (${early instanceof Error ? early.message : 'still connecting'}); starting without it: paid calls go on, their events are spooled to ${dir} and sent once it answers`);
+  }
+  const publisher = new SpoolingPublisher(first, spool, deadLetters, {
+    deadlineMs: intFromEnv('GATEWAY_SPOOL_DEADLINE_MS', 1500),
+    log,
+    connect,
+    maxMessageBytes,
+    onDeadLetter: (_letter, cause) => gatewayDeadLetters.inc({ reason: cause }),
+  });
   let counted = 0;
   // Metrics follow once a second, off the paid path.
   setInterval(() => {

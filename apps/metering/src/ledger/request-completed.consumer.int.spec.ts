@@ -100,6 +100,25 @@ describe('RequestCompletedConsumer (real PostgreSQL)', () => {
       expect(await storedOffset(groupId, topic)).toBe('3');
     });
 
+    it("records a gateway's dead-letter notice (x-dead-letter-reason) with its reason, without metering it, and meters the event behind it", async () => {
+      const orgId = await newOrg();
+      const topic = uid('notice');
+      const groupId = uid('group');
+      // Even a notice whose value is a valid event is not metered: the header says the event never arrived whole.
+      const summary = json(requestCompleted({ org_id: orgId }));
+      const after = requestCompleted({ org_id: orgId });
+      const reason = 'refused at the gateway: too large for the broker (1300000 bytes as a record batch > 1048576, KAFKA_MAX_MESSAGE_BYTES); event_id x';
+      const batch = batchOf(topic, 0, [summary, json(after)]);
+      batch.messages[0]!.headers = { [DeadLetterHeaders.Reason]: reason };
+      await new RequestCompletedConsumer(ds, catalog, { groupId }).handle(batch);
+
+      expect(await metered([after.event_id])).toEqual([after.event_id]);
+      expect(await charges(orgId)).toBe(1);
+      const dead = await deadLetters(topic);
+      expect(dead.map((d) => [d.offset, d.reason, d.value.toString('utf8')])).toEqual([['0', reason, summary]]);
+      expect(await storedOffset(groupId, topic)).toBe('2');
+    });
+
     it('dead-letters nothing while the database is unreachable: the batch fails, and meters normally once it is back', async () => {
       const orgId = await newOrg();
       const topic = uid('down');

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { Account, applyCharges, LedgerEntryDraft } from '@tollgate/billing';
-import { EventValidation, MeteringConsumerGroup, parseRequestCompleted, printable, RequestCompletedV1 } from '@tollgate/contracts';
+import { DeadLetterHeaders, EventValidation, MeteringConsumerGroup, parseRequestCompleted, printable, RequestCompletedV1 } from '@tollgate/contracts';
 import { IncomingBatch, IncomingMessage } from '@tollgate/messaging';
 import { databaseFailure } from '@tollgate/persistence';
 import { creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
@@ -235,7 +235,7 @@ export class RequestCompletedConsumer {
       slice.messages.map((message) => ({
         slice,
         message,
-        validation: slice.refusedBecause === undefined ? this.parse(message.value, now) : ({ ok: false, reason: slice.refusedBecause } as const),
+        validation: validationOf(message, slice.refusedBecause, () => this.parse(message.value, now)),
       })),
     );
     // PostgreSQL's default isolation, READ COMMITTED (named, it would cost a SET TRANSACTION round trip).
@@ -406,4 +406,16 @@ export class RequestCompletedConsumer {
     );
     return { metered: usage.length, duplicates: seen.size, credits };
   }
+}
+
+/**
+ * What a message is to metering: dead-lettered for `refusedBecause` (its batch was refused alone), a dead letter
+ * made upstream (a gateway's notice in place of an event the broker could never take: its reason is in the
+ * `x-dead-letter-reason` header, see GatewayDeadLetterReasonPrefix), or an event to validate.
+ */
+function validationOf(message: IncomingMessage, refusedBecause: string | undefined, parse: () => EventValidation): EventValidation {
+  if (refusedBecause !== undefined) return { ok: false, reason: refusedBecause };
+  const upstream = message.headers[DeadLetterHeaders.Reason];
+  if (upstream !== undefined) return { ok: false, reason: upstream };
+  return parse();
 }
