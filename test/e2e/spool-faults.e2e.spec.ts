@@ -4,6 +4,9 @@ import { createServer, Server } from 'node:http';
 import { AddressInfo, createServer as createTcpServer, Server as TcpServer, Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConfigResourceTypes } from 'kafkajs';
+import { Topics } from '@tollgate/contracts';
+import { testKafka } from '../support/kafka';
 import { eventually, freePort, json, repoRoot, Stack, uniqueId } from '../support/stack';
 
 interface Listed {
@@ -17,8 +20,10 @@ interface Listed {
 
 /**
  * Issue 18, item 3: the gateway's spool separates faults that pass from faults that don't. A trace gateway (strict)
- * in front of an upstream written for the test, whose page of 5,000 companies with 250-character ids makes an
- * event over the broker's message limit; and a gateway started while its broker is unreachable.
+ * in front of an upstream written for the test, whose page of 1,000 companies with 100-character ids makes an
+ * event of ~110 KB: within what the gateway publishes (EventLimits.eventBytes, 256 KiB), but over the 64 KiB this
+ * test sets as the topic's `max.message.bytes` (a broker configured tighter than its gateways); and a gateway
+ * started while its broker is unreachable.
  */
 describe('the event spool: faults that never pass, and a broker away at start (trace, strict)', () => {
   let stack: Stack;
@@ -31,8 +36,8 @@ describe('the event spool: faults that never pass, and a broker away at start (t
     upstream = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
       const tag = url.searchParams.get('tag') ?? 'x';
-      // 5,000 ids of 250 characters: the event naming them is ~1.3 MB, over the broker's 1 MiB.
-      const body = url.searchParams.get('huge') ? page(5000, (i) => `${tag}-${String(i).padStart(6, '0')}-`.padEnd(250, 'z')) : page(2, (i) => `c_${tag}_${i}`);
+      // 1,000 ids of 100 characters: the event naming them is ~110 KB.
+      const body = url.searchParams.get('huge') ? page(1000, (i) => `${tag}-${String(i).padStart(6, '0')}-`.padEnd(100, 'z')) : page(2, (i) => `c_${tag}_${i}`);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     });
@@ -64,12 +69,15 @@ describe('the event spool: faults that never pass, and a broker away at start (t
     const spoolDir = await fs.mkdtemp(join(tmpdir(), 'tollgate-e2e-spool-'));
     const port = await freePort();
     await stack.startApp('gateway', 'gateway-huge', { GATEWAY_PORT: String(port), UPSTREAM_URL: upstreamUrl, GATEWAY_SPOOL_DIR: spoolDir });
+    const admin = testKafka().admin();
+    await admin.connect();
+    await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: Topics.RequestCompleted, configEntries: [{ name: 'max.message.bytes', value: '65536' }] }] });
     try {
       const { orgId, key } = await orgWith(20_000);
       const huge = await get(port, key, '/v1/companies?huge=1&tag=h');
       expect(huge.status).toBe(200);
       const requestId = huge.headers.get('x-request-id');
-      expect((await json(huge)).data).toHaveLength(5000);
+      expect((await json(huge)).data).toHaveLength(1000);
       // Before the fix the spool retried that event forever and every later event queued behind it: never metered.
       for (const tag of ['a', 'b']) expect((await get(port, key, `/v1/companies?tag=${tag}`)).status).toBe(200);
       const u = await eventually(async () => {
@@ -83,12 +91,12 @@ describe('the event spool: faults that never pass, and a broker away at start (t
         if (r.status !== 0) throw new Error(`dlq list exited ${r.status}: ${r.stderr}`);
         return (JSON.parse(r.stdout) as Listed[]).find((d) => d.key === orgId) ?? null;
       }, 30_000);
-      expect(letter.reason).toMatch(/^refused at the gateway: too large for the broker \(\d+ bytes as a record batch > 1048576, KAFKA_MAX_MESSAGE_BYTES\); event_id [0-9a-f-]{36}, request_id /);
+      expect(letter.reason).toMatch(/^refused at the gateway: the broker refused it: MESSAGE_TOO_LARGE .*event_id [0-9a-f-]{36}, request_id /);
       if (requestId) expect(letter.reason).toContain(`request_id ${requestId}`);
       const summary = JSON.parse(letter.value ?? '{}') as { ids: Record<string, string>; counts: Record<string, number>; bytes: number; sha256: string };
       expect(summary.ids).toMatchObject({ org_id: orgId });
-      expect(summary.counts).toEqual({ entities: 5000 });
-      expect(summary.bytes).toBeGreaterThan(1024 * 1024);
+      expect(summary.counts).toEqual({ entities: 1000 });
+      expect(summary.bytes).toBeGreaterThan(64 * 1024);
 
       // It holds a summary, not the event: replay refuses it and says why.
       const replay = dlq('replay', '--id', letter.id);
@@ -99,6 +107,9 @@ describe('the event spool: faults that never pass, and a broker away at start (t
       expect(lines[0]).toMatchObject({ sha256: summary.sha256, bytes: summary.bytes });
       expect(await metric(port, /^tollgate_gateway_dead_letters_total\{reason="too_large"\}/)).toBe(1); // counted at once
     } finally {
+      // Back to the broker's default for every later test of the run.
+      await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: Topics.RequestCompleted, configEntries: [{ name: 'max.message.bytes', value: '1048588' }] }] });
+      await admin.disconnect();
       await stack.stopProcess('gateway-huge');
     }
   }, 120_000);

@@ -3,7 +3,8 @@ import { createServer } from 'node:http';
 import express from 'express';
 import Redis from 'ioredis';
 import { NestFactory } from '@nestjs/core';
-import { createKafkaMessaging } from '@tollgate/messaging';
+import { EventLimits } from '@tollgate/contracts';
+import { createKafkaMessaging, maxMessageBytesFromEnv } from '@tollgate/messaging';
 import { connectDatabase, KeyAuthenticator } from '@tollgate/persistence';
 import { ConfigError, configureHttp, createLogger, intFromEnv, metricsAccess, onShutdown, runMain, strFromEnv } from '@tollgate/platform';
 import { loadProfile } from '@tollgate/profiles';
@@ -64,6 +65,8 @@ runMain('gateway', async () => {
     trustedProxies,
     clock: systemClock,
     serverTiming: process.env.GATEWAY_SERVER_TIMING === '1',
+    // An event and the record batch around it (its overhead is far below 4 KiB) must fit what the broker takes.
+    maxEventBytes: Math.min(EventLimits.eventBytes, maxMessageBytesFromEnv() - 4096),
   });
 
   const metricsOnPublicPort = metricsAccess(process.env, { publicPort: true });

@@ -54,7 +54,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /**
  * Bounds of the event, read from its schema (the one source): what a producer must keep to, and what the gateway
  * caps before forwarding (path, request id) or refuses after (entity ids). An event also has to fit the broker's
- * message size: `MaxEventBytes` is kept well under Kafka's default `message.max.bytes` (1 MiB), so an event and
+ * message size: `eventBytes` is kept well under Kafka's default `message.max.bytes` (1 MiB), so an event and
  * the record batch around it always fit; at ~40 bytes an id that is about 6,000 entities a call.
  */
 export const EventLimits = {
@@ -92,11 +92,12 @@ export function parseRequestCompleted(bytes: Buffer | null, nowMs: number): Even
 /**
  * The contract on a parsed value, the one check for both sides: the consumer runs it on every message, and the
  * gateway on every event it builds before any data goes out, so an event the gateway publishes is never
- * dead-lettered for its content. `bytes`, when given, is the serialised size (checked against `MaxEventBytes`).
+ * dead-lettered for its content. `bytes`, when given, is the serialised size, checked against `maxBytes`
+ * (`EventLimits.eventBytes`, or less where the broker takes less).
  */
-export function validateRequestCompleted(value: unknown, nowMs: number, bytes?: number): EventValidation {
-  if (bytes !== undefined && bytes > EventLimits.eventBytes) {
-    return { ok: false, reason: `event is ${bytes} bytes, over the limit of ${EventLimits.eventBytes}` };
+export function validateRequestCompleted(value: unknown, nowMs: number, bytes?: number, maxBytes: number = EventLimits.eventBytes): EventValidation {
+  if (bytes !== undefined && bytes > maxBytes) {
+    return { ok: false, reason: `event is ${bytes} bytes, over the limit of ${maxBytes}` };
   }
   if (!validateSchema(value)) {
     const err = validateSchema.errors?.[0];

@@ -24,6 +24,12 @@ export interface GatewayDeps {
   clock: Clock;
   /** Answer paid calls with a Server-Timing header (auth, limit, hold, upstream, price, record): for operators. */
   serverTiming?: boolean;
+  /**
+   * The largest event the gateway publishes for an answer it hands out: `EventLimits.eventBytes`, or less when the
+   * broker takes less (KAFKA_MAX_MESSAGE_BYTES). A larger one is withheld (502 unpriceable) rather than answered
+   * and then dead-lettered by the spool.
+   */
+  maxEventBytes?: number;
 }
 
 type ErrorKind = keyof Profile['errors'];
@@ -565,7 +571,7 @@ export class GatewayPipeline {
     const value = JSON.stringify(event);
     // The consumer's own contract, checked before any data goes out: an event metering would dead-letter is never
     // published for an answer the client gets.
-    const valid = validateRequestCompleted(event, call.nowMs, Buffer.byteLength(value));
+    const valid = validateRequestCompleted(event, call.nowMs, Buffer.byteLength(value), this.d.maxEventBytes);
     if (!valid.ok) throw new UnrecordableEvent(`the call's event would be refused by metering: ${valid.reason}`);
     await this.d.events.publish(Topics.RequestCompleted, [{ key: p.orgId, value }]);
   }
