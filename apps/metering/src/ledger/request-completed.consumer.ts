@@ -18,6 +18,7 @@ import {
   lockAccounts,
   lockHeldReservations,
   lockOffsets,
+  moveStoredOffset,
   offsetsPart,
   pendingEntityHolds,
   ReservationRef,
@@ -119,6 +120,15 @@ export class RequestCompletedConsumer {
 
   storedOffsets(topic: string, partitions: number[]): Promise<Map<number, string>> {
     return storedOffsets(this.ds.manager, this.groupId, topic, partitions);
+  }
+
+  /**
+   * See BatchConsumerOptions.moveStoredOffset. Moved back to a replaced log's start, the fence lets its messages
+   * through again, and `usage_records (org_id, event_id)` (unique) keeps an event metered before from being
+   * charged twice: those come out as duplicates.
+   */
+  moveStoredOffset(topic: string, partition: number, from: string, to: string): Promise<boolean> {
+    return moveStoredOffset(this.ds.manager, this.groupId, topic, partition, from, to);
   }
 
   /**
