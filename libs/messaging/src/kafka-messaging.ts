@@ -392,6 +392,8 @@ class OffsetStoringConsumer implements BatchConsumer {
       allowAutoTopicCreation: false,
     });
     this.consumer = consumer;
+    // Exported at 0 from the start, so that the first reset is an increase Prometheus sees.
+    for (const reason of ['past_log_end', 'before_log_start']) consumerOffsetResets.inc({ topic, reason }, 0);
 
     // On every assignment, seek each partition to the offset stored with the data. Kafka's own committed
     // offset can lag behind it (a crash between the database commit and the Kafka commit), never lead it.

@@ -79,9 +79,12 @@ export class ConsumerStallWatch {
   async probe(): Promise<void> {
     const { topic } = this.opts;
     const partitions = this.opts.assignment();
+    // Out of its group (crashed, rejoining) the consumer is not ready anyway (BatchConsumer.joined); the clocks run
+    // on, so that a consumer crashing and rejoining in a loop does not look like one that keeps starting afresh.
+    if (partitions.length === 0) return;
     // The stored offsets first, then the log's end: an offset stored before the end was read is at most the end.
-    const stored = partitions.length > 0 ? await this.opts.storedOffsets(topic, partitions) : new Map<number, string>();
-    const [starts, ends] = partitions.length > 0 ? await Promise.all([this.opts.broker.startOffsets(topic), this.opts.broker.endOffsets(topic)]) : [new Map(), new Map()];
+    const stored = await this.opts.storedOffsets(topic, partitions);
+    const [starts, ends] = await Promise.all([this.opts.broker.startOffsets(topic), this.opts.broker.endOffsets(topic)]);
     const now = this.clock();
     this.stall.observe(
       now,
