@@ -126,6 +126,7 @@ async function main() {
 
   kafka = await ensureKafka({ log: say });
   const databaseUrl = await ensureDatabase(env.DATABASE_URL, { log: say });
+  await require('./offsets-check').warnIfOffsetsAhead({ databaseUrl, brokers: kafka.brokers, log: (m) => say(paint('33', m)) });
   appEnv = {
     ...env,
     NODE_ENV: env.NODE_ENV || 'development',

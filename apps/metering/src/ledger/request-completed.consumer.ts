@@ -73,7 +73,8 @@ export interface RequestCompletedConsumerOptions {
  * Each transaction first locks the stored offset of each of its partitions (the fence: messages below it were
  * metered by another consumer, after a rebalance, and are dropped), then writes the usage rows, ledger entries,
  * projections, re-access windows, the dead letters of the messages it refused and each partition's new offset,
- * which never moves back.
+ * which never moves back here (only moveStoredOffset moves one back: to the start of a log that replaced the one
+ * it was stored for).
  *
  * Poison: an event the validation lets through but PostgreSQL refuses (a data error, SQLSTATE class 22/23) would
  * fail its whole batch on every retry and stop the partition. So a group refused for its data is metered again
