@@ -413,7 +413,7 @@ class OffsetStoringConsumer implements BatchConsumer {
       this.resumeAt.clear();
       const partitions = e.payload.memberAssignment[topic] ?? [];
       this.assigned = [...partitions].sort((a, b) => a - b);
-      void this.loadStored(partitions, true).catch((err: Error) =>
+      void this.loadStored(partitions, true, 'assignment').catch((err: Error) =>
         this.log?.('error', `consumer: could not seek to stored offsets: ${err.message}`),
       );
     });
@@ -433,15 +433,16 @@ class OffsetStoringConsumer implements BatchConsumer {
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
         // A fetch may start before the seek above lands: filter by the stored offset, loading it if needed.
-        if (!this.resumeAt.has(batch.partition)) await this.loadStored([batch.partition], false);
+        if (!this.resumeAt.has(batch.partition)) await this.loadStored([batch.partition], false, 'fetch');
         const resume = this.resumeAt.get(batch.partition) ?? -1n;
         // Checked on every fetch, not only on assignment: a log replaced under a running consumer. kafkajs, finding
         // its position past the new log's end (OFFSET_OUT_OF_RANGE), went back to the log's start, so the batch is
         // below the stored offset and its log ends before it; the fence would drop every message of it, forever.
         // A batch that starts past the stored offset is the other case: retention removed what was never read.
-        // Both: the stored offset is read again and moved (see realign), and the batch is fetched again from it.
+        // Both: the stored offset is read again; moved (see realign), the batch is fetched again from it. Not moved
+        // (a gap for another reason), the batch goes on from the stored offset: no seek, so no loop.
         if (resume > BigInt(batch.highWatermark) || (resume >= 0n && BigInt(batch.messages[0]!.offset) > resume)) {
-          await this.loadStored([batch.partition], true);
+          await this.loadStored([batch.partition], false, 'fetch');
           if (isStale()) return;
         }
         const from = this.resumeAt.get(batch.partition) ?? -1n;
@@ -491,12 +492,12 @@ class OffsetStoringConsumer implements BatchConsumer {
     }
   }
 
-  private async loadStored(partitions: number[], seek: boolean): Promise<void> {
+  private async loadStored(partitions: number[], seek: boolean, on: 'assignment' | 'fetch'): Promise<void> {
     if (!this.consumer || partitions.length === 0) return;
     // The stored offsets first, then the log's bounds (in realign): an offset stored before the log's end was read
     // and yet past it is not this log's.
     const stored = await this.options.storedOffsets(this.options.topic, partitions);
-    const moved = stored.size > 0 ? await this.realign(stored) : new Set<number>();
+    const moved = stored.size > 0 ? await this.realign(stored, on) : new Set<number>();
     for (const partition of partitions) {
       const offset = stored.get(partition);
       this.resumeAt.set(partition, offset === undefined ? -1n : BigInt(offset));
@@ -516,7 +517,7 @@ class OffsetStoringConsumer implements BatchConsumer {
    *   stored offset moves up to the start, so that the hold sweeper sees the partition read (an empty log would
    *   never move it) and readiness sees it at the log's end.
    */
-  private async realign(stored: Map<number, string>): Promise<Set<number>> {
+  private async realign(stored: Map<number, string>, on: 'assignment' | 'fetch'): Promise<Set<number>> {
     const { topic } = this.options;
     const moved = new Set<number>();
     const admin = this.kafka.admin();
@@ -542,7 +543,7 @@ class OffsetStoringConsumer implements BatchConsumer {
       }
       stored.set(partition, low);
       consumerOffsetResets.inc({ topic, reason });
-      const where = { topic, partition, stored: offset, logStart: low, logEnd: high };
+      const where = { topic, partition, stored: offset, logStart: low, logEnd: high, detected: on };
       if (reason === 'past_log_end') {
         this.log?.('error', `consumer: stored offset ${offset} of ${topic}[${partition}] is past the log's end ${high}: the log was replaced (topic recreated, another broker, or this database used with another cluster); reading the partition again from its start ${low}, events metered before count as duplicates`, where);
       } else {

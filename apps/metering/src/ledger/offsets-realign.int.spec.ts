@@ -129,7 +129,7 @@ describe('the consumer and stored offsets its log no longer holds (real Kafka an
     expect(logs).toContainEqual({
       level: 'error',
       message: expect.stringMatching(new RegExp(`stored offset 50000 of ${topic.replace(/\./g, '\\.')}\\[0\\] is past the log's end 3: the log was replaced.*again from its start 0`)),
-      extra: { topic, partition: 0, stored: '50000', logStart: '0', logEnd: '3' },
+      extra: { topic, partition: 0, stored: '50000', logStart: '0', logEnd: '3', detected: 'assignment' },
     });
 
     // Read to the log's end: the event settled its hold and the other hold goes back.
@@ -163,7 +163,12 @@ describe('the consumer and stored offsets its log no longer holds (real Kafka an
     await eventually(async () => (await usage(orgId)).length === 6, 45_000);
     expect(await usage(orgId)).toEqual([...first, ...second].map((e) => e.event_id).sort());
     expect(await stored(metering.groupId, topic)).toBe('2');
-    expect(logs.some((l) => l.level === 'error' && l.extra?.topic === topic && l.extra.stored === '4' && l.extra.logStart === '0' && l.extra.logEnd === '2')).toBe(true);
+    // Mostly on a fetch: kafkajs found its position out of range and went back to the new log's start, and the batch
+    // it fetched there ends below the stored offset. Sometimes the broker rebalances the group first (its topic went
+    // away): then on that assignment.
+    expect(logs.filter((l) => l.level === 'error' && l.message.startsWith('consumer:') && l.extra?.topic === topic).map((l) => l.extra)).toEqual([
+      { topic, partition: 0, stored: '4', logStart: '0', logEnd: '2', detected: expect.stringMatching(/^(fetch|assignment)$/) },
+    ]);
   });
 
   it('continues from the log start when retention removed events never read: a warning naming both offsets, counted, the stored offset moved up', async () => {
@@ -190,7 +195,7 @@ describe('the consumer and stored offsets its log no longer holds (real Kafka an
     expect(logs).toContainEqual({
       level: 'warn',
       message: expect.stringContaining(`stored offset 1 of ${topic}[0] is below the log's start 3: retention removed 2 events before they were metered`),
-      extra: { topic, partition: 0, stored: '1', logStart: '3', logEnd: '5' },
+      extra: { topic, partition: 0, stored: '1', logStart: '3', logEnd: '5', detected: 'assignment' },
     });
   });
 
