@@ -165,9 +165,9 @@ describe('the consumer and stored offsets its log no longer holds (real Kafka an
     expect(await stored(metering.groupId, topic)).toBe('2');
     // Mostly on a fetch: kafkajs found its position out of range and went back to the new log's start, and the batch
     // it fetched there ends below the stored offset. Sometimes the broker rebalances the group first (its topic went
-    // away): then on that assignment.
+    // away): then on that assignment, maybe before the new events were published (log end 0).
     expect(logs.filter((l) => l.level === 'error' && l.message.startsWith('consumer:') && l.extra?.topic === topic).map((l) => l.extra)).toEqual([
-      { topic, partition: 0, stored: '4', logStart: '0', logEnd: '2', detected: expect.stringMatching(/^(fetch|assignment)$/) },
+      { topic, partition: 0, stored: '4', logStart: '0', logEnd: expect.stringMatching(/^[0-2]$/), detected: expect.stringMatching(/^(fetch|assignment)$/) },
     ]);
   });
 
