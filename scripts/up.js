@@ -143,6 +143,7 @@ async function main() {
   // One given by KAFKA_BROKERS or already running is not ours to restart.
   if (kafka.started) await supervisor.start('kafka', brokerLauncher());
   const databaseUrl = await ensureDatabase(env.DATABASE_URL, { log: say });
+  await require('./offsets-check').warnIfOffsetsAhead({ databaseUrl, brokers: kafka.brokers, log: (m) => say(paint('33', m)) });
   appEnv = {
     ...env,
     NODE_ENV: env.NODE_ENV || 'development',

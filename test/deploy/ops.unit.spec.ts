@@ -23,7 +23,7 @@ describe('ops: alert rules and Grafana dashboard', () => {
   const metricsIn = (expr: string) =>
     [...expr.replace(/\{[^}]*\}/g, '').replace(/\[[^\]]*\]/g, '').replace(/\([^()]*\)\s*(?=\()/g, '').matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)]
       .map((m) => m[0])
-      .filter((w) => !functionsAndKeywords.has(w) && !/^(app|dependency|outcome|instance|result|status)$/.test(w));
+      .filter((w) => !functionsAndKeywords.has(w) && !/^(app|dependency|outcome|instance|result|status|reason)$/.test(w));
 
   it('would notice a metric no app exports', () => {
     expect(metricsIn('sum by (app) (rate(tollgate_bogus_total{app="gateway"}[5m])) > 0').filter((m) => !known(m))).toEqual(['tollgate_bogus_total']);
@@ -32,9 +32,10 @@ describe('ops: alert rules and Grafana dashboard', () => {
   type Rule = { alert: string; expr: string; for?: string; labels: Record<string, string>; annotations: Record<string, string> };
   const rules = (parse(readFileSync(join(ops, 'alerts.yml'), 'utf8')) as { groups: Array<{ name: string; rules: Rule[] }> }).groups.flatMap((g) => g.rules);
 
-  it('has alerts for lag, a stalled consumer, dead letters (metering and gateway), holds, slow appends, 503s, 5xx and down apps', () => {
+  it('has alerts for lag, a stalled consumer, offsets the log no longer holds, dead letters (metering and gateway), holds, slow appends, 503s, 5xx and down apps', () => {
     expect(rules.map((r) => r.alert).sort()).toEqual([
-      'TollgateAppDown', 'TollgateConsumerLagHigh', 'TollgateConsumerStalled', 'TollgateDeadLetters', 'TollgateDependencyUnavailable',
+      'TollgateAppDown', 'TollgateConsumerLagHigh', 'TollgateConsumerNotProgressing', 'TollgateConsumerOffsetsReset', 'TollgateConsumerStalled',
+      'TollgateDeadLetters', 'TollgateDependencyUnavailable',
       'TollgateGatewayDeadLetters', 'TollgateGatewayErrors', 'TollgateHoldsKeptPastTimeout', 'TollgateLedgerAppendSlow',
     ]);
   });

@@ -19,6 +19,7 @@ import {
 } from '@tollgate/platform';
 import { AdminService } from './admin/admin.service';
 import { DeadLetterRelay } from './dead-letters/dead-letter-relay';
+import { ConsumerStallWatch } from './ledger/consumer-stall';
 import { RequestCompletedConsumer } from './ledger/request-completed.consumer';
 import { MeteringModule } from './metering.module';
 import { LedgerOutboxRelay } from './outbox/ledger-outbox-relay';
@@ -54,11 +55,20 @@ runMain('metering', async () => {
     groupId: MeteringConsumerGroup,
     topic: Topics.RequestCompleted,
     storedOffsets: (topic, partitions) => consumer.storedOffsets(topic, partitions),
+    moveStoredOffset: (topic, partition, from, to) => consumer.moveStoredOffset(topic, partition, from, to),
     handle: (batch) => consumer.handle(batch),
     // Every partition of a fetch handed over at once: the consumer meters them in one transaction (see handle).
     partitionsConsumedConcurrently: intFromEnv('METERING_PARTITIONS_CONCURRENTLY', TopicPartitions[Topics.RequestCompleted]),
     // Crash tests only: die between the database commit and the Kafka offset commit.
     afterStored: process.env.TOLLGATE_FAILPOINT === 'metering-after-db-commit' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
+  });
+  // Readiness: a consumer in its group whose partitions stay behind their log's end, offsets unmoved, is not ready.
+  const stall = new ConsumerStallWatch({
+    topic: Topics.RequestCompleted,
+    stallMs: intFromEnv('METERING_STALL_SECONDS', 120) * 1000,
+    assignment: () => batches.assignment(),
+    storedOffsets: (topic, partitions) => consumer.storedOffsets(topic, partitions),
+    broker: messaging,
   });
   // Reservations answer gateways from their own thread (see reservations-thread.ts); this one keeps the rest.
   const reservationsThread = await startReservationsThread(
@@ -69,7 +79,7 @@ runMain('metering', async () => {
     },
   );
   const app = await NestFactory.create(
-    MeteringModule.register({ ds, messaging, admin, adminToken: token.token, consuming: () => batches.joined() }),
+    MeteringModule.register({ ds, messaging, admin, adminToken: token.token, consuming: () => batches.joined() && stall.progressing() }),
     { logger },
   );
   configureHttp(app, 'metering');
@@ -92,7 +102,10 @@ runMain('metering', async () => {
     publishWindowMs: publishWindowSeconds * 1000,
   });
   const sweeper = setInterval(() => void holds.sweep().catch((e: Error) => logger.error({ msg: 'reservation sweep failed', error: e.message })), 5000);
-  const lagProbe = setInterval(() => void messaging.lag(MeteringConsumerGroup, Topics.RequestCompleted).then((n) => consumerLag.set(n)).catch(() => undefined), 10000);
+  const lagProbe = setInterval(() => {
+    void messaging.lag(MeteringConsumerGroup, Topics.RequestCompleted).then((n) => consumerLag.set(n)).catch(() => undefined);
+    void stall.probe().catch((e: Error) => logger.warn({ msg: 'consumer progress probe failed', error: e.message }));
+  }, 10000);
   sweeper.unref();
   lagProbe.unref();
 

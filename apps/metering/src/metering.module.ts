@@ -14,7 +14,7 @@ export interface MeteringDeps {
   messaging: Messaging;
   admin: AdminService;
   adminToken: string;
-  /** The ledger consumer is in its group: a metering that is not consuming is not ready. */
+  /** The ledger consumer is in its group and making progress (ConsumerStallWatch): a metering that is not consuming is not ready. */
   consuming: () => boolean;
 }
 

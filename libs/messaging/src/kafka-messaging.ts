@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Admin, Consumer, Kafka, logLevel, Partitioners, Producer } from 'kafkajs';
 import { TopicPartitions } from '@tollgate/contracts';
-import { ConfigError } from '@tollgate/platform';
+import { ConfigError, consumerOffsetResets } from '@tollgate/platform';
 import {
   BatchConsumer,
   BatchConsumerOptions,
@@ -450,6 +450,8 @@ class OffsetStoringConsumer implements BatchConsumer {
   private readonly uncommitted = new Map<number, string>();
   private flusher: NodeJS.Timeout | null = null;
   private member = false;
+  /** The topic's partitions assigned at the last join. */
+  private assigned: number[] = [];
 
   constructor(
     private readonly kafka: Kafka,
@@ -472,6 +474,8 @@ class OffsetStoringConsumer implements BatchConsumer {
       allowAutoTopicCreation: false,
     });
     this.consumer = consumer;
+    // Exported at 0 from the start, so that the first reset is an increase Prometheus sees.
+    for (const reason of ['past_log_end', 'before_log_start']) consumerOffsetResets.inc({ topic, reason }, 0);
 
     // On every assignment, seek each partition to the offset stored with the data. Kafka's own committed
     // offset can lag behind it (a crash between the database commit and the Kafka commit), never lead it.
@@ -490,7 +494,8 @@ class OffsetStoringConsumer implements BatchConsumer {
       this.member = true;
       this.resumeAt.clear();
       const partitions = e.payload.memberAssignment[topic] ?? [];
-      void this.loadStored(partitions, true).catch((err: Error) =>
+      this.assigned = [...partitions].sort((a, b) => a - b);
+      void this.loadStored(partitions, true, 'assignment').catch((err: Error) =>
         this.log?.('error', `consumer: could not seek to stored offsets: ${err.message}`),
       );
     });
@@ -510,7 +515,18 @@ class OffsetStoringConsumer implements BatchConsumer {
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
         // A fetch may start before the seek above lands: filter by the stored offset, loading it if needed.
-        if (!this.resumeAt.has(batch.partition)) await this.loadStored([batch.partition], false);
+        if (!this.resumeAt.has(batch.partition)) await this.loadStored([batch.partition], false, 'fetch');
+        const resume = this.resumeAt.get(batch.partition) ?? -1n;
+        // Checked on every fetch, not only on assignment: a log replaced under a running consumer. kafkajs, finding
+        // its position past the new log's end (OFFSET_OUT_OF_RANGE), went back to the log's start, so the batch is
+        // below the stored offset and its log ends before it; the fence would drop every message of it, forever.
+        // A batch that starts past the stored offset is the other case: retention removed what was never read.
+        // Both: the stored offset is read again; moved (see realign), the batch is fetched again from it. Not moved
+        // (a gap for another reason), the batch goes on from the stored offset: no seek, so no loop.
+        if (resume > BigInt(batch.highWatermark) || (resume >= 0n && BigInt(batch.messages[0]!.offset) > resume)) {
+          await this.loadStored([batch.partition], false, 'fetch');
+          if (isStale()) return;
+        }
         const from = this.resumeAt.get(batch.partition) ?? -1n;
         const messages = batch.messages.filter((m) => BigInt(m.offset) >= from);
         const last = batch.messages[batch.messages.length - 1]!;
@@ -558,37 +574,65 @@ class OffsetStoringConsumer implements BatchConsumer {
     }
   }
 
-  private async loadStored(partitions: number[], seek: boolean): Promise<void> {
+  private async loadStored(partitions: number[], seek: boolean, on: 'assignment' | 'fetch'): Promise<void> {
     if (!this.consumer || partitions.length === 0) return;
+    // The stored offsets first, then the log's bounds (in realign): an offset stored before the log's end was read
+    // and yet past it is not this log's.
     const stored = await this.options.storedOffsets(this.options.topic, partitions);
-    if (stored.size > 0) await this.dropOffsetsBeyondLog(stored);
+    const moved = stored.size > 0 ? await this.realign(stored, on) : new Set<number>();
     for (const partition of partitions) {
       const offset = stored.get(partition);
       this.resumeAt.set(partition, offset === undefined ? -1n : BigInt(offset));
-      if (seek && offset !== undefined) this.consumer.seek({ topic: this.options.topic, partition, offset });
+      if ((seek || moved.has(partition)) && offset !== undefined) this.consumer?.seek({ topic: this.options.topic, partition, offset });
     }
   }
 
   /**
-   * A stored offset past the end of its partition means the topic is not the one the offsets were stored for
-   * (recreated, or the database restored next to another cluster). Resuming there would skip every new event
-   * until the log caught up, so the partition is read again from its start instead: event_id deduplication
-   * keeps that from charging anything twice.
+   * Moves each stored offset the log no longer holds to the log's start, in `stored` and in the store, and returns
+   * the partitions moved (they need a seek).
+   * - Past the log's end: the log is not the one the offset was stored for (the topic recreated, a broker whose log
+   *   was replaced, a database used with another cluster). Resuming there, the fence would drop every message
+   *   until the new log grew past it: nothing metered, holds kept forever. So the partition is read again from its
+   *   start, loudly (an error with both offsets, tollgate_consumer_offset_resets_total, an alert): what was metered
+   *   before comes out as duplicates (usage_records is unique on (org_id, event_id)).
+   * - Below the log's start: retention removed events before they were metered; they are lost. A warning, and the
+   *   stored offset moves up to the start, so that the hold sweeper sees the partition read (an empty log would
+   *   never move it) and readiness sees it at the log's end.
    */
-  private async dropOffsetsBeyondLog(stored: Map<number, string>): Promise<void> {
+  private async realign(stored: Map<number, string>, on: 'assignment' | 'fetch'): Promise<Set<number>> {
+    const { topic } = this.options;
+    const moved = new Set<number>();
     const admin = this.kafka.admin();
+    let bounds: Array<{ partition: number; low: string; high: string }>;
     try {
       await admin.connect();
-      for (const p of await admin.fetchTopicOffsets(this.options.topic)) {
-        const offset = stored.get(p.partition);
-        if (offset !== undefined && BigInt(offset) > BigInt(p.high)) {
-          this.log?.('error', `consumer: stored offset ${offset} of ${this.options.topic}[${p.partition}] is past the log end ${p.high} (topic recreated?); re-reading the partition from its start, deduplicated by event_id`);
-          stored.delete(p.partition);
-        }
-      }
+      bounds = await admin.fetchTopicOffsets(topic);
     } finally {
       await admin.disconnect().catch(() => undefined);
     }
+    for (const { partition, low, high } of bounds) {
+      const offset = stored.get(partition);
+      if (offset === undefined) continue;
+      const reason = BigInt(offset) > BigInt(high) ? 'past_log_end' : BigInt(offset) < BigInt(low) ? 'before_log_start' : null;
+      if (reason === null) continue;
+      moved.add(partition);
+      if (!(await this.options.moveStoredOffset(topic, partition, offset, low))) {
+        // Another consumer moved it since it was read (and said so): resume where it is now.
+        const now = (await this.options.storedOffsets(topic, [partition])).get(partition);
+        if (now === undefined) stored.delete(partition);
+        else stored.set(partition, now);
+        continue;
+      }
+      stored.set(partition, low);
+      consumerOffsetResets.inc({ topic, reason });
+      const where = { topic, partition, stored: offset, logStart: low, logEnd: high, detected: on };
+      if (reason === 'past_log_end') {
+        this.log?.('error', `consumer: stored offset ${offset} of ${topic}[${partition}] is past the log's end ${high}: the log was replaced (topic recreated, another broker, or this database used with another cluster); reading the partition again from its start ${low}, events metered before count as duplicates`, where);
+      } else {
+        this.log?.('warn', `consumer: stored offset ${offset} of ${topic}[${partition}] is below the log's start ${low}: retention removed ${BigInt(low) - BigInt(offset)} events before they were metered; continuing from the log's start`, where);
+      }
+    }
+    return moved;
   }
 
   private async flushKafkaOffsets(): Promise<void> {
@@ -600,6 +644,10 @@ class OffsetStoringConsumer implements BatchConsumer {
 
   joined(): boolean {
     return this.member;
+  }
+
+  assignment(): number[] {
+    return this.member ? [...this.assigned] : [];
   }
 
   async stop(): Promise<void> {

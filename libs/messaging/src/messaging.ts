@@ -75,6 +75,12 @@ export interface BatchConsumerOptions {
    */
   storedOffsets(topic: string, partitions: number[]): Promise<Map<number, string>>;
   /**
+   * Moves a partition's stored offset to `to` (the log's start) if it still is `from`, an offset the log no longer
+   * holds: past its end (the log was replaced) or below its start (retention removed it unread). Resolves to false
+   * when the stored offset is no longer `from` (another consumer moved it) and nothing was changed.
+   */
+  moveStoredOffset(topic: string, partition: number, from: string, to: string): Promise<boolean>;
+  /**
    * Handles one partition's batch. It must store the batch's effects and `batch.nextOffset` atomically;
    * when it resolves, the offset is also committed to Kafka (only for lag monitoring: the stored offset wins).
    * Messages below the stored offset are already filtered out.
@@ -90,6 +96,8 @@ export interface BatchConsumer {
   stop(): Promise<void>;
   /** True while the consumer is a member of its group (joined, not crashed or stopped): for readiness. */
   joined(): boolean;
+  /** The partitions of the topic assigned to this consumer at its last join (none before it, or once stopped). */
+  assignment(): number[];
 }
 
 export interface Messaging {

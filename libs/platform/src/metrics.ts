@@ -66,6 +66,21 @@ export const consumerLag = new Gauge({
   registers: [registry],
 });
 
+export const consumerOffsetResets = new Counter({
+  name: 'tollgate_consumer_offset_resets_total',
+  help:
+    "Partitions whose stored offset the log no longer holds, moved to the log's start, by topic and reason: past_log_end " +
+    '(the log was replaced; read again from its start, event ids dedupe) or before_log_start (retention removed events never read)',
+  labelNames: ['topic', 'reason'] as const,
+  registers: [registry],
+});
+
+export const consumerStalledPartitions = new Gauge({
+  name: 'tollgate_consumer_stalled_partitions',
+  help: "Partitions assigned to this metering whose stored offset is not at the log's end and has not moved for METERING_STALL_SECONDS",
+  registers: [registry],
+});
+
 export const dependencyErrors = new Counter({
   name: 'tollgate_dependency_unavailable_total',
   help: 'Calls refused with 503 because a dependency was unavailable, by app and dependency (postgres, metering, kafka, redis, query)',

@@ -534,6 +534,21 @@ export function offsetsPart(groupId: string, topic: string, next: ReadonlyArray<
   };
 }
 
+/**
+ * Sets a partition's stored offset to `to` if it still is `from`: the one write that may move an offset back, for an
+ * offset the log no longer holds (see BatchConsumerOptions.moveStoredOffset). Comparing with `from` under the row's
+ * lock keeps it from undoing what another consumer stored since `from` was read.
+ */
+export async function moveStoredOffset(m: EntityManager, groupId: string, topic: string, partition: number, from: string, to: string): Promise<boolean> {
+  const rows: unknown[] = await m.query(
+    `WITH moved AS (UPDATE consumer_offsets SET next_offset = $5, updated_at = now()
+                     WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $4 RETURNING partition)
+     SELECT partition FROM moved`,
+    [groupId, topic, partition, from, to],
+  );
+  return rows.length === 1;
+}
+
 export async function storedOffsets(m: EntityManager, groupId: string, topic: string, partitions: number[]): Promise<Map<number, string>> {
   const rows: Array<{ partition: number; next_offset: string }> = await m.query(
     `SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])`,

@@ -18,6 +18,7 @@ import {
   lockAccounts,
   lockHeldReservations,
   lockOffsets,
+  moveStoredOffset,
   offsetsPart,
   pendingEntityHolds,
   ReservationRef,
@@ -72,7 +73,8 @@ export interface RequestCompletedConsumerOptions {
  * Each transaction first locks the stored offset of each of its partitions (the fence: messages below it were
  * metered by another consumer, after a rebalance, and are dropped), then writes the usage rows, ledger entries,
  * projections, re-access windows, the dead letters of the messages it refused and each partition's new offset,
- * which never moves back.
+ * which never moves back here (only moveStoredOffset moves one back: to the start of a log that replaced the one
+ * it was stored for).
  *
  * Poison: an event the validation lets through but PostgreSQL refuses (a data error, SQLSTATE class 22/23) would
  * fail its whole batch on every retry and stop the partition. So a group refused for its data is metered again
@@ -119,6 +121,15 @@ export class RequestCompletedConsumer {
 
   storedOffsets(topic: string, partitions: number[]): Promise<Map<number, string>> {
     return storedOffsets(this.ds.manager, this.groupId, topic, partitions);
+  }
+
+  /**
+   * See BatchConsumerOptions.moveStoredOffset. Moved back to a replaced log's start, the fence lets its messages
+   * through again, and `usage_records (org_id, event_id)` (unique) keeps an event metered before from being
+   * charged twice: those come out as duplicates.
+   */
+  moveStoredOffset(topic: string, partition: number, from: string, to: string): Promise<boolean> {
+    return moveStoredOffset(this.ds.manager, this.groupId, topic, partition, from, to);
   }
 
   /**

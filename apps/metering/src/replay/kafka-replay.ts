@@ -119,6 +119,7 @@ export async function kafkaReplay(deps: KafkaReplayDeps, opts: KafkaReplayOption
         groupId,
         topic,
         storedOffsets: (t, partitions) => feed.consumer.storedOffsets(t, partitions),
+        moveStoredOffset: (t, partition, from, to) => feed.consumer.moveStoredOffset(t, partition, from, to),
         handle: (batch) => feed.handle(batch, deps.signal),
         partitionsConsumedConcurrently: 1,
       });

@@ -40,7 +40,9 @@ export class ConsumerProgress {
 
   /**
    * The horizons given the consumer's stored offsets now (a partition missing from `stored` was never read).
-   * Drops the snapshots that no partition can need again (stored offsets only grow).
+   * Drops the snapshots that no partition can need again while stored offsets grow. One moves back only to the
+   * start of a log that replaced the one it was stored for (the consumer's realign): then it reaches fewer
+   * snapshots, and fewer kept snapshots only make horizons earlier, never later, so no hold is released early.
    */
   horizons(stored: ReadonlyMap<number, bigint>): Horizons {
     const latest = this.snapshots[this.snapshots.length - 1];
@@ -50,7 +52,8 @@ export class ConsumerProgress {
     for (const [partition, end] of latest.ends) {
       const read = stored.get(partition) ?? 0n;
       let horizon: number | null = null;
-      // An offset past the log's end belongs to another log (the topic was recreated): nothing is known.
+      // An offset past the log's end belongs to another log (the topic was recreated): nothing is known until the
+      // consumer moves it to the log's start (at its next assignment or fetch) and reads on from there.
       if (read <= end) {
         for (let i = this.snapshots.length - 1; i >= 0; i--) {
           const e = this.snapshots[i]!.ends.get(partition);

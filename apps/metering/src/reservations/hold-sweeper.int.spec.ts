@@ -52,6 +52,7 @@ describe('HoldSweeper: holds never outlive a stalled consumer (real Kafka and Po
       groupId,
       topic,
       storedOffsets: (t, ps) => metering.storedOffsets(t, ps),
+      moveStoredOffset: (t, p, from, to) => metering.moveStoredOffset(t, p, from, to),
       handle: async (batch) => {
         for (const m of batch.messages) seen.push({ partition: batch.partition, key: m.key?.toString() ?? '' });
         await metering.handle(batch);
