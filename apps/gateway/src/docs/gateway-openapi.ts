@@ -36,7 +36,10 @@ function operation(profile: Profile, route: RouteDefinition): Record<string, unk
   };
   if (route.auth !== 'none') responses['401'] = example('unauthorized');
   if (route.cost.kind !== 'free') responses['402'] = example('insufficient_credits');
+  // A path the gateway will not read as the upstream might (dot segments, encoded separators, empty segments).
+  responses['400'] = example('bad_request');
   if (route.handler === 'proxy') responses['502'] = example('upstream_unavailable');
+  if (route.cost.kind === 'per_entity') responses['502'] = { description: 'upstream unavailable, or its answer unpriceable (withheld, free)', content: { 'application/json': { examples: { upstream_unavailable: { value: profile.errors.upstream_unavailable }, unpriceable: { value: profile.errors.unpriceable } } } } };
   const identity =
     profile.identity !== 'trakt' ? [{ bearer: [] }] : route.auth === 'user' ? [{ application: [], user: [] }] : [{ application: [] }, { application: [], user: [] }];
   return {
