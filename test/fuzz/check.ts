@@ -73,11 +73,12 @@ export function checkLane(f: LaneFacts): Violation[] {
     rowsById.set(k, [...(rowsById.get(k) ?? []), r]);
   }
   // Calls that share a request id (the client sent the same one twice) are checked as one group.
-  const groups = new Map<string, Array<{ res: ClientResult; expected: number | null }>>();
+  const groups = new Map<string, Array<{ res: ClientResult; expected: number | null; ids: string[] }>>();
   const charged = new Set<string>();
   for (const res of f.results) {
     const served = f.served.get(res.n);
     let expected: number | null = 0;
+    let ids: string[] = [];
     if (ok(res.status)) {
       if (served && served.times > 1) v.push({ invariant: 'forwarded-twice', call: res.n, orgId: f.orgId, detail: `the upstream served it ${served.times} times` });
       if (served?.unpriceable) v.push({ invariant: 'unpriceable-handed-out', call: res.n, orgId: f.orgId, detail: `client got ${res.status}; the upstream's ${served.mode} answer of ${served.route} cannot be priced` });
@@ -87,6 +88,7 @@ export function checkLane(f: LaneFacts): Violation[] {
           const fresh = served.ids.filter((id) => !charged.has(id));
           for (const id of fresh) charged.add(id);
           expected = fresh.length;
+          ids = served.ids;
         }
       } else expected = null; // answered by Tollgate itself or a free route: no row required, nothing charged
     }
@@ -94,8 +96,12 @@ export function checkLane(f: LaneFacts): Violation[] {
       if (ok(res.status) && expected !== null) v.push({ invariant: 'no-request-id', call: res.n, orgId: f.orgId, detail: `a ${res.status} without X-Request-Id: it cannot be found in /usage` });
       continue;
     }
-    groups.set(res.requestId, [...(groups.get(res.requestId) ?? []), { res, expected }]);
+    groups.set(res.requestId, [...(groups.get(res.requestId) ?? []), { res, expected, ids }]);
   }
+
+  // Ids handed out in a 2xx that was not metered (or charged less than it owed): metering never saw them, so a
+  // later answer with them is charged again. Still a violation of the model, labelled as the knock-on it is.
+  const unbilled = new Set<string>();
 
   for (const [rid, calls] of groups) {
     const rows = rowsById.get(rid) ?? [];
@@ -106,6 +112,7 @@ export function checkLane(f: LaneFacts): Violation[] {
     const first = calls[0]!.res.n;
     const owed = paid.reduce((s, c) => s + c.expected!, 0);
     if (paid.length > 0 && ok2xxRows.length < paid.length) {
+      for (const c of paid) for (const id of c.ids) unbilled.add(id);
       v.push({ invariant: 'not-metered', call: paid[0]!.res.n, orgId: f.orgId, detail: `${paid.length} 2xx answer(s) with request id ${show(rid)}, ${ok2xxRows.length} 2xx row(s) in /usage${rows.length ? ` (rows: ${rows.map(describeRow).join('; ')})` : ''}; owed ${owed}` });
     } else if (ok2xxRows.length > paid.length) {
       const charges = ok2xxRows.reduce((s, r) => s + r.credits_consumed, 0);
@@ -117,7 +124,10 @@ export function checkLane(f: LaneFacts): Violation[] {
     }
     if (paid.length > 0 && ok2xxRows.length === paid.length) {
       const got = ok2xxRows.reduce((s, r) => s + r.credits_consumed, 0);
-      if (got !== owed) v.push({ invariant: 'wrong-charge', call: paid[0]!.res.n, orgId: f.orgId, detail: `charged ${got}, the upstream's answer prices ${owed} (${ok2xxRows.map(describeRow).join('; ')})` });
+      const seenUnbilled = new Set(paid.flatMap((c) => c.ids).filter((id) => unbilled.has(id))).size;
+      const knockOn = got > owed && got - owed <= seenUnbilled ? `; knock-on: ${seenUnbilled} of its ids were handed out earlier in a 2xx metering never charged` : '';
+      if (got < owed) for (const c of paid) for (const id of c.ids) unbilled.add(id);
+      if (got !== owed) v.push({ invariant: 'wrong-charge', call: paid[0]!.res.n, orgId: f.orgId, detail: `charged ${got}, the upstream's answer prices ${owed} (${ok2xxRows.map(describeRow).join('; ')})${knockOn}` });
     }
     const otherCharges = otherRows.reduce((s, r) => s + r.credits_consumed, 0);
     if (otherCharges !== 0) v.push({ invariant: 'charged-non-2xx', call: first, orgId: f.orgId, detail: `non-2xx rows charged ${otherCharges}: ${otherRows.map(describeRow).join('; ')}` });

@@ -64,6 +64,20 @@ describe('the money fuzzer checker', () => {
     expect(checkLane(f)).toEqual([expect.objectContaining({ invariant: 'wrong-charge', call: 1 })]);
   });
 
+  it('given an id handed out in a 2xx that was not metered, then its later charge is reported as the knock-on it is', () => {
+    const f = lane({
+      results: [call(0, 200), call(1, 200)],
+      served: new Map([served(0, { ids: ['a'] }), served(1, { ids: ['a'] })]),
+      usage: [row('r1', 1)],
+      ledger: ledgerFor(100, 1),
+      balance: 99,
+    });
+    expect(checkLane(f)).toEqual([
+      expect.objectContaining({ invariant: 'not-metered', call: 0 }),
+      expect.objectContaining({ invariant: 'wrong-charge', call: 1, detail: expect.stringContaining('knock-on') }),
+    ]);
+  });
+
   it('given an open hold, a balance off the ledger and a ledger that spent more than /usage, then each is reported', () => {
     const f = lane({ openHolds: 1, ledger: ledgerFor(100, 1), balance: 100 });
     expect(checkLane(f).map((v) => v.invariant)).toEqual(['hold-left', 'balance-not-ledger', 'ledger-not-usage']);

@@ -32,6 +32,8 @@ export interface SeedReport {
   violations: Violation[];
   /** The calls the violations name, described for reproduction. */
   culprits: Map<number, string>;
+  /** How often each trait of a call (and its answer's mode) comes with each invariant's violations: where the holes are. */
+  traits: Map<string, number>;
   peakRssMb: Record<string, number>;
   deadLetters: string[];
   settled: boolean;
@@ -187,12 +189,22 @@ export class MoneyFuzzer {
     const deadLetters = dead.rows.map((r: { reason: string; org: string; bytes: number }) => `${r.org}: ${r.bytes} bytes: ${r.reason.slice(0, 300)}`);
 
     const culprits = new Map<number, string>();
+    const traits = new Map<string, number>();
+    for (const v of violations) {
+      if (v.call === undefined) continue;
+      const c = calls[v.call]!;
+      const answer = upstreams[lanes[c.lane]!.profile].served.get(v.call);
+      for (const t of [...(c.traits.length ? c.traits : ['plain']), `answer:${answer?.mode ?? 'none'}`]) {
+        const k = `${v.invariant} <- ${t.replace(/^(query:).*/, '$1…')}`;
+        traits.set(k, (traits.get(k) ?? 0) + 1);
+      }
+    }
     for (const v of violations) {
       if (v.call !== undefined && !culprits.has(v.call)) culprits.set(v.call, describeCall(calls[v.call]!, results.get(v.call), upstreams[lanes[calls[v.call]!.lane]!.profile].served.get(v.call)));
     }
 
     this.lastFailed = violations.length > 0;
-    const report: SeedReport = { seed, calls: o.calls, statuses, violations, culprits, peakRssMb, deadLetters, settled, ms: Date.now() - started, callsMs };
+    const report: SeedReport = { seed, calls: o.calls, statuses, violations, culprits, traits, peakRssMb, deadLetters, settled, ms: Date.now() - started, callsMs };
     o.log(summary(report));
     return report;
   }
@@ -269,6 +281,7 @@ export function summary(r: SeedReport): string {
     lines.push(`  ${r.violations.length} violation(s): ${[...byInvariant].map(([k, n]) => `${k} ×${n}`).join(', ')}`);
     for (const v of r.violations.slice(0, 40)) lines.push(`  - ${v.invariant}${v.call !== undefined ? ` (call ${v.call})` : ''}${v.orgId ? ` [${v.orgId}]` : ''}: ${v.detail.slice(0, 600)}`);
     if (r.violations.length > 40) lines.push(`  … and ${r.violations.length - 40} more`);
+    lines.push(`  by trait: ${[...r.traits].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ×${n}`).join(', ')}`);
     for (const [, d] of [...r.culprits].slice(0, 40)) lines.push(`  > ${d.slice(0, 900)}`);
     for (const d of r.deadLetters.slice(0, 10)) lines.push(`  dead letter: ${d}`);
     lines.push(`  reproduce: FUZZ_SEED=${r.seed} FUZZ_CALLS=${r.calls} npm run test:fuzz`);

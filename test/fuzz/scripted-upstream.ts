@@ -223,7 +223,8 @@ export class ScriptedUpstream {
   /** The answer of a trace route, and the ids it prices under that route (or why it can't be priced). */
   private traceAnswer(route: ServedRoute, identifier: string, mode: AnswerMode, rng: Prng): { value: unknown; ids: string[]; unpriceable: boolean } {
     const poolId = () => `e${this.seed}-${rng.int(0, 59)}`;
-    const longId = () => `L${this.seed}-${rng.int(0, 1e9)}-`.padEnd(rng.int(60, 250), 'x');
+    // A huge event's ids are all 250 characters: 4,500 of them make an event over the broker's 1 MB message limit.
+    const longId = () => `L${this.seed}-${rng.int(0, 1e9)}-`.padEnd(mode === 'huge-event' ? 250 : rng.int(60, 250), 'x');
     const many = mode === 'oversized' ? rng.int(300, 1500) : mode === 'huge-event' ? 4500 : rng.int(0, 12);
     const someIds = (): Array<string | number> =>
       Array.from({ length: many }, () => (mode === 'numeric-ids' ? rng.int(1, 99) : mode === 'oversized' || mode === 'huge-event' ? longId() : poolId()));
