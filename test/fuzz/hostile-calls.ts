@@ -33,9 +33,9 @@ const answerModes: ReadonlyArray<readonly [AnswerMode, number]> = [
 ];
 
 /** Calls of one seed: the same list for the same seed and count, whatever else ran before. */
-export function generateCalls(seed: number, count: number, run: string, auth: (lane: number) => string): FuzzCall[] {
+export function generateCalls(seed: number, count: number, run: string, auth: (lane: number) => string, tame = false): FuzzCall[] {
   const rng = new Prng(seed);
-  return Array.from({ length: count }, (_, n) => generateCall(seed, n, rng.fork(n), run, auth));
+  return Array.from({ length: count }, (_, n) => (tame ? tameCall : generateCall)(seed, n, rng.fork(n), run, auth));
 }
 
 function generateCall(seed: number, n: number, rng: Prng, run: string, auth: (lane: number) => string): FuzzCall {
@@ -49,6 +49,28 @@ function generateCall(seed: number, n: number, rng: Prng, run: string, auth: (la
   const mode = rng.weighted(answerModes);
   const plan: AnswerPlan = { mode, seed: rng.u32(), delayMs: mode === 'slow' ? rng.int(100, 800) : 0 };
   return { n, lane, request: { method, path, headers, body }, plan, sentRequestId, traits };
+}
+
+/**
+ * FUZZ_TAME=1: only what a well-behaved client and upstream do (real ids and routes, plain request ids, answers
+ * that are correct, compressed, errors or slow). Every invariant must hold on these: a tame run that fails is a
+ * bug of the checker or a hole that needs no hostility.
+ */
+function tameCall(seed: number, n: number, rng: Prng, run: string, auth: (lane: number) => string): FuzzCall {
+  const lane = rng.int(0, lanes.length - 1);
+  const id = `e${seed}-${rng.int(0, 59)}`;
+  const trace = lanes[lane]!.profile === 'trace';
+  const path = trace
+    ? rng.pick([`/v1/companies`, `/v1/companies?limit=100`, `/v1/companies/${id}`, `/v1/companies/${id}/partnerships`, `/v1/companies/${id}/partnerships/graph`])
+    : rng.pick(['/api/external/v1/search', '/api/external/v1/download-track']);
+  const body = trace ? null : Buffer.from(JSON.stringify(path.endsWith('search') ? { query: `q${rng.int(0, 99)}` } : { track_id: `t${rng.int(0, 99)}` }));
+  const headers: Array<[string, string]> = [['Authorization', `Bearer ${auth(lane)}`], ['x-fuzz-call', `${run}:${n}`]];
+  if (body) headers.push(['Content-Type', 'application/json']);
+  const sentRequestId = rng.chance(0.5) ? `fz${seed}-${n}` : null;
+  if (sentRequestId) headers.push(['X-Request-Id', sentRequestId]);
+  const mode = rng.weighted<AnswerMode>([['normal', 60], ['gzip', 6], ['deflate', 4], ['br', 4], ['numeric-ids', 4], ['client-error', 6], ['server-error', 6], ['slow', 5], ['oversized', 3]]);
+  const plan: AnswerPlan = { mode, seed: rng.u32(), delayMs: mode === 'slow' ? rng.int(50, 300) : 0 };
+  return { n, lane, request: { method: trace ? 'GET' : 'POST', path, headers, body }, plan, sentRequestId, traits: ['tame'] };
 }
 
 // ---- paths ------------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ export interface FuzzOptions {
   settleMs: number;
   /** A gateway whose peak resident memory (VmHWM) passes this failed to bound what it reads. */
   rssLimitMb: number;
+  /** Only well-behaved calls and answers (FUZZ_TAME=1): the checker's own control. */
+  tame?: boolean;
   log: (line: string) => void;
 }
 
@@ -37,6 +39,7 @@ export interface SeedReport {
   peakRssMb: Record<string, number>;
   deadLetters: string[];
   settled: boolean;
+  tame: boolean;
   ms: number;
   /** Set-up and calls, before the wait for metering. */
   callsMs: number;
@@ -138,7 +141,7 @@ export class MoneyFuzzer {
     await this.ensureGateways(this.lastFailed);
     const gateways = this.gateways;
 
-    const calls = generateCalls(seed, o.calls, runTag, (lane) => orgs[lane]!.key);
+    const calls = generateCalls(seed, o.calls, runTag, (lane) => orgs[lane]!.key, o.tame ?? false);
     for (const c of calls) upstreams[lanes[c.lane]!.profile].plans.set(c.n, c.plan);
     const results = new Map<number, ClientResult>();
     const statuses: Record<string, number> = {};
@@ -204,7 +207,7 @@ export class MoneyFuzzer {
     }
 
     this.lastFailed = violations.length > 0;
-    const report: SeedReport = { seed, calls: o.calls, statuses, violations, culprits, traits, peakRssMb, deadLetters, settled, ms: Date.now() - started, callsMs };
+    const report: SeedReport = { seed, calls: o.calls, statuses, violations, culprits, traits, peakRssMb, deadLetters, settled, tame: o.tame ?? false, ms: Date.now() - started, callsMs };
     o.log(summary(report));
     return report;
   }
@@ -284,7 +287,7 @@ export function summary(r: SeedReport): string {
     lines.push(`  by trait: ${[...r.traits].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ×${n}`).join(', ')}`);
     for (const [, d] of [...r.culprits].slice(0, 40)) lines.push(`  > ${d.slice(0, 900)}`);
     for (const d of r.deadLetters.slice(0, 10)) lines.push(`  dead letter: ${d}`);
-    lines.push(`  reproduce: FUZZ_SEED=${r.seed} FUZZ_CALLS=${r.calls} npm run test:fuzz`);
+    lines.push(`  reproduce: ${r.tame ? 'FUZZ_TAME=1 ' : ''}FUZZ_SEED=${r.seed} FUZZ_CALLS=${r.calls} npm run test:fuzz`);
   }
   return lines.join('\n');
 }

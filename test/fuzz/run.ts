@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   let calls = 0;
   try {
     for (const seed of plan.seeds) {
-      const report = await fuzzer.runSeed(seed, { calls: plan.calls, settleMs: plan.settleMs, rssLimitMb: plan.rssLimitMb, log });
+      const report = await fuzzer.runSeed(seed, { calls: plan.calls, settleMs: plan.settleMs, rssLimitMb: plan.rssLimitMb, tame: plan.tame, log });
       calls += report.calls;
       if (report.violations.length > 0) failed.push(seed);
     }
