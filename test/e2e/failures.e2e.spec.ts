@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { eventually, freePort, json, repoRoot, Stack, uniqueId } from '../support/stack';
 
@@ -60,6 +61,32 @@ describe('failures and bad input (trackyard)', () => {
     } finally {
       await stack.stopProcess('gateway-throttle');
     }
+  });
+
+  // Found by the money fuzzer: a streamed body over the limit got a connection reset instead of its 413.
+  it('a streamed request body over 10 MiB is answered 413, not reset', async () => {
+    const { key } = await stack.orgWithKey('starter', uniqueId('big-body'));
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port: stack.ports.gateway, method: 'POST', path: `${base}/search`, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      let sent = 0;
+      const pump = () => {
+        while (sent < 11 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return req.once('drain', pump);
+        }
+        req.end();
+      };
+      pump();
+    });
+    expect(status).toBe(413);
   });
 
   // Issue 18 left-over: the throttle lived in each gateway's memory, so guesses spread over N gateways got N

@@ -132,16 +132,24 @@ export class GatewayPipeline {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    let refused = false;
     req.on('data', (c: Buffer) => {
+      if (refused) return; // the rest is read and dropped, so the client gets its 413 instead of a reset
       size += c.length;
       if (size > this.bodyLimit) {
+        refused = true;
+        chunks.length = 0;
+        res.setHeader('connection', 'close');
         this.json(res, 413, { error: 'payload_too_large', message: `request bodies are limited to ${this.bodyLimit} bytes` });
-        req.destroy();
+        // A client that keeps sending is cut off after a while.
+        setTimeout(() => req.destroy(), 10_000).unref();
         return;
       }
       chunks.push(c);
     });
-    req.on('end', () => this.run(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.on('end', () => {
+      if (!refused) this.run(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    });
     req.on('error', () => undefined);
   }
 
