@@ -385,7 +385,8 @@ export class GatewayPipeline {
     if (exclude) {
       const excluded = readEntityIds(json, exclude);
       if (!excluded.ok) return { problem: excluded.problem };
-      ids = ids.filter((id) => !excluded.ids.includes(id));
+      const skip = new Set(excluded.ids);
+      ids = ids.filter((id) => !skip.has(id));
     }
     const entities = [...new Set(ids)];
     if (!decoded) return { entities, response: upstream };
