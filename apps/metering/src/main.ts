@@ -26,6 +26,10 @@ import { ProfileCatalog } from './profile-catalog';
 import { HoldSweeper } from './reservations/hold-sweeper';
 import { ReservationService } from './reservations/reservation.service';
 import { startReservationsThread } from './reservations/reservations-thread';
+import { DefaultPolicy, urlRulesFromEnv } from './webhooks/delivery-policy';
+import { Notifier } from './webhooks/notifier';
+import { WebhookSender } from './webhooks/webhook-sender';
+import { WebhooksService } from './webhooks/webhooks.service';
 
 runMain('metering', async () => {
   const logger = createLogger('metering');
@@ -50,6 +54,8 @@ runMain('metering', async () => {
   const reservations = new ReservationService(ds, catalog);
   const admin = new AdminService(ds, catalog);
   const consumer = new RequestCompletedConsumer(ds, catalog);
+  const urlRules = urlRulesFromEnv();
+  const webhooks = new WebhooksService(ds, urlRules);
   const batches = messaging.batchConsumer({
     groupId: MeteringConsumerGroup,
     topic: Topics.RequestCompleted,
@@ -69,7 +75,7 @@ runMain('metering', async () => {
     },
   );
   const app = await NestFactory.create(
-    MeteringModule.register({ ds, messaging, admin, adminToken: token.token, consuming: () => batches.joined() }),
+    MeteringModule.register({ ds, messaging, admin, webhooks, adminToken: token.token, consuming: () => batches.joined() }),
     { logger },
   );
   configureHttp(app, 'metering');
@@ -86,6 +92,16 @@ runMain('metering', async () => {
   // Dead letters are recorded with the batch that refused them and sent from here, after its commit.
   const deadLetters = new DeadLetterRelay(ds, publisher);
   deadLetters.start();
+  // Webhooks: derived from the ledger and the usage log, delivered from here (see README, "Webhooks").
+  const notifier = new Notifier(ds, intFromEnv('WEBHOOK_NOTIFY_INTERVAL_MS', 250));
+  notifier.start();
+  const sender = new WebhookSender(ds, {
+    retryBaseMs: intFromEnv('WEBHOOK_RETRY_BASE_MS', DefaultPolicy.retryBaseMs),
+    retryMaxMs: intFromEnv('WEBHOOK_RETRY_MAX_MS', DefaultPolicy.retryMaxMs),
+    disableAfterMs: intFromEnv('WEBHOOK_DISABLE_AFTER_MS', DefaultPolicy.disableAfterMs),
+    timeoutMs: intFromEnv('WEBHOOK_TIMEOUT_MS', DefaultPolicy.timeoutMs),
+  }, urlRules, intFromEnv('WEBHOOK_SEND_INTERVAL_MS', 250));
+  sender.start();
   const holds = new HoldSweeper(ds, reservations, messaging, {
     groupId: MeteringConsumerGroup,
     topic: Topics.RequestCompleted,
@@ -106,6 +122,8 @@ runMain('metering', async () => {
     await batches.stop();
     await relay.stop();
     await deadLetters.stop();
+    await notifier.stop();
+    await sender.stop();
     await app.close();
     await reservationsThread.stop();
     await messaging.close();

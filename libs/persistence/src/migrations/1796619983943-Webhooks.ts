@@ -44,6 +44,9 @@ export class Webhooks1796619983943 implements MigrationInterface {
         exhausted_fired boolean NOT NULL DEFAULT false,
         exhausted_armed_at timestamptz NOT NULL DEFAULT '-infinity'
       )`);
+    // Existing orgs are read from now on: their history is not notified again.
+    await q.query(`
+      INSERT INTO notifier_positions (org_id, seq, balance, exhausted_armed_at) SELECT org_id, next_seq - 1, balance, now() FROM accounts`);
     await q.query(`
       CREATE TABLE webhook_messages (
         id bigserial PRIMARY KEY,
