@@ -122,7 +122,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       const reservations = new ReservationService(ds, catalog);
       const calls = Array.from({ length: 40 }, () => uuidv7());
       const outcomes = await Promise.all(
-        calls.map((id) => reservations.reserve({ reservationId: id, orgId: org, profile: 'trackyard', method: 'GET', route: '/search', entities: [], occurredAt: Date.now() })),
+        calls.map((id) => reservations.reserve({ reservationId: id, orgId: org, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: Date.now() })),
       );
       expect(outcomes.every((o) => o.granted)).toBe(true);
       // The holds given back take the balance above both thresholds again: a release does not re-arm them.
