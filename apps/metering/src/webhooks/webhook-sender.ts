@@ -47,7 +47,8 @@ export class WebhookSender {
     private readonly policy: DeliveryPolicy,
     private readonly urlRules: UrlRules,
     private readonly intervalMs = 250,
-    private readonly batchSize = 50,
+    /** Queues attempted at once: each holds a pool connection only for its claim and its result statement. */
+    private readonly batchSize = 16,
     private readonly clock: () => number = Date.now,
   ) {}
 
@@ -77,15 +78,35 @@ export class WebhookSender {
     }
   }
 
-  /** Claims the due heads and attempts each once; returns how many were attempted. */
+  /**
+   * Claims the due heads and attempts each; a queue whose head was delivered goes on with its next message at once
+   * (claimed the same way), so a busy queue is not paced by the slowest of the round. Returns the attempts made.
+   */
   async deliverOnce(): Promise<number> {
+    const claimed = await this.claim(this.batchSize);
+    const counts = await Promise.all(claimed.map(async (first) => {
+      let c: Claimed | undefined = first;
+      let n = 0;
+      while (c) {
+        n += 1;
+        const delivered = await this.attempt(c);
+        c = delivered && n < this.batchSize ? (await this.claim(1, { endpointId: c.endpoint_id, orgId: c.org_id }))[0] : undefined;
+      }
+      return n;
+    }));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /** Leases up to `limit` due queue heads (of one queue with `only`). */
+  private claim(limit: number, only?: { endpointId: string; orgId: string }): Promise<Claimed[]> {
     const leaseMs = this.policy.timeoutMs + 10_000;
-    const claimed: Claimed[] = await this.ds.query(
+    return this.ds.query(
       `WITH heads AS (
          SELECT m.id FROM webhook_messages m
            JOIN webhook_endpoints e ON e.id = m.endpoint_id AND e.disabled_at IS NULL
           WHERE m.delivered_at IS NULL AND m.next_attempt_at <= clock_timestamp()
             AND (m.leased_until IS NULL OR m.leased_until < clock_timestamp())
+            AND ($3::text IS NULL OR (m.endpoint_id = $3 AND m.org_id = $4))
             AND NOT EXISTS (SELECT 1 FROM webhook_messages p
                              WHERE p.endpoint_id = m.endpoint_id AND p.org_id = m.org_id AND p.delivered_at IS NULL AND p.id < m.id)
           ORDER BY m.next_attempt_at LIMIT $1
@@ -95,49 +116,41 @@ export class WebhookSender {
            FROM heads WHERE m.id = heads.id
          RETURNING m.id, m.endpoint_id, m.org_id, m.msg_id, m.payload, m.attempts)
        SELECT l.*, e.url, e.secret FROM leased l JOIN webhook_endpoints e ON e.id = l.endpoint_id ORDER BY l.id`,
-      [this.batchSize, leaseMs],
+      [limit, leaseMs, only?.endpointId ?? null, only?.orgId ?? null],
     );
-    if (claimed.length === 0) return 0;
-    await Promise.all(claimed.map((c) => this.attempt(c)));
-    return claimed.length;
   }
 
-  private async attempt(c: Claimed): Promise<void> {
+  /** One attempt, its log row and its outcome; true when delivered. */
+  private async attempt(c: Claimed): Promise<boolean> {
     const started = this.clock();
     const result = await this.post(c);
     const ok = result.status !== null && result.status >= 200 && result.status < 300;
     webhookAttempts.inc({ outcome: ok ? 'delivered' : 'failed' });
     const retryAt = new Date(this.clock() + retryDelayMs(c.attempts, this.policy));
-    await this.ds.transaction(async (m) => {
-      const [mine] = (await m.query(
-        `SELECT 1 FROM webhook_messages WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL FOR UPDATE`,
-        [c.id, c.attempts],
-      )) as unknown[];
-      await m.query(
-        `INSERT INTO webhook_attempts (message_id, endpoint_id, attempted_at, status, latency_ms, response_head, error) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [c.id, c.endpoint_id, new Date(started), result.status, result.latencyMs, result.head, result.error],
-      );
-      // Another instance took the message over (our lease ran out): its attempt decides.
-      if (!mine) return;
-      if (ok) {
-        await m.query(`UPDATE webhook_messages SET delivered_at = clock_timestamp(), leased_until = NULL WHERE id = $1`, [c.id]);
-        await m.query(`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL`, [c.endpoint_id]);
-        return;
-      }
-      await m.query(
-        `UPDATE webhook_messages SET next_attempt_at = $2, leased_until = NULL, first_failed_at = COALESCE(first_failed_at, clock_timestamp()) WHERE id = $1`,
-        [c.id, retryAt],
-      );
-      const disabled: unknown[] = await m.query(
-        // A plain SELECT-shaped statement: TypeORM returns [rows, count] for an UPDATE ... RETURNING.
-        `WITH d AS (UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2),
-                disabled_at = CASE WHEN COALESCE(failing_since, $2) <= clock_timestamp() - make_interval(secs => $3::float8 / 1000) THEN clock_timestamp() END
-          WHERE id = $1 AND disabled_at IS NULL RETURNING disabled_at) SELECT disabled_at FROM d`,
-        [c.endpoint_id, new Date(started), this.policy.disableAfterMs],
-      );
-      const at = (disabled[0] as { disabled_at: Date | null } | undefined)?.disabled_at;
-      if (at) this.log.warn({ msg: 'webhook endpoint disabled after failing too long', endpoint: c.endpoint_id });
-    });
+    // One statement (one round trip, no transaction held open): log the attempt; if the lease is still ours
+    // (`attempts` unchanged: else another instance took the message over and its attempt decides), record the
+    // outcome on the message and the endpoint, disabling it once it has failed for long enough.
+    const [row] = (await this.ds.query(
+      `WITH mine AS (SELECT id FROM webhook_messages WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL FOR UPDATE),
+            logged AS (INSERT INTO webhook_attempts (message_id, endpoint_id, attempted_at, status, latency_ms, response_head, error)
+                       VALUES ($1, $3, $4, $5, $6, $7, $8) RETURNING id),
+            msg AS (UPDATE webhook_messages m
+                       SET leased_until = NULL,
+                           delivered_at = CASE WHEN $9 THEN clock_timestamp() END,
+                           next_attempt_at = CASE WHEN $9 THEN m.next_attempt_at ELSE $10 END,
+                           first_failed_at = CASE WHEN $9 THEN m.first_failed_at ELSE COALESCE(m.first_failed_at, clock_timestamp()) END
+                      FROM mine WHERE m.id = mine.id RETURNING m.id),
+            ep AS (UPDATE webhook_endpoints e
+                      SET failing_since = CASE WHEN $9 THEN NULL ELSE COALESCE(e.failing_since, $4) END,
+                          disabled_at = CASE WHEN NOT $9 AND COALESCE(e.failing_since, $4) <= clock_timestamp() - make_interval(secs => $11::float8 / 1000)
+                                             THEN clock_timestamp() END
+                    WHERE e.id = $3 AND e.disabled_at IS NULL AND (NOT $9 OR e.failing_since IS NOT NULL) AND EXISTS (SELECT 1 FROM msg)
+                    RETURNING e.disabled_at)
+       SELECT (SELECT count(*) FROM msg)::int AS mine, (SELECT disabled_at FROM ep) AS disabled_at, (SELECT count(*) FROM logged)::int AS logged`,
+      [c.id, c.attempts, c.endpoint_id, new Date(started), result.status, result.latencyMs, result.head, result.error, ok, retryAt, this.policy.disableAfterMs],
+    )) as Array<{ mine: number; disabled_at: Date | null }>;
+    if (row?.disabled_at) this.log.warn({ msg: 'webhook endpoint disabled after failing too long', endpoint: c.endpoint_id });
+    return ok && row?.mine === 1;
   }
 
   /** One signed POST: no redirect followed, the body read up to a cap, the whole attempt bounded by the timeout. */

@@ -203,13 +203,16 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
         `SELECT count(*)::int AS n,
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delivered_at - source_at) * 1000) AS p50,
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM delivered_at - source_at) * 1000) AS p99,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM created_at - source_at) * 1000) AS queued_p50,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delivered_at - created_at) * 1000) AS sent_p50,
                 extract(epoch FROM max(delivered_at) - min(source_at)) AS span
            FROM webhook_messages WHERE endpoint_id = $1`,
         [created.id],
-      )) as Array<{ n: number; p50: number; p99: number; span: number }>;
+      )) as Array<{ n: number; p50: number; p99: number; queued_p50: number; sent_p50: number; span: number }>;
       // eslint-disable-next-line no-console
       console.log(`webhook load: ${stats!.n} messages over ${orgs.length} orgs in ${(Date.now() - started) / 1000} s; ` +
-        `${Math.round(stats!.n / stats!.span)} msg/s; ledger entry -> webhook p50 ${Math.round(stats!.p50)} ms, p99 ${Math.round(stats!.p99)} ms`);
+        `${Math.round(stats!.n / stats!.span)} msg/s; ledger entry -> webhook p50 ${Math.round(stats!.p50)} ms, p99 ${Math.round(stats!.p99)} ms ` +
+        `(entry -> queued p50 ${Math.round(stats!.queued_p50)} ms, queued -> delivered p50 ${Math.round(stats!.sent_p50)} ms)`);
       expect(receiver.badSignatures).toEqual([]);
       // In order per org.
       for (const org of orgs) {
