@@ -1,6 +1,7 @@
 import { DataSource } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { connectDatabase } from '@tollgate/persistence';
+import { webhookEndpointsDisabled } from '@tollgate/platform';
 import { AdminService } from '../admin/admin.service';
 import { insertUsage } from '../ledger/ledger-store';
 import { ProfileCatalog } from '../profile-catalog';
@@ -8,7 +9,7 @@ import { ReservationService } from '../reservations/reservation.service';
 import { Notifier } from './notifier';
 import { WebhookSender } from './webhook-sender';
 import { WebhooksService } from './webhooks.service';
-import { WebhookReceiver as Receiver } from '../../../../test/support/webhook-receiver';
+import { WebhookReceiver } from '../../../../test/support/webhook-receiver';
 
 describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks signatures)', () => {
   let ds: DataSource;
@@ -53,7 +54,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
 
   it('concurrent paid calls crossing two thresholds give exactly one credits.low each, signed, in ledger order, with distinct ids, even with two senders racing', async () => {
     let secret = '';
-    const receiver = new Receiver(() => secret);
+    const receiver = new WebhookReceiver(() => secret);
     await receiver.start();
     try {
       const org = `${run}-a`;
@@ -98,7 +99,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
 
   it('a receiver answering 500, then too slow, then well: every message arrives after, in order, with the same webhook-id on every attempt, each attempt logged', async () => {
     let secret = '';
-    const receiver = new Receiver(() => secret);
+    const receiver = new WebhookReceiver(() => secret);
     await receiver.start();
     try {
       const org = `${run}-b`;
@@ -137,9 +138,48 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
     }
   });
 
+  it('an endpoint failing for longer than allowed is disabled: its messages wait, nothing new is queued for it, and a re-send enables it again', async () => {
+    let secret = '';
+    const receiver = new WebhookReceiver(() => secret);
+    await receiver.start();
+    try {
+      const org = `${run}-d`;
+      await admin.createOrg({ id: org, name: org, plan: 'free' });
+      const created = await hooks.create({ url: receiver.url, events: ['credits.granted'], org_id: org });
+      secret = created.secret;
+      receiver.answer = () => ({ status: 503 });
+      const sender = new WebhookSender(ds, { ...policy, disableAfterMs: 300 }, dev);
+      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      const until = Date.now() + 20_000;
+      while (!(await hooks.list(org)).webhooks.find((w) => w.id === created.id)!.disabled_at) {
+        if (Date.now() > until) throw new Error('never disabled');
+        await sender.deliverOnce();
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      await sender.sample();
+      expect(Number((await webhookEndpointsDisabled.get()).values[0]!.value)).toBeGreaterThanOrEqual(1);
+      const attempts = receiver.hits.length;
+      await admin.grantCredits(org, { amount: 3, reason: 'while disabled', idempotency_key: `${org}-1` });
+      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      expect(await sender.deliverOnce()).toBe(0);
+      expect(receiver.hits).toHaveLength(attempts);
+      expect((await hooks.deliveries(created.id)).pending).toBe(1);
+
+      receiver.answer = () => ({ status: 200 });
+      expect(await hooks.resend(created.id, { since: new Date(Date.now() - 60_000).toISOString() })).toMatchObject({ reenabled: true, resent: 1 });
+      await drain(created.id, [sender]);
+      // The message that waited, then its re-sent copy (same webhook-id); the grant made while disabled was never queued.
+      expect(receiver.accepted().map((h) => h.body.data.amount)).toEqual([50]);
+      expect(receiver.hits.filter((h) => h.answered === 200).map((h) => h.id)).toEqual([receiver.hits[0]!.id, receiver.hits[0]!.id]);
+      expect(receiver.badSignatures).toEqual([]);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
   it('credits.exhausted: once for the first refusal for want of credits, again only after credits are granted', async () => {
     let secret = '';
-    const receiver = new Receiver(() => secret);
+    const receiver = new WebhookReceiver(() => secret);
     await receiver.start();
     try {
       const org = `${run}-c`;
@@ -171,7 +211,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
 
   it('throughput and lag from ledger entry to webhook, with the notifier and sender running (logged for the report)', async () => {
     let current = '';
-    const receiver = new Receiver(() => current);
+    const receiver = new WebhookReceiver(() => current);
     await receiver.start();
     try {
       const orgs = Array.from({ length: 10 }, (_, i) => `${run}-l${i}`);
