@@ -92,10 +92,12 @@ runMain('metering', async () => {
   // Dead letters are recorded with the batch that refused them and sent from here, after its commit.
   const deadLetters = new DeadLetterRelay(ds, publisher);
   deadLetters.start();
-  // Webhooks: derived from the ledger and the usage log, delivered from here (see README, "Webhooks").
-  const notifier = new Notifier(ds, intFromEnv('WEBHOOK_NOTIFY_INTERVAL_MS', 250));
+  // Webhooks: derived from the ledger and the usage log, delivered from here (see README, "Webhooks"). A pool of
+  // their own: a backlog of deliveries never waits for, nor keeps, the connections the consumer meters with.
+  const hooksDs = await connectDatabase({ migrate: false, poolSize: intFromEnv('WEBHOOK_DB_POOL', 4) });
+  const notifier = new Notifier(hooksDs, intFromEnv('WEBHOOK_NOTIFY_INTERVAL_MS', 250));
   notifier.start();
-  const sender = new WebhookSender(ds, {
+  const sender = new WebhookSender(hooksDs, {
     retryBaseMs: intFromEnv('WEBHOOK_RETRY_BASE_MS', DefaultPolicy.retryBaseMs),
     retryMaxMs: intFromEnv('WEBHOOK_RETRY_MAX_MS', DefaultPolicy.retryMaxMs),
     disableAfterMs: intFromEnv('WEBHOOK_DISABLE_AFTER_MS', DefaultPolicy.disableAfterMs),
@@ -124,6 +126,7 @@ runMain('metering', async () => {
     await deadLetters.stop();
     await notifier.stop();
     await sender.stop();
+    await hooksDs.destroy();
     await app.close();
     await reservationsThread.stop();
     await messaging.close();
