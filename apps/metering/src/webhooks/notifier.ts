@@ -61,8 +61,9 @@ export class Notifier {
       if (!lock?.ok) return 0;
       const due: Array<{ org_id: string }> = await m.query(
         `SELECT org_id FROM (
+           -- Unread entries, or an org not seen yet (one with no entries still needs a position for its refusals).
            SELECT a.org_id FROM accounts a LEFT JOIN notifier_positions p USING (org_id)
-            WHERE a.next_seq - 1 > COALESCE(p.seq, 0)
+            WHERE p.org_id IS NULL OR a.next_seq - 1 > p.seq
            UNION
            SELECT p.org_id FROM notifier_positions p
             WHERE NOT p.exhausted_fired AND EXISTS (SELECT 1 FROM usage_records u
