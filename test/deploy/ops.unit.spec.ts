@@ -32,11 +32,12 @@ describe('ops: alert rules and Grafana dashboard', () => {
   type Rule = { alert: string; expr: string; for?: string; labels: Record<string, string>; annotations: Record<string, string> };
   const rules = (parse(readFileSync(join(ops, 'alerts.yml'), 'utf8')) as { groups: Array<{ name: string; rules: Rule[] }> }).groups.flatMap((g) => g.rules);
 
-  it('has alerts for lag, a stalled consumer, offsets the log no longer holds, dead letters (metering and gateway), holds, slow appends, 503s, 5xx and down apps', () => {
+  it('has alerts for lag, a stalled consumer, offsets the log no longer holds, dead letters (metering and gateway), holds, slow appends, 503s, 5xx, down apps and delayed or disabled webhooks', () => {
     expect(rules.map((r) => r.alert).sort()).toEqual([
       'TollgateAppDown', 'TollgateConsumerLagHigh', 'TollgateConsumerNotProgressing', 'TollgateConsumerOffsetsReset', 'TollgateConsumerStalled',
       'TollgateDeadLetters', 'TollgateDependencyUnavailable',
       'TollgateGatewayDeadLetters', 'TollgateGatewayErrors', 'TollgateHoldsKeptPastTimeout', 'TollgateLedgerAppendSlow',
+      'TollgateWebhookBacklog', 'TollgateWebhookEndpointsDisabled', 'TollgateWebhooksDelayed',
     ]);
   });
 

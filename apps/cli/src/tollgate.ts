@@ -36,6 +36,17 @@ Usage: tollgate <command> [arguments] [--json]
   history <org> [--after SEQ] [--limit N]      the org's operator commands, oldest first: who did what, when
   usage <org> [--limit N] [--offset N]
   system                                       events/s, consumer lag, dead letters, holds, decisions
+  alerts set <org> [--credits-below N,N...] [--allowance-used-percent P,P...]
+                                               notification thresholds (the lists given replace the org's)
+  alerts show <org>
+  webhooks list [--org ORG]                    endpoints (the org's and the global ones with --org)
+  webhooks create <url> --events TYPE,TYPE... [--org ORG]
+                                               an endpoint (without --org: every org's); its secret is shown once
+                                               TYPE: credits.low, credits.exhausted, credits.granted, credits.expired, allowance.reset
+  webhooks delete <id>
+  webhooks deliveries <id> [--limit N]         delivery attempts, newest first
+  webhooks resend <id> (--msg MSG_ID | --since TIME)
+                                               queue one message, or all since TIME, again (re-enables a disabled endpoint)
 
 Environment: TOLLGATE_ADMIN_URL (default http://127.0.0.1:8081), TOLLGATE_ADMIN_TOKEN.
 --json prints the API's JSON (one object per line with ledger --follow) instead of tables.
@@ -158,6 +169,12 @@ const options = {
   'expires-at': { type: 'string' },
   'idempotency-key': { type: 'string' },
   actor: { type: 'string' },
+  events: { type: 'string' },
+  org: { type: 'string' },
+  'credits-below': { type: 'string' },
+  'allowance-used-percent': { type: 'string' },
+  msg: { type: 'string' },
+  since: { type: 'string' },
 } as const;
 
 type Flags = { [K in keyof typeof options]?: (typeof options)[K]['type'] extends 'boolean' ? boolean : string };
@@ -166,6 +183,13 @@ function int(name: string, value: string | undefined, min: number, max = Number.
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new CliError(ExitCode.usage, `--${name} must be a whole number from ${min} to ${max} (got "${value}")`);
   return Number(value);
+}
+
+/** A comma-separated list of whole numbers (`--credits-below 100,50`); '' is the empty list. */
+function ints(name: string, value: string | undefined, min: number, max: number): number[] | undefined {
+  if (value === undefined) return undefined;
+  if (value.trim() === '') return [];
+  return value.split(',').map((v) => int(name, v.trim(), min, max)!);
 }
 
 function need(args: string[], i: number, what: string): string {
@@ -362,6 +386,63 @@ export async function run(argv: string[], io: Io): Promise<number> {
       case 'system': {
         const s = await client.call('GET', '/admin/system');
         print(s, () => fields(s, ['at', 'events_per_second', 'events_metered', 'consumer_lag', 'dead_letters', 'reservations_held', 'decisions_last_hour', 'orgs']));
+        return ExitCode.ok;
+      }
+      case 'alerts set': {
+        const org = need(args, 2, 'the org id (tollgate alerts set <org> --credits-below N,N)');
+        const creditsBelow = ints('credits-below', flags['credits-below'], 1, 1_000_000_000_000);
+        const percent = ints('allowance-used-percent', flags['allowance-used-percent'], 1, 100);
+        if (creditsBelow === undefined && percent === undefined) throw new CliError(ExitCode.usage, 'give --credits-below N,N and/or --allowance-used-percent P,P');
+        const current = await client.call<Json>('GET', `/admin/orgs/${seg(org)}/alerts`);
+        const set = await client.call('PUT', `/admin/orgs/${seg(org)}/alerts`, {
+          credits_below: creditsBelow ?? current.credits_below,
+          allowance_used_percent: percent ?? current.allowance_used_percent,
+        });
+        print(set, () => `alerts of ${org}\n${fields(set, ['credits_below', 'allowance_used_percent'])}`);
+        return ExitCode.ok;
+      }
+      case 'alerts show': {
+        const org = need(args, 2, 'the org id');
+        const got = await client.call('GET', `/admin/orgs/${seg(org)}/alerts`);
+        print(got, () => `alerts of ${org}\n${fields(got, ['credits_below', 'allowance_used_percent'])}`);
+        return ExitCode.ok;
+      }
+      case 'webhooks list': {
+        const page = await client.call<{ webhooks: Json[] }>('GET', `/admin/webhooks${query({ org_id: flags.org })}`);
+        print(page, () => table(page.webhooks.map((w) => ({ ...w, org_id: w.org_id ?? '(all)', events: (w.events as string[]).join(',') })), ['id', 'org_id', 'url', 'events', 'failing_since', 'disabled_at']));
+        return ExitCode.ok;
+      }
+      case 'webhooks create': {
+        const url = need(args, 2, 'the URL (tollgate webhooks create <url> --events TYPE,...)');
+        if (!flags.events) throw new CliError(ExitCode.usage, 'missing --events TYPE,TYPE (e.g. --events credits.low,credits.exhausted)');
+        const events = flags.events.split(',').map((e) => e.trim()).filter((e) => e !== '');
+        const created = await client.call('POST', '/admin/webhooks', { url, events, ...(flags.org ? { org_id: flags.org } : {}) });
+        print(created, () => `${fields({ ...created, org_id: created.org_id ?? '(all)' }, ['id', 'url', 'events', 'org_id', 'secret'])}\nThe secret is shown only this once: store it now (receivers verify signatures with it).\n`);
+        return ExitCode.ok;
+      }
+      case 'webhooks delete': {
+        const id = need(args, 2, 'the webhook id');
+        await client.call('DELETE', `/admin/webhooks/${seg(id)}`);
+        print({ id, deleted: true }, () => `deleted webhook ${id} (its undelivered messages with it)\n`);
+        return ExitCode.ok;
+      }
+      case 'webhooks deliveries': {
+        const id = need(args, 2, 'the webhook id');
+        const page = await client.call<{ deliveries: Json[]; pending: number }>('GET', `/admin/webhooks/${seg(id)}/deliveries${query({ limit: int('limit', flags.limit, 1, 500) })}`);
+        print(page, () => table(page.deliveries, ['attempted_at', 'msg_id', 'org_id', 'event_type', 'status', 'latency_ms', 'error']) + `${page.pending} undelivered\n`);
+        return ExitCode.ok;
+      }
+      case 'webhooks resend': {
+        const id = need(args, 2, 'the webhook id (tollgate webhooks resend <id> --msg MSG_ID | --since TIME)');
+        if ((flags.msg === undefined) === (flags.since === undefined)) throw new CliError(ExitCode.usage, 'give exactly one of --msg MSG_ID or --since TIME');
+        let since: string | undefined;
+        if (flags.since !== undefined) {
+          const t = Date.parse(flags.since);
+          if (Number.isNaN(t)) throw new CliError(ExitCode.usage, `--since must be a time such as 2027-01-01T00:00:00Z (got "${flags.since}")`);
+          since = new Date(t).toISOString();
+        }
+        const done = await client.call('POST', `/admin/webhooks/${seg(id)}/resend`, flags.msg !== undefined ? { msg_id: flags.msg } : { since });
+        print(done, () => `queued ${cell(done.resent)} message(s) again for ${id}${done.reenabled ? ' (the endpoint is enabled again)' : ''}\n`);
         return ExitCode.ok;
       }
       default:

@@ -27,6 +27,10 @@ import { ProfileCatalog } from './profile-catalog';
 import { HoldSweeper } from './reservations/hold-sweeper';
 import { ReservationService } from './reservations/reservation.service';
 import { startReservationsThread } from './reservations/reservations-thread';
+import { DefaultPolicy, urlRulesFromEnv } from './webhooks/delivery-policy';
+import { Notifier } from './webhooks/notifier';
+import { WebhookSender } from './webhooks/webhook-sender';
+import { WebhooksService } from './webhooks/webhooks.service';
 
 runMain('metering', async () => {
   const logger = createLogger('metering');
@@ -51,6 +55,8 @@ runMain('metering', async () => {
   const reservations = new ReservationService(ds, catalog);
   const admin = new AdminService(ds, catalog);
   const consumer = new RequestCompletedConsumer(ds, catalog);
+  const urlRules = urlRulesFromEnv();
+  const webhooks = new WebhooksService(ds, urlRules);
   const batches = messaging.batchConsumer({
     groupId: MeteringConsumerGroup,
     topic: Topics.RequestCompleted,
@@ -79,7 +85,7 @@ runMain('metering', async () => {
     },
   );
   const app = await NestFactory.create(
-    MeteringModule.register({ ds, messaging, admin, adminToken: token.token, consuming: () => batches.joined() && stall.progressing() }),
+    MeteringModule.register({ ds, messaging, admin, webhooks, adminToken: token.token, consuming: () => batches.joined() && stall.progressing() }),
     { logger },
   );
   configureHttp(app, 'metering');
@@ -96,6 +102,18 @@ runMain('metering', async () => {
   // Dead letters are recorded with the batch that refused them and sent from here, after its commit.
   const deadLetters = new DeadLetterRelay(ds, publisher);
   deadLetters.start();
+  // Webhooks: derived from the ledger and the usage log, delivered from here (see README, "Webhooks"). A pool of
+  // their own: a backlog of deliveries never waits for, nor keeps, the connections the consumer meters with.
+  const hooksDs = await connectDatabase({ migrate: false, poolSize: intFromEnv('WEBHOOK_DB_POOL', 4) });
+  const notifier = new Notifier(hooksDs, intFromEnv('WEBHOOK_NOTIFY_INTERVAL_MS', 250));
+  notifier.start();
+  const sender = new WebhookSender(hooksDs, {
+    retryBaseMs: intFromEnv('WEBHOOK_RETRY_BASE_MS', DefaultPolicy.retryBaseMs),
+    retryMaxMs: intFromEnv('WEBHOOK_RETRY_MAX_MS', DefaultPolicy.retryMaxMs),
+    disableAfterMs: intFromEnv('WEBHOOK_DISABLE_AFTER_MS', DefaultPolicy.disableAfterMs),
+    timeoutMs: intFromEnv('WEBHOOK_TIMEOUT_MS', DefaultPolicy.timeoutMs),
+  }, urlRules, intFromEnv('WEBHOOK_SEND_INTERVAL_MS', 250));
+  sender.start();
   const holds = new HoldSweeper(ds, reservations, messaging, {
     groupId: MeteringConsumerGroup,
     topic: Topics.RequestCompleted,
@@ -119,6 +137,9 @@ runMain('metering', async () => {
     await batches.stop();
     await relay.stop();
     await deadLetters.stop();
+    await notifier.stop();
+    await sender.stop();
+    await hooksDs.destroy();
     await app.close();
     await reservationsThread.stop();
     await messaging.close();

@@ -8,11 +8,14 @@ import { AdminService } from './admin/admin.service';
 import { AdminViews } from './admin/admin-views';
 import { AdminViewsController } from './admin/admin-views.controller';
 import { ConsoleController } from './console/console.controller';
+import { WebhooksController } from './webhooks/webhooks.controller';
+import { WebhooksService } from './webhooks/webhooks.service';
 
 export interface MeteringDeps {
   ds: DataSource;
   messaging: Messaging;
   admin: AdminService;
+  webhooks: WebhooksService;
   adminToken: string;
   /** The ledger consumer is in its group and making progress (ConsumerStallWatch): a metering that is not consuming is not ready. */
   consuming: () => boolean;
@@ -24,9 +27,10 @@ export class MeteringModule {
   static register(deps: MeteringDeps): DynamicModule {
     return {
       module: MeteringModule,
-      controllers: [AdminController, AdminViewsController, ConsoleController, HealthController],
+      controllers: [AdminController, AdminViewsController, WebhooksController, ConsoleController, HealthController],
       providers: [
         { provide: AdminService, useValue: deps.admin },
+        { provide: WebhooksService, useValue: deps.webhooks },
         { provide: AdminViews, useFactory: () => { const v = new AdminViews(deps.ds); v.startSampling(); return v; } },
         { provide: AdminToken, useValue: deps.adminToken },
         AdminTokenGuard,

@@ -106,3 +106,28 @@ export const gatewayDeadLetters = new Counter({
   labelNames: ['reason'] as const,
   registers: [registry],
 });
+
+export const webhookBacklog = new Gauge({
+  name: 'tollgate_webhook_backlog_messages',
+  help: 'Webhook messages not yet delivered (all endpoints, disabled ones included)',
+  registers: [registry],
+});
+
+export const webhookOldestUndelivered = new Gauge({
+  name: 'tollgate_webhook_oldest_undelivered_seconds',
+  help: 'Age of the oldest webhook message not yet delivered to an enabled endpoint (0 when none)',
+  registers: [registry],
+});
+
+export const webhookEndpointsDisabled = new Gauge({
+  name: 'tollgate_webhook_endpoints_disabled',
+  help: 'Webhook endpoints disabled after failing for too long',
+  registers: [registry],
+});
+
+export const webhookAttempts = new Counter({
+  name: 'tollgate_webhook_attempts_total',
+  help: 'Webhook delivery attempts, by outcome (delivered, failed)',
+  labelNames: ['outcome'],
+  registers: [registry],
+});

@@ -11,7 +11,10 @@ import { fieldError } from '@tollgate/platform';
  * carries `cause = admin:<command id>`.
  */
 
-export const CommandNames = ['create-org', 'change-plan', 'set-limits', 'create-key', 'revoke-key', 'grant-credits'] as const;
+export const CommandNames = [
+  'create-org', 'change-plan', 'set-limits', 'create-key', 'revoke-key', 'grant-credits',
+  'set-alerts', 'create-webhook', 'delete-webhook', 'resend-webhook',
+] as const;
 export type CommandName = (typeof CommandNames)[number];
 
 /** The actor when a request names none: whoever holds the admin token. */

@@ -9,7 +9,7 @@ import { AfterPageQueryDto } from './paging.dto';
 import { CommandIdInterceptor } from './command-id.interceptor';
 
 /** Who issued the command: `X-Tollgate-Actor` (validated; 400 naming it), else the admin token's holder. Read after the guard. */
-const Actor = createParamDecorator((_: unknown, ctx: ExecutionContext) =>
+export const Actor = createParamDecorator((_: unknown, ctx: ExecutionContext) =>
   parseActor(ctx.switchToHttp().getRequest<{ headers: Record<string, string | string[] | undefined> }>().headers[ActorHeader]),
 );
 

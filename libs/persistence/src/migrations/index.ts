@@ -5,6 +5,7 @@ import { AdminCommandRecord1796192278455 } from './1796192278455-AdminCommandRec
 import { OrgLeadingKeys1796192335631 } from './1796192335631-OrgLeadingKeys';
 import { UsageChargedEntities1796194700000 } from './1796194700000-UsageChargedEntities';
 import { OptimisticWriteGuard1796215499771 } from './1796215499771-OptimisticWriteGuard';
+import { Webhooks1796619983943 } from './1796619983943-Webhooks';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
 export const migrations = [
@@ -15,4 +16,5 @@ export const migrations = [
   OrgLeadingKeys1796192335631,
   UsageChargedEntities1796194700000,
   OptimisticWriteGuard1796215499771,
+  Webhooks1796619983943,
 ];

@@ -1,0 +1,197 @@
+import { Logger } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+import { deriveFromEntries, deriveFromRefusal, initialState, LedgerEntryView, messageBody, Notification, NotifierState } from './notifications';
+
+/** The advisory lock of the notifier and of anything else that adds webhook messages (a re-send). */
+export const MessageQueueLock = 727277;
+
+/**
+ * Derives notifications from what metering recorded and queues them, one webhook_messages row per matching
+ * endpoint. A relay, not part of the metering transaction: it reads each org's ledger entries in `seq` order from
+ * its own stored position (notifier_positions), so the hot write path (group-committed batches) carries no extra
+ * work, a replay of the ledger re-derives the same messages, and the crossing of a threshold is decided on the
+ * org's serialised entries: concurrent paid calls are entries N, N+1, … of one org, so exactly one of them takes
+ * the balance below a threshold, whichever instance or transaction wrote it.
+ *
+ * One notifier at a time (a transaction-scoped advisory lock, also taken by a re-send), so message ids (bigserial)
+ * are handed out in order per (endpoint, org), and a round's messages and its positions commit together: a crash
+ * either leaves both or neither.
+ */
+export class Notifier {
+  private readonly log = new Logger('webhook-notifier');
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly intervalMs = 250,
+    private readonly batchOrgs = 200,
+    private readonly entriesPerOrg = 2000,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    while (this.running) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while ((await this.notifyOnce()) === this.batchOrgs) {
+        /* drain a backlog without waiting */
+      }
+    } catch (e) {
+      this.log.error({ msg: 'notification derivation failed; will retry', error: (e as Error).message });
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** One round: the orgs with unread entries or an unread refusal; returns how many orgs were read. */
+  async notifyOnce(): Promise<number> {
+    return this.ds.transaction(async (m) => {
+      const [lock] = (await m.query(`SELECT pg_try_advisory_xact_lock($1) AS ok`, [MessageQueueLock])) as Array<{ ok: boolean }>;
+      if (!lock?.ok) return 0;
+      const due: Array<{ org_id: string }> = await m.query(
+        `SELECT org_id FROM (
+           -- Unread entries, or an org not seen yet (one with no entries still needs a position for its refusals).
+           SELECT a.org_id FROM accounts a LEFT JOIN notifier_positions p USING (org_id)
+            WHERE p.org_id IS NULL OR a.next_seq - 1 > p.seq
+           UNION
+           SELECT p.org_id FROM notifier_positions p
+            WHERE NOT p.exhausted_fired AND EXISTS (SELECT 1 FROM usage_records u
+                    WHERE u.org_id = p.org_id AND u.decision = 'insufficient_credits' AND u.occurred_at > p.exhausted_armed_at)
+         ) d ORDER BY org_id LIMIT $1`,
+        [this.batchOrgs],
+      );
+      if (due.length === 0) return 0;
+      const orgIds = due.map((d) => d.org_id);
+      const states = await readStates(m, orgIds);
+      const thresholds = await readThresholds(m, orgIds);
+      const entries = await this.readEntries(m, orgIds, states);
+      const derived = new Map<string, Notification[]>();
+      for (const org of orgIds) {
+        const r = deriveFromEntries(org, states.get(org)!, entries.get(org) ?? [], thresholds.get(org) ?? []);
+        states.set(org, r.state);
+        derived.set(org, r.notifications);
+      }
+      const refusals = await readRefusals(m, orgIds.filter((o) => !states.get(o)!.exhaustedFired), states);
+      for (const [org, refusal] of refusals) {
+        const r = deriveFromRefusal(org, states.get(org)!, refusal);
+        states.set(org, r.state);
+        derived.get(org)!.push(...r.notifications);
+      }
+      await enqueue(m, orgIds, derived);
+      await saveStates(m, states);
+      return orgIds.length;
+    });
+  }
+
+  private async readEntries(m: EntityManager, orgIds: string[], states: Map<string, NotifierState>): Promise<Map<string, LedgerEntryView[]>> {
+    const rows: Array<{ org_id: string; seq: string; type: string; amount: string; balance_after: string; occurred_ms: string; recorded_ms: string; bucket_id: string | null; cause: string }> =
+      await m.query(
+        `SELECT p.org_id, e.seq, e.type, e.amount, e.balance_after, e.cause, e.bucket_id,
+                (extract(epoch FROM e.occurred_at) * 1000)::int8 AS occurred_ms, (extract(epoch FROM e.recorded_at) * 1000)::int8 AS recorded_ms
+           FROM unnest($1::text[], $2::bigint[]) AS p(org_id, seq)
+          CROSS JOIN LATERAL (SELECT * FROM ledger_entries e WHERE e.org_id = p.org_id AND e.seq > p.seq ORDER BY e.seq LIMIT $3) e
+          ORDER BY p.org_id, e.seq`,
+        [orgIds, orgIds.map((o) => states.get(o)!.seq), this.entriesPerOrg],
+      );
+    const out = new Map<string, LedgerEntryView[]>();
+    for (const r of rows) {
+      const list = out.get(r.org_id) ?? [];
+      list.push({
+        seq: Number(r.seq), type: r.type, amount: Number(r.amount), balanceAfter: Number(r.balance_after),
+        occurredAt: Number(r.occurred_ms), recordedAt: Number(r.recorded_ms), bucketId: r.bucket_id, cause: r.cause,
+      });
+      out.set(r.org_id, list);
+    }
+    return out;
+  }
+}
+
+async function readStates(m: EntityManager, orgIds: string[]): Promise<Map<string, NotifierState>> {
+  const rows: Array<{ org_id: string; seq: string; balance: string; fired_below: string[]; exhausted_fired: boolean; armed_ms: number }> = await m.query(
+    `SELECT org_id, seq, balance, fired_below, exhausted_fired, extract(epoch FROM exhausted_armed_at) * 1000 AS armed_ms
+       FROM notifier_positions WHERE org_id = ANY($1::text[])`,
+    [orgIds],
+  );
+  const out = new Map(orgIds.map((o) => [o, initialState()]));
+  for (const r of rows) {
+    out.set(r.org_id, {
+      seq: Number(r.seq), balance: Number(r.balance), firedBelow: r.fired_below.map(Number),
+      exhaustedFired: r.exhausted_fired, exhaustedArmedAt: Number(r.armed_ms),
+    });
+  }
+  return out;
+}
+
+async function readThresholds(m: EntityManager, orgIds: string[]): Promise<Map<string, number[]>> {
+  const rows: Array<{ org_id: string; credits_below: string[] }> = await m.query(
+    `SELECT org_id, credits_below FROM alert_thresholds WHERE org_id = ANY($1::text[])`,
+    [orgIds],
+  );
+  return new Map(rows.map((r) => [r.org_id, r.credits_below.map(Number)]));
+}
+
+async function readRefusals(m: EntityManager, orgIds: string[], states: Map<string, NotifierState>): Promise<Map<string, { eventId: string; occurredAt: number }>> {
+  if (orgIds.length === 0) return new Map();
+  const rows: Array<{ org_id: string; event_id: string; occurred_ms: string }> = await m.query(
+    `SELECT p.org_id, u.event_id, (extract(epoch FROM u.occurred_at) * 1000)::int8 AS occurred_ms
+       FROM unnest($1::text[], $2::float8[]) AS p(org_id, armed_ms)
+      CROSS JOIN LATERAL (SELECT event_id, occurred_at FROM usage_records u
+                           WHERE u.org_id = p.org_id AND u.decision = 'insufficient_credits' AND u.occurred_at > to_timestamp(p.armed_ms / 1000)
+                           ORDER BY u.occurred_at LIMIT 1) u`,
+    [orgIds, orgIds.map((o) => states.get(o)!.exhaustedArmedAt)],
+  );
+  return new Map(rows.map((r) => [r.org_id, { eventId: r.event_id, occurredAt: Number(r.occurred_ms) }]));
+}
+
+/** One message per notification per enabled endpoint of the org (or global) that takes its type, in order. */
+async function enqueue(m: EntityManager, orgIds: string[], derived: Map<string, Notification[]>): Promise<void> {
+  if (![...derived.values()].some((n) => n.length > 0)) return;
+  const endpoints: Array<{ id: string; org_id: string | null; events: string[] }> = await m.query(
+    `SELECT id, org_id, events FROM webhook_endpoints WHERE disabled_at IS NULL AND (org_id IS NULL OR org_id = ANY($1::text[])) ORDER BY id`,
+    [orgIds],
+  );
+  const rows: Array<{ endpoint: string; org: string; n: Notification }> = [];
+  for (const org of orgIds) {
+    for (const n of derived.get(org) ?? []) {
+      for (const e of endpoints) if ((e.org_id === null || e.org_id === org) && e.events.includes(n.type)) rows.push({ endpoint: e.id, org, n });
+    }
+  }
+  if (rows.length === 0) return;
+  await m.query(
+    `INSERT INTO webhook_messages (endpoint_id, org_id, msg_id, event_type, payload, source_at)
+     SELECT endpoint_id, org_id, msg_id, event_type, payload, to_timestamp(source_ms / 1000.0)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[]) WITH ORDINALITY
+         AS u(endpoint_id, org_id, msg_id, event_type, payload, source_ms, ord)
+      ORDER BY ord`,
+    [
+      rows.map((r) => r.endpoint), rows.map((r) => r.org), rows.map((r) => r.n.msgId), rows.map((r) => r.n.type),
+      rows.map((r) => messageBody(r.n)), rows.map((r) => r.n.sourceAt),
+    ],
+  );
+}
+
+async function saveStates(m: EntityManager, states: Map<string, NotifierState>): Promise<void> {
+  const list = [...states.entries()];
+  await m.query(
+    `INSERT INTO notifier_positions (org_id, seq, balance, fired_below, exhausted_fired, exhausted_armed_at)
+     SELECT org_id, seq, balance, ARRAY(SELECT jsonb_array_elements_text(fired))::bigint[], fired_x, to_timestamp(armed_ms / 1000)
+       FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::boolean[], $6::float8[]) AS u(org_id, seq, balance, fired, fired_x, armed_ms)
+     ON CONFLICT (org_id) DO UPDATE SET seq = EXCLUDED.seq, balance = EXCLUDED.balance, fired_below = EXCLUDED.fired_below,
+       exhausted_fired = EXCLUDED.exhausted_fired, exhausted_armed_at = EXCLUDED.exhausted_armed_at`,
+    [
+      list.map(([o]) => o), list.map(([, s]) => s.seq), list.map(([, s]) => s.balance), list.map(([, s]) => JSON.stringify(s.firedBelow)),
+      list.map(([, s]) => s.exhaustedFired), list.map(([, s]) => s.exhaustedArmedAt),
+    ],
+  );
+}
