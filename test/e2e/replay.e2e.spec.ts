@@ -8,8 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
 import { AdminService } from '../../apps/metering/src/admin/admin.service';
-import { RequestCompletedConsumer } from '../../apps/metering/src/ledger/request-completed.consumer';
-import { ProfileCatalog } from '../../apps/metering/src/profile-catalog';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { ReservationService } from '../../apps/metering/src/reservations/reservation.service';
 import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
 

@@ -6,12 +6,11 @@ import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { createKafkaMessaging, kafkaBrokers, Messaging, Publisher } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
-import { AdminService } from '../admin/admin.service';
-import { audit } from '../audit';
-import { RequestCompletedConsumer } from '../ledger/request-completed.consumer';
-import { ProfileCatalog } from '../profile-catalog';
-import { ReservationService } from '../reservations/reservation.service';
-import { CheckName } from './violation';
+import { AdminService } from '../../apps/metering/src/admin/admin.service';
+import { audit } from '../../apps/cli/src/commands/audit';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
+import { ReservationService } from '../../apps/metering/src/reservations/reservation.service';
+import { CheckName } from '@tollgate/operations';
 
 /**
  * `npm run audit` against real PostgreSQL and Kafka. Ledgers are written by the real code paths (AdminService,
@@ -149,7 +148,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
   async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
     let out = '';
     let err = '';
-    const code = await audit(args, process.env, (s) => (out += s), (s) => (err += s), quiet);
+    const code = await audit(args, { env: process.env, out: (s) => (out += s), err: (s) => (err += s), progress: quiet });
     return { code, out, err };
   }
 

@@ -1,77 +1,75 @@
 import { ProfileError } from '@tollgate/profiles';
 import { connectDatabase } from '@tollgate/persistence';
-import { progress, Progress, runCommand } from './ops/cli';
-import { ProfileCatalog } from './profile-catalog';
-import { formatDifference } from './replay/diff';
-import { kafkaReplayCommand } from './replay/kafka-replay-command';
-import { ReplayArgumentError, replayLedger } from './replay/ledger-replay';
-import { loadProfileFile, whatIf } from './replay/what-if';
+import { ProfileCatalog } from '@tollgate/ledger';
+import { formatDifference, loadProfileFile, ReplayArgumentError, replayLedger, whatIf } from '@tollgate/operations';
+import { ExitCode, FlagValues } from '../args';
+import { progress, Progress } from '../progress';
+import { CommandIo, operatorCommand, usageError } from './command';
+import { kafkaReplayCommand } from './replay-kafka';
 
 /**
- * `npm run replay -- (--all | --org ID) [--source ledger|kafka] [--apply] [--profile FILE]`
+ * `tollgate replay (--all | --org ID) [--source ledger|kafka] [--apply] [--profile FILE]` (also `npm run replay -- ...`)
  *
- * The CLI only: arguments, output, exit codes (0 nothing differs, 1 a difference, 2 bad arguments). What a ledger
- * replay rebuilds, diffs and applies is in replay/ledger-replay.ts; the what-if pricing in replay/what-if.ts.
+ * The command only: arguments, output, exit codes (0 nothing differs, 1 a difference, 2 bad arguments, 130
+ * interrupted). What a ledger replay rebuilds, diffs and applies is in libs/operations replay/ledger-replay.ts;
+ * the what-if pricing in replay/what-if.ts.
  *
  * `--source kafka [--profile FILE]` re-prices the event topic into a scratch schema: replay/kafka-replay.ts.
  */
-interface Options {
+export interface Options {
   orgs: string[] | 'all';
   source: 'ledger' | 'kafka';
   apply: boolean;
   profile: string | null;
 }
 
-const usage = 'usage: npm run replay -- (--all | --org ID) [--source ledger|kafka] [--apply] [--profile FILE]';
+export const usage = `usage: tollgate replay (--all | --org ID [--org ID ...]) [--source ledger|kafka] [--apply] [--profile FILE]
+       (npm run replay -- ... is the same)
+  --all / --org ID   which orgs' ledgers (--org repeats)
+  --source ledger    rebuild balances, buckets and holds from the ledger and diff them with the live rows (default)
+  --source kafka     re-price the event topic into a scratch schema and diff it with the live ledger
+  --apply            swap in the projections rebuilt from the ledger (with --source ledger), under each account lock
+  --profile FILE     price history under another profile (a what-if: nothing is changed)
+Exit codes: 0 nothing differs, 1 a difference, 2 bad arguments, 130 interrupted.
+`;
 
-export function parseArgs(argv: string[]): Options | string {
-  let orgs: string[] | 'all' | null = null;
-  let source: Options['source'] = 'ledger';
-  let apply = false;
-  let profile: string | null = null;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--all') orgs = 'all';
-    else if (a === '--org') {
-      const id = argv[++i];
-      if (!id) return '--org needs an org id';
-      orgs = orgs === 'all' ? 'all' : [...(orgs ?? []), id];
-    } else if (a === '--source') {
-      const s = argv[++i];
-      if (s !== 'ledger' && s !== 'kafka') return '--source must be ledger or kafka';
-      source = s;
-    } else if (a === '--apply') apply = true;
-    else if (a === '--profile') {
-      const file = argv[++i];
-      if (!file) return '--profile needs a profile file';
-      profile = file;
-    } else return `unknown argument "${a}"`;
-  }
-  if (!orgs) return 'say which ledgers: --all or --org ID';
-  if (apply && profile !== null) return '--profile prices history under another profile and changes nothing: it does not go with --apply';
-  if (apply && source === 'kafka') return '--apply swaps in projections rebuilt from the ledger: use it with --source ledger';
+export const flags = {
+  all: { type: 'boolean' },
+  org: { type: 'string', multiple: true, needs: 'an org id' },
+  source: { type: 'string', needs: 'ledger or kafka' },
+  apply: { type: 'boolean' },
+  profile: { type: 'string', needs: 'a profile file' },
+} as const;
+
+/** The options, or a usage error (CliError) saying what is unclear. */
+export function parseReplayArgs(values: FlagValues<typeof flags>, positionals: string[] = []): Options {
+  if (positionals.length > 0) throw usageError(`unknown argument "${positionals[0]}"`);
+  const source = values.source ?? 'ledger';
+  if (source !== 'ledger' && source !== 'kafka') throw usageError('--source must be ledger or kafka');
+  const orgs = values.all ? 'all' : values.org;
+  if (!orgs) throw usageError('say which ledgers: --all or --org ID');
+  const apply = values.apply ?? false;
+  const profile = values.profile ?? null;
+  if (apply && profile !== null) throw usageError('--profile prices history under another profile and changes nothing: it does not go with --apply');
+  if (apply && source === 'kafka') throw usageError('--apply swaps in projections rebuilt from the ledger: use it with --source ledger');
   return { orgs, source, apply, profile };
 }
 
-async function main(): Promise<number> {
-  const opts = parseArgs(process.argv.slice(2));
-  if (typeof opts === 'string') {
-    process.stderr.write(`replay: ${opts}\n${usage}\n`);
-    return 2;
-  }
-  if (opts.source === 'kafka') return kafkaReplayCommand(opts);
+export const replay = operatorCommand('replay', usage, flags, async (values, positionals, io) => {
+  const opts = parseReplayArgs(values, positionals);
+  if (opts.source === 'kafka') return kafkaReplayCommand(opts, io);
   try {
-    return opts.profile !== null ? await runWhatIf(opts, opts.profile) : await runLedger(opts);
+    return opts.profile !== null ? await runWhatIf(opts, opts.profile, io) : await runLedger(opts, io);
   } catch (e) {
     if (e instanceof ReplayArgumentError || e instanceof ProfileError) {
-      process.stderr.write(`replay: ${e.message}\n`);
-      return 2;
+      io.err(`replay: ${e.message}\n`);
+      return ExitCode.usage;
     }
     throw e;
   }
-}
+});
 
-async function runLedger(opts: Options): Promise<number> {
+async function runLedger(opts: Options, io: CommandIo): Promise<number> {
   const ds = await connectDatabase({ migrate: false, poolSize: 2 });
   // Ctrl-C stops between batches (the diff) or between orgs (--apply): each org's live rows are untouched or
   // repaired, never half-written. A second Ctrl-C exits at once (an open transaction rolls back).
@@ -97,45 +95,45 @@ async function runLedger(opts: Options): Promise<number> {
           (repairBar ??= progress('replay --apply', 'orgs', total)).update(done, total);
         },
         stopRequested: () => stop,
-        planTerms: (profile, plan) => (catalog ??= ProfileCatalog.load(process.env.TOLLGATE_PROFILE ?? 'trackyard')).plan(profile, plan),
+        planTerms: (profile, plan) => (catalog ??= ProfileCatalog.load(io.env.TOLLGATE_PROFILE ?? 'trackyard')).plan(profile, plan),
       },
     );
     bar?.finish();
     repairBar?.finish();
-    for (const d of report.differences) process.stdout.write(`${formatDifference(d)}\n`);
+    for (const d of report.differences) io.out(`${formatDifference(d)}\n`);
     if (report.unverifiedRows > 0) {
-      process.stdout.write(
+      io.out(
         `replay: ${report.unverifiedRows} usage row(s) of ${report.unverifiedOrgs} org(s) were metered before usage_records.charged_entities ` +
           `existed: re-access windows up to the last of them are not verified\n`,
       );
     }
     if (report.unfoldable.length > 0) {
-      process.stdout.write(
+      io.out(
         `replay: ${report.unfoldable.length} org(s) can't be replayed (their "ledger" or "account" line says why); ` +
           `${opts.apply ? '--apply left them as they are' : '--apply would leave them as they are'}\n`,
       );
     }
     const rate = report.seconds > 0 ? Math.round(report.entries / report.seconds) : report.entries;
-    process.stdout.write(`replay: ${report.entries} ledger entries of ${report.orgs} org(s) in ${report.seconds.toFixed(1)} s (${rate} entries/s)\n`);
+    io.out(`replay: ${report.entries} ledger entries of ${report.orgs} org(s) in ${report.seconds.toFixed(1)} s (${rate} entries/s)\n`);
     const orgsDiffering = new Set(report.differences.map((d) => d.orgId)).size;
-    if (report.differences.length === 0) process.stdout.write('replay: projections match the ledger\n');
+    if (report.differences.length === 0) io.out('replay: projections match the ledger\n');
     else {
       const repairable = orgsDiffering - new Set(report.unfoldable).size;
       const applied = opts.apply ? `; repaired ${report.repaired.length} of ${repairable} org(s) under their account lock` : '';
-      process.stdout.write(`replay: ${report.differences.length} difference(s) in ${orgsDiffering} org(s)${applied}\n`);
+      io.out(`replay: ${report.differences.length} difference(s) in ${orgsDiffering} org(s)${applied}\n`);
     }
     if (report.interrupted) {
-      process.stderr.write(`replay: interrupted${opts.apply ? ` after repairing ${report.repaired.length} org(s); every other org is untouched` : ''}\n`);
-      return 130;
+      io.err(`replay: interrupted${opts.apply ? ` after repairing ${report.repaired.length} org(s); every other org is untouched` : ''}\n`);
+      return ExitCode.interrupted;
     }
-    return report.differences.length === 0 ? 0 : 1;
+    return report.differences.length === 0 ? ExitCode.ok : ExitCode.found;
   } finally {
     process.off('SIGINT', onSigint);
     await ds.destroy();
   }
 }
 
-async function runWhatIf(opts: Options, file: string): Promise<number> {
+async function runWhatIf(opts: Options, file: string, io: CommandIo): Promise<number> {
   const profile = loadProfileFile(file);
   const ds = await connectDatabase({ migrate: false, poolSize: 2 });
   try {
@@ -148,9 +146,9 @@ async function runWhatIf(opts: Options, file: string): Promise<number> {
       actual += l.actual;
       priced += l.whatIf;
       const notes = [l.approximate > 0 ? `approximate=${l.approximate}` : '', l.unknownRoute > 0 ? `not-in-profile=${l.unknownRoute}` : ''].filter(Boolean);
-      process.stdout.write(`${l.orgId}\tcredits\tcost=${l.actual}\twhat-if=${l.whatIf}\tdelta=${l.whatIf - l.actual}\tcalls=${l.calls}${notes.map((n) => `\t${n}`).join('')}\n`);
+      io.out(`${l.orgId}\tcredits\tcost=${l.actual}\twhat-if=${l.whatIf}\tdelta=${l.whatIf - l.actual}\tcalls=${l.calls}${notes.map((n) => `\t${n}`).join('')}\n`);
     }
-    process.stdout.write(
+    io.out(
       `what-if: profile "${report.profile}" from ${file}: ${report.lines.length} org(s), history cost ${actual}, would have cost ${priced}` +
         `${report.otherProfiles > 0 ? `; ${report.otherProfiles} org(s) of other profiles left out` : ''}; nothing was changed\n`,
     );
@@ -159,5 +157,3 @@ async function runWhatIf(opts: Options, file: string): Promise<number> {
     await ds.destroy();
   }
 }
-
-runCommand('replay', module, main);
