@@ -44,12 +44,13 @@ describe('replay (ledger source)', () => {
     await stack?.stop();
   });
 
-  const script = join(repoRoot, 'dist/apps/metering/src/replay.js');
-  const replay = (...args: string[]) => spawnSync(process.execPath, [script, ...args], { env: process.env, encoding: 'utf8' });
+  // `tollgate replay`, as `npm run replay` runs it.
+  const script = join(repoRoot, 'bin/tollgate.js');
+  const replay = (...args: string[]) => spawnSync(process.execPath, [script, 'replay', ...args], { env: process.env, encoding: 'utf8' });
   /** The same, without blocking this process: calls keep going while it runs. */
   const replayAsync = (...args: string[]) =>
     new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [script, ...args], { env: process.env });
+      const child = spawn(process.execPath, [script, 'replay', ...args], { env: process.env });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -214,7 +215,7 @@ describe('replay (ledger source)', () => {
       ids.push(id);
     }
     await db.query(`UPDATE accounts SET balance = balance + 7, allowance_spent = allowance_spent + 1 WHERE org_id = ANY($1)`, [ids]);
-    const child = spawn(process.execPath, [script, ...ids.flatMap((id) => ['--org', id]), '--apply'], { env: process.env });
+    const child = spawn(process.execPath, [script, 'replay', ...ids.flatMap((id) => ['--org', id]), '--apply'], { env: process.env });
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -264,6 +265,6 @@ describe('replay (ledger source)', () => {
       expect(res.status).toBe(2);
       expect(res.stderr).toMatch(/^replay: /);
     }
-    expect(replay().stderr).toContain('usage: npm run replay');
+    expect(replay().stderr).toContain('usage: tollgate replay');
   });
 });

@@ -22,7 +22,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
   const catalog = ProfileCatalog.load('trackyard');
   const topic = `test.audit.${uuidv7()}`;
   const groupId = `test-audit-${uuidv7()}`;
-  const repoRoot = join(__dirname, '../../../..');
+  const repoRoot = join(__dirname, '../..');
   let ds: DataSource;
   let messaging: Messaging;
   let publisher: Publisher;
@@ -334,7 +334,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
   });
 
   it('the built command: exit 0 clean, 1 with the report on stdout, 2 on bad arguments or an unknown org', () => {
-    const cli = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'dist/apps/metering/src/audit.js'), ...args], { env: process.env, encoding: 'utf8' });
+    const cli = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'audit', ...args], { env: process.env, encoding: 'utf8' });
     const ok = cli('--org', clean[0]!, '--check', 'sequence', '--check', 'balance', '--group', groupId);
     expect(ok.stdout).toContain('audit: clean: 2 check(s), 1 org(s)');
     expect(ok.status).toBe(0);
@@ -343,7 +343,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
     expect(broken.status).toBe(1);
     for (const args of [['--check', 'nonsense'], ['--all']]) {
       const bad = cli(...args);
-      expect(bad.stderr).toContain('usage: npm run audit');
+      expect(bad.stderr).toContain('usage: tollgate audit');
       expect(bad.status).toBe(2);
     }
     const unknown = cli('--org', uid('nobody'));
