@@ -1,10 +1,14 @@
-import { audit } from './audit';
-import { OperatorCommand } from './command';
-import { dlq } from './dlq';
-import { replay } from './replay';
+import type { OperatorCommand } from './command';
 
-/** The operator programs `tollgate` dispatches to by their first word (also `npm run replay|audit|dlq`). */
-export const operatorCommands: Record<string, OperatorCommand> = { replay, audit, dlq };
+/**
+ * The operator programs `tollgate` dispatches to by their first word (also `npm run replay|audit|dlq`). Loaded
+ * when run: they bring the database and broker clients, which the admin commands (HTTP only) start without.
+ */
+export const operatorCommands: Record<string, OperatorCommand> = {
+  replay: async (argv, io) => (await import('./replay')).replay(argv, io),
+  audit: async (argv, io) => (await import('./audit')).audit(argv, io),
+  dlq: async (argv, io) => (await import('./dlq')).dlq(argv, io),
+};
 
 /** Their lines in `tollgate --help`; each prints its own with `tollgate <command> --help`. */
 export const operatorUsage = `
