@@ -170,6 +170,12 @@ describe('replay (ledger source)', () => {
     expect(drifted.stdout).toContain(`${S.id}\tbalance\tlive=504\treplayed=497`);
     expect(drifted.stdout).toContain(`${A.id}\tbucket ${bucket.id} remaining\tlive=${bucket.remaining + 3}\treplayed=${bucket.remaining}`);
     expect(drifted.stdout).toContain(`${T.id}\tdebt\tlive=4\treplayed=0`);
+    // The same for machines: one JSON object, the same exit code.
+    const asJson = replay(...ours(), '--json');
+    expect(asJson.status).toBe(1);
+    const report = JSON.parse(asJson.stdout) as { source: string; apply: boolean; differences: Array<{ orgId: string; field: string; live: string; replayed: string }> };
+    expect(report).toMatchObject({ source: 'ledger', apply: false });
+    expect(report.differences).toContainEqual({ orgId: S.id, field: 'balance', live: '504', replayed: '497' });
     expect(drifted.stdout).toContain(`${T.id}\twindow c6\tlive=${new Date(c6.getTime() - DayMs).toISOString()}\treplayed=${c6.toISOString()}`);
     expect(drifted.stdout).toContain(`${T.id}\twindow c2\tlive=missing\treplayed=${c2.toISOString()}`);
     expect(drifted.stdout).toContain(`${A.id}\tusage_total\tlive=${total + 3}\treplayed=${total}`);

@@ -48,3 +48,8 @@ export function operatorCommand<S extends FlagSpecs>(
 export function usageError(message: string): CliError {
   return new CliError(ExitCode.usage, message);
 }
+
+/** A report for machines: bigints as strings, sets as arrays. */
+export function asJson(value: unknown): string {
+  return `${JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Set ? [...(v as Set<unknown>)] : v instanceof Map ? Object.fromEntries(v as Map<string, unknown>) : v), 2)}\n`;
+}

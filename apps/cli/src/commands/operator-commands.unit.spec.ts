@@ -28,10 +28,10 @@ async function tollgate(...argv: string[]): Promise<{ code: number; out: string;
 
 describe('tollgate replay: arguments', () => {
   it('takes --source kafka with --all or --org, and --profile FILE with it', () => {
-    expect(replayArgs(['--all', '--source', 'kafka'])).toEqual({ orgs: 'all', source: 'kafka', apply: false, profile: null });
-    expect(replayArgs(['--org', 'a', '--org', 'b', '--source', 'kafka', '--profile', 'x.yaml'])).toEqual({ orgs: ['a', 'b'], source: 'kafka', apply: false, profile: 'x.yaml' });
-    expect(replayArgs(['--all'])).toEqual({ orgs: 'all', source: 'ledger', apply: false, profile: null });
-    expect(replayArgs(['--org', 'a', '--all'])).toEqual({ orgs: 'all', source: 'ledger', apply: false, profile: null });
+    expect(replayArgs(['--all', '--source', 'kafka'])).toEqual({ orgs: 'all', source: 'kafka', apply: false, profile: null, json: false });
+    expect(replayArgs(['--org', 'a', '--org', 'b', '--source', 'kafka', '--profile', 'x.yaml'])).toEqual({ orgs: ['a', 'b'], source: 'kafka', apply: false, profile: 'x.yaml', json: false });
+    expect(replayArgs(['--all'])).toEqual({ orgs: 'all', source: 'ledger', apply: false, profile: null, json: false });
+    expect(replayArgs(['--org', 'a', '--all'])).toEqual({ orgs: 'all', source: 'ledger', apply: false, profile: null, json: false });    expect(replayArgs(['--all', '--json'])).toMatchObject({ orgs: 'all', json: true });
   });
 
   it.each([

@@ -7,7 +7,7 @@ import { ProfileCatalog } from '@tollgate/ledger';
 import { kafkaReplay, KafkaReplayReport, whatIfCatalog } from '@tollgate/operations';
 import { ExitCode } from '../args';
 import { progress, Progress } from '../progress';
-import { CommandIo } from './command';
+import { asJson, CommandIo } from './command';
 
 /**
  * The `--source kafka` branch of `tollgate replay`: wires the database, the broker, the progress bar and Ctrl-C
@@ -15,7 +15,7 @@ import { CommandIo } from './command';
  * 0 no unexplained difference (a what-if run always), 1 an unexplained difference, 2 bad input (a profile file),
  * 130 interrupted (the scratch schema and consumer group dropped, live tables untouched).
  */
-export async function kafkaReplayCommand(opts: { orgs: string[] | 'all'; profile: string | null }, io: CommandIo): Promise<number> {
+export async function kafkaReplayCommand(opts: { orgs: string[] | 'all'; profile: string | null; json?: boolean }, io: CommandIo): Promise<number> {
   const active = strFromEnv('TOLLGATE_PROFILE', 'trackyard', io.env);
   let catalog: ProfileCatalog;
   let replaces: string | null = null;
@@ -64,7 +64,10 @@ export async function kafkaReplayCommand(opts: { orgs: string[] | 'all'; profile
       return ExitCode.interrupted;
     }
     for (const n of report.notes) say(n);
-    return opts.profile ? printWhatIf(report, opts.profile, replaces ?? active, io) : printDifferences(report, io);
+    const text = opts.json ? { ...io, out: () => undefined } : io;
+    const code = opts.profile ? printWhatIf(report, opts.profile, replaces ?? active, text) : printDifferences(report, text);
+    if (opts.json) io.out(asJson({ source: 'kafka', what_if: opts.profile, ...report }));
+    return code;
   } finally {
     process.removeListener('SIGINT', onSigint);
     await messaging.close();

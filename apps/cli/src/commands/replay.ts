@@ -4,7 +4,7 @@ import { ProfileCatalog } from '@tollgate/ledger';
 import { formatDifference, loadProfileFile, ReplayArgumentError, replayLedger, whatIf } from '@tollgate/operations';
 import { ExitCode, FlagValues } from '../args';
 import { progress, Progress } from '../progress';
-import { CommandIo, operatorCommand, usageError } from './command';
+import { asJson, CommandIo, operatorCommand, usageError } from './command';
 import { kafkaReplayCommand } from './replay-kafka';
 
 /**
@@ -21,6 +21,8 @@ export interface Options {
   source: 'ledger' | 'kafka';
   apply: boolean;
   profile: string | null;
+  /** The report as one JSON object on stdout instead of lines. */
+  json: boolean;
 }
 
 export const usage = `usage: tollgate replay (--all | --org ID [--org ID ...]) [--source ledger|kafka] [--apply] [--profile FILE]
@@ -30,6 +32,7 @@ export const usage = `usage: tollgate replay (--all | --org ID [--org ID ...]) [
   --source kafka     re-price the event topic into a scratch schema and diff it with the live ledger
   --apply            swap in the projections rebuilt from the ledger (with --source ledger), under each account lock
   --profile FILE     price history under another profile (a what-if: nothing is changed)
+  --json             the report as one JSON object (differences, figures) instead of lines
 Exit codes: 0 nothing differs, 1 a difference, 2 bad arguments, 130 interrupted.
 `;
 
@@ -42,7 +45,7 @@ export const flags = {
 } as const;
 
 /** The options, or a usage error (CliError) saying what is unclear. */
-export function parseReplayArgs(values: FlagValues<typeof flags>, positionals: string[] = []): Options {
+export function parseReplayArgs(values: FlagValues<typeof flags> & { json?: boolean }, positionals: string[] = []): Options {
   if (positionals.length > 0) throw usageError(`unknown argument "${positionals[0]}"`);
   const source = values.source ?? 'ledger';
   if (source !== 'ledger' && source !== 'kafka') throw usageError('--source must be ledger or kafka');
@@ -52,7 +55,7 @@ export function parseReplayArgs(values: FlagValues<typeof flags>, positionals: s
   const profile = values.profile ?? null;
   if (apply && profile !== null) throw usageError('--profile prices history under another profile and changes nothing: it does not go with --apply');
   if (apply && source === 'kafka') throw usageError('--apply swaps in projections rebuilt from the ledger: use it with --source ledger');
-  return { orgs, source, apply, profile };
+  return { orgs, source, apply, profile, json: values.json ?? false };
 }
 
 export const replay = operatorCommand('replay', usage, flags, async (values, positionals, io) => {
@@ -70,6 +73,7 @@ export const replay = operatorCommand('replay', usage, flags, async (values, pos
 });
 
 async function runLedger(opts: Options, io: CommandIo): Promise<number> {
+  const out = opts.json ? () => undefined : io.out;
   const ds = await connectDatabase({ migrate: false, poolSize: 2 });
   // Ctrl-C stops between batches (the diff) or between orgs (--apply): each org's live rows are untouched or
   // repaired, never half-written. A second Ctrl-C exits at once (an open transaction rolls back).
@@ -100,28 +104,29 @@ async function runLedger(opts: Options, io: CommandIo): Promise<number> {
     );
     bar?.finish();
     repairBar?.finish();
-    for (const d of report.differences) io.out(`${formatDifference(d)}\n`);
+    for (const d of report.differences) out(`${formatDifference(d)}\n`);
     if (report.unverifiedRows > 0) {
-      io.out(
+      out(
         `replay: ${report.unverifiedRows} usage row(s) of ${report.unverifiedOrgs} org(s) were metered before usage_records.charged_entities ` +
           `existed: re-access windows up to the last of them are not verified\n`,
       );
     }
     if (report.unfoldable.length > 0) {
-      io.out(
+      out(
         `replay: ${report.unfoldable.length} org(s) can't be replayed (their "ledger" or "account" line says why); ` +
           `${opts.apply ? '--apply left them as they are' : '--apply would leave them as they are'}\n`,
       );
     }
     const rate = report.seconds > 0 ? Math.round(report.entries / report.seconds) : report.entries;
-    io.out(`replay: ${report.entries} ledger entries of ${report.orgs} org(s) in ${report.seconds.toFixed(1)} s (${rate} entries/s)\n`);
+    out(`replay: ${report.entries} ledger entries of ${report.orgs} org(s) in ${report.seconds.toFixed(1)} s (${rate} entries/s)\n`);
     const orgsDiffering = new Set(report.differences.map((d) => d.orgId)).size;
-    if (report.differences.length === 0) io.out('replay: projections match the ledger\n');
+    if (report.differences.length === 0) out('replay: projections match the ledger\n');
     else {
       const repairable = orgsDiffering - new Set(report.unfoldable).size;
       const applied = opts.apply ? `; repaired ${report.repaired.length} of ${repairable} org(s) under their account lock` : '';
-      io.out(`replay: ${report.differences.length} difference(s) in ${orgsDiffering} org(s)${applied}\n`);
+      out(`replay: ${report.differences.length} difference(s) in ${orgsDiffering} org(s)${applied}\n`);
     }
+    if (opts.json) io.out(asJson({ source: 'ledger', apply: opts.apply, ...report }));
     if (report.interrupted) {
       io.err(`replay: interrupted${opts.apply ? ` after repairing ${report.repaired.length} org(s); every other org is untouched` : ''}\n`);
       return ExitCode.interrupted;
@@ -134,6 +139,7 @@ async function runLedger(opts: Options, io: CommandIo): Promise<number> {
 }
 
 async function runWhatIf(opts: Options, file: string, io: CommandIo): Promise<number> {
+  const out = opts.json ? () => undefined : io.out;
   const profile = loadProfileFile(file);
   const ds = await connectDatabase({ migrate: false, poolSize: 2 });
   try {
@@ -146,12 +152,13 @@ async function runWhatIf(opts: Options, file: string, io: CommandIo): Promise<nu
       actual += l.actual;
       priced += l.whatIf;
       const notes = [l.approximate > 0 ? `approximate=${l.approximate}` : '', l.unknownRoute > 0 ? `not-in-profile=${l.unknownRoute}` : ''].filter(Boolean);
-      io.out(`${l.orgId}\tcredits\tcost=${l.actual}\twhat-if=${l.whatIf}\tdelta=${l.whatIf - l.actual}\tcalls=${l.calls}${notes.map((n) => `\t${n}`).join('')}\n`);
+      out(`${l.orgId}\tcredits\tcost=${l.actual}\twhat-if=${l.whatIf}\tdelta=${l.whatIf - l.actual}\tcalls=${l.calls}${notes.map((n) => `\t${n}`).join('')}\n`);
     }
-    io.out(
+    out(
       `what-if: profile "${report.profile}" from ${file}: ${report.lines.length} org(s), history cost ${actual}, would have cost ${priced}` +
         `${report.otherProfiles > 0 ? `; ${report.otherProfiles} org(s) of other profiles left out` : ''}; nothing was changed\n`,
     );
+    if (opts.json) io.out(asJson({ source: 'ledger', what_if: file, ...report, cost: actual, would_have_cost: priced, changed: false }));
     return 0;
   } finally {
     await ds.destroy();
