@@ -17,6 +17,15 @@ module.exports = {
       from: { path: DOMAIN },
       to: { path: '^libs/', pathNot: ['^libs/(billing|rate-limit|contracts)/'] },
     },
+    {
+      name: 'operator-code-outside-the-service',
+      comment:
+        'replay, audit and dlq (libs/operations) are run by the operator through apps/cli, never by a service: only apps/cli ' +
+        'imports them, and the code both share (libs/ledger) does not lean on them.',
+      severity: 'error',
+      from: { path: '^(apps|libs)/', pathNot: ['^apps/cli/', '^libs/operations/'] },
+      to: { path: '^libs/operations/' },
+    },
     { name: 'apps-do-not-import-each-other', severity: 'error', from: { path: '^apps/([^/]+)/' }, to: { path: '^apps/', pathNot: '^apps/$1/' } },
   ],
   options: {

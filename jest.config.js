@@ -1,7 +1,7 @@
 // Test tiers by file suffix: *.unit.spec.ts (pure, no I/O), *.int.spec.ts (real PostgreSQL / Kafka / Redis),
 // *.e2e.spec.ts (the built apps as processes, driven over HTTP, gRPC and Kafka).
 const paths = {
-  '^@tollgate/(contracts|billing|rate-limit|rate-limit-redis|profiles|persistence|messaging|platform)$': '<rootDir>/libs/$1/src',
+  '^@tollgate/(contracts|billing|rate-limit|rate-limit-redis|profiles|persistence|messaging|platform|ledger|operations)$': '<rootDir>/libs/$1/src',
 };
 const base = {
   preset: 'ts-jest',

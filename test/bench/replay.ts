@@ -5,7 +5,7 @@ import { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { Account, Allocation, changePlan, charge, grantTopUp, LedgerEntryDraft, openAccount, PlanTerms, release, reserve, settle } from '@tollgate/billing';
 import { connectDatabase } from '@tollgate/persistence';
-import { replayLedger } from '../../apps/metering/src/replay/ledger-replay';
+import { replayLedger } from '@tollgate/operations';
 
 /**
  * `npm run bench -- replay`: how fast `npm run replay -- --all` folds a ledger. BENCH_LEDGER_ENTRIES entries

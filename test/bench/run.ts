@@ -167,7 +167,7 @@ async function replayKafkaBench(stack: Stack): Promise<void> {
 
   const started = performance.now();
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'dist/apps/metering/src/replay.js'), '--all', '--source', 'kafka'], { env: { ...process.env, TOLLGATE_PROFILE: 'trackyard' } });
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'replay', '--all', '--source', 'kafka'], { env: { ...process.env, TOLLGATE_PROFILE: 'trackyard' } });
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));

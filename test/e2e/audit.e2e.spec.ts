@@ -5,7 +5,7 @@ import { MeteringConsumerGroup } from '@tollgate/contracts';
 import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
 
 /**
- * `npm run audit` after real traffic through the gateway: per-company holds taken after the upstream answered,
+ * `tollgate audit` (`npm run audit`) after real traffic through the gateway: per-company holds taken after the upstream answered,
  * settled by their events (the charges check matches a hold settled at its price to its call by org, route,
  * instant and credits: this is where the gateway's own instants are put to the test), a re-access that costs
  * nothing, an upstream 404, a top-up and the re-access windows they open.
@@ -26,7 +26,7 @@ describe('audit after real traffic (trace profile)', () => {
   });
 
   const audit = (...args: string[]) =>
-    spawnSync(process.execPath, [join(repoRoot, 'dist/apps/metering/src/audit.js'), ...args], { env: process.env, encoding: 'utf8' });
+    spawnSync(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'audit', ...args], { env: process.env, encoding: 'utf8' });
 
   it('finds every invariant holding for the org the calls were made by, and names it once its projection drifts', async () => {
     const { orgId, key } = await stack.orgWithKey('standard', uniqueId('audit'));
@@ -47,5 +47,20 @@ describe('audit after real traffic (trace profile)', () => {
     const drifted = audit('--org', orgId, '--check', 'projection');
     expect(drifted.stdout).toMatch(new RegExp(`^projection\\t${orgId}\\tdebt\\t`, 'm'));
     expect(drifted.status).toBe(1);
+
+    // The same through npm: `npm run audit` is an alias of `tollgate audit`, and --json is the report for machines.
+    const npm = (...args: string[]) => spawnSync('npm', ['run', '--silent', ...args], { cwd: repoRoot, env: process.env, encoding: 'utf8' });
+    const viaAlias = npm('audit', '--', '--org', orgId, '--check', 'projection', '--json');
+    expect(viaAlias.status).toBe(1);
+    const report = JSON.parse(viaAlias.stdout) as { clean: boolean; checks: string[]; violations: Array<{ check: string; org: string; subject: string }> };
+    expect(report).toMatchObject({ clean: false, checks: ['projection'] });
+    expect(report.violations).toContainEqual(expect.objectContaining({ check: 'projection', org: orgId, subject: 'debt' }));
+    const viaCli = npm('tollgate', '--', 'audit', '--org', orgId, '--check', 'sequence');
+    expect(viaCli.stdout).toContain('audit: clean: 1 check(s), 1 org(s)');
+    expect(viaCli.status).toBe(0);
+    const bad = npm('tollgate', '--', 'audit', '--org', orgId, '--check', 'nope');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('audit: --check needs one of');
+    expect(bad.stderr).toContain('usage: tollgate audit');
   });
 });

@@ -194,13 +194,24 @@ describe('tollgate CLI and the admin views behind it (trackyard)', () => {
     [['credits', 'grant', 'someone', 'ten'], 2, /amount must be a whole number/],
     [['credits', 'grant', 'someone', '5', '--expires-at', 'soon'], 2, /--expires-at must be a time/],
     [['frobnicate'], 2, /unknown command/],
-    [['orgs', 'list', '--bogus'], 2, /Unknown option '--bogus'/],
+    [['orgs', 'list', '--bogus'], 2, /^tollgate: unknown argument "--bogus"/],
+    // The operator programs: the same parser, the same usage error and exit code.
+    [['replay', '--all', '--bogus'], 2, /^replay: unknown argument "--bogus"\nusage: tollgate replay /],
+    [['audit', '--hold-grace'], 2, /^audit: --hold-grace needs a whole number of seconds\nusage: tollgate audit /],
+    [['dlq', 'replay', '--id', 'x'], 2, /^dlq: --id needs a whole number\nusage: tollgate dlq /],
     [['orgs', 'show', 'no-such-org'], 4, /not found: org "no-such-org" does not exist/],
     [['keys', 'revoke', 'key_nope'], 4, /not found/],
   ])('tollgate %j exits %d saying %s', async (args, code, said) => {
     const r = await cli(args as string[]);
     expect(r.code).toBe(code);
     expect(r.stderr).toMatch(said as RegExp);
+  });
+
+  it.each(['replay', 'audit', 'dlq'])('tollgate %s --help prints its usage and exits 0', async (command) => {
+    const r = await cli([command, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`usage: tollgate ${command} `);
+    expect(r.stderr).toBe('');
   });
 
   it('refuses input the API refuses with exit 2 and the field, a duplicate with 6', async () => {

@@ -33,7 +33,7 @@ describe('dead letters (trackyard, events from another producer)', () => {
   const charges = async (orgId: string) =>
     (await stack.admin<{ entries: Array<{ type: string }> }>('GET', `/admin/orgs/${orgId}/ledger?limit=500`)).body.entries.filter((e) => e.type === 'charge').length;
   const dlq = (...args: string[]) =>
-    spawnSync(process.execPath, [join(repoRoot, 'dist/apps/metering/src/dlq.js'), ...args], { env: process.env, encoding: 'utf8', timeout: 60_000 });
+    spawnSync(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'dlq', ...args], { env: process.env, encoding: 'utf8', timeout: 60_000 });
   const listed = (): Listed[] => {
     const r = dlq('list', '--json');
     if (r.status !== 0) throw new Error(`dlq list exited ${r.status}: ${r.stderr}`);

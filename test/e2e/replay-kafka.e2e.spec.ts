@@ -26,7 +26,7 @@ describe('replay (kafka source)', () => {
   let databaseUrl: string;
   const env = () => ({ ...process.env, DATABASE_URL: databaseUrl, TOLLGATE_PROFILE: 'trace' });
   const replay = (...args: string[]) => {
-    const res = spawnSync(process.execPath, [join(repoRoot, 'dist/apps/metering/src/replay.js'), ...args], { env: env(), encoding: 'utf8', timeout: 120_000 });
+    const res = spawnSync(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'replay', ...args], { env: env(), encoding: 'utf8', timeout: 120_000 });
     if (process.env.REPLAY_LOGS) process.stderr.write(`replay ${args.join(' ')} -> ${res.status}\n${res.stdout}${res.stderr}`);
     return res;
   };
@@ -198,7 +198,7 @@ describe('replay (kafka source)', () => {
 
   it('Ctrl-C stops the replay, drops its scratch schema and consumer group and leaves live tables alone', async () => {
     const before = (await db.query(`SELECT sum(balance)::int AS b FROM accounts`)).rows[0].b;
-    const child = spawn(process.execPath, [join(repoRoot, 'dist/apps/metering/src/replay.js'), '--all', '--source', 'kafka'], { env: env() });
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'replay', '--all', '--source', 'kafka'], { env: env() });
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     // Once the scratch schema exists, interrupt.

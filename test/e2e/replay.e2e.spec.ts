@@ -8,8 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
 import { AdminService } from '../../apps/metering/src/admin/admin.service';
-import { RequestCompletedConsumer } from '../../apps/metering/src/ledger/request-completed.consumer';
-import { ProfileCatalog } from '../../apps/metering/src/profile-catalog';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { ReservationService } from '../../apps/metering/src/reservations/reservation.service';
 import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
 
@@ -45,12 +44,13 @@ describe('replay (ledger source)', () => {
     await stack?.stop();
   });
 
-  const script = join(repoRoot, 'dist/apps/metering/src/replay.js');
-  const replay = (...args: string[]) => spawnSync(process.execPath, [script, ...args], { env: process.env, encoding: 'utf8' });
+  // `tollgate replay`, as `npm run replay` runs it.
+  const script = join(repoRoot, 'bin/tollgate.js');
+  const replay = (...args: string[]) => spawnSync(process.execPath, [script, 'replay', ...args], { env: process.env, encoding: 'utf8' });
   /** The same, without blocking this process: calls keep going while it runs. */
   const replayAsync = (...args: string[]) =>
     new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [script, ...args], { env: process.env });
+      const child = spawn(process.execPath, [script, 'replay', ...args], { env: process.env });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -170,6 +170,12 @@ describe('replay (ledger source)', () => {
     expect(drifted.stdout).toContain(`${S.id}\tbalance\tlive=504\treplayed=497`);
     expect(drifted.stdout).toContain(`${A.id}\tbucket ${bucket.id} remaining\tlive=${bucket.remaining + 3}\treplayed=${bucket.remaining}`);
     expect(drifted.stdout).toContain(`${T.id}\tdebt\tlive=4\treplayed=0`);
+    // The same for machines: one JSON object, the same exit code.
+    const asJson = replay(...ours(), '--json');
+    expect(asJson.status).toBe(1);
+    const report = JSON.parse(asJson.stdout) as { source: string; apply: boolean; differences: Array<{ orgId: string; field: string; live: string; replayed: string }> };
+    expect(report).toMatchObject({ source: 'ledger', apply: false });
+    expect(report.differences).toContainEqual({ orgId: S.id, field: 'balance', live: '504', replayed: '497' });
     expect(drifted.stdout).toContain(`${T.id}\twindow c6\tlive=${new Date(c6.getTime() - DayMs).toISOString()}\treplayed=${c6.toISOString()}`);
     expect(drifted.stdout).toContain(`${T.id}\twindow c2\tlive=missing\treplayed=${c2.toISOString()}`);
     expect(drifted.stdout).toContain(`${A.id}\tusage_total\tlive=${total + 3}\treplayed=${total}`);
@@ -215,7 +221,7 @@ describe('replay (ledger source)', () => {
       ids.push(id);
     }
     await db.query(`UPDATE accounts SET balance = balance + 7, allowance_spent = allowance_spent + 1 WHERE org_id = ANY($1)`, [ids]);
-    const child = spawn(process.execPath, [script, ...ids.flatMap((id) => ['--org', id]), '--apply'], { env: process.env });
+    const child = spawn(process.execPath, [script, 'replay', ...ids.flatMap((id) => ['--org', id]), '--apply'], { env: process.env });
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -265,6 +271,6 @@ describe('replay (ledger source)', () => {
       expect(res.status).toBe(2);
       expect(res.stderr).toMatch(/^replay: /);
     }
-    expect(replay().stderr).toContain('usage: npm run replay');
+    expect(replay().stderr).toContain('usage: tollgate replay');
   });
 });

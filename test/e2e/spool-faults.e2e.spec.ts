@@ -59,7 +59,7 @@ describe('the event spool: faults that never pass, and a broker away at start (t
   const get = (port: number, key: string, path: string) => fetch(stack.gatewayUrl(path, port), { headers: { authorization: `Bearer ${key}` } });
   const usage = async (port: number, key: string) => json(await get(port, key, '/v1/usage'));
   const dlq = (...args: string[]) =>
-    spawnSync(process.execPath, [join(repoRoot, 'dist/apps/metering/src/dlq.js'), ...args], { env: process.env, encoding: 'utf8', timeout: 60_000 });
+    spawnSync(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'dlq', ...args], { env: process.env, encoding: 'utf8', timeout: 60_000 });
   const metric = async (port: number, line: RegExp) => {
     const text = await (await fetch(stack.gatewayUrl('/metrics', port))).text();
     return Number(text.split('\n').find((l) => line.test(l))?.split(' ').pop() ?? 0);

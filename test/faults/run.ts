@@ -372,7 +372,7 @@ async function boundaries(ctx: Ctx, f: Figures): Promise<void> {
   const charged = (await ctx.observer.db.query<{ org_id: string; credits: string }>(`SELECT org_id, sum(credits) credits FROM usage_records WHERE org_id = ANY($1) GROUP BY org_id`, [[monthly.orgId, trace.orgId]])).rows;
   // The replay folds the ledger again: it must agree with the projections whatever order the events came in.
   for (const org of [monthly.orgId, trace.orgId]) {
-    const r = spawnSync(process.execPath, [join(repoRoot, 'dist/apps/metering/src/replay.js'), '--org', org], { env: { ...process.env, DATABASE_URL: ctx.databaseUrl }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'replay', '--org', org], { env: { ...process.env, DATABASE_URL: ctx.databaseUrl }, encoding: 'utf8' });
     if (r.status !== 0) f.failures.push(`replay --org ${org} exit ${r.status}: ${(r.stdout + r.stderr).slice(-500)}`);
   }
   const windowCharge = Number(charged.find((c) => c.org_id === trace.orgId)?.credits ?? 0);

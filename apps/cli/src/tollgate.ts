@@ -1,23 +1,20 @@
 /**
- * `tollgate`: the operator's CLI over metering's admin API (SPEC §8, §9). A client only: every command is one or a
- * few HTTP calls, so it works against any metering the operator can reach.
+ * `tollgate`: the operator's one CLI (SPEC §8, §9). The admin commands are a client only: each is one or a few
+ * HTTP calls to metering's admin API, so they work against any metering the operator can reach.
  *
- * Exit codes (also in `tollgate help`): 0 done; 1 the server failed (5xx) or answered something unexpected;
- * 2 usage (bad arguments, or input the API refused with 400); 3 auth (401/403: TOLLGATE_ADMIN_TOKEN missing or
- * wrong); 4 not found (404); 5 metering unreachable; 6 conflict (409, e.g. a duplicate org id).
+ * replay, audit and dlq (commands/) work on the database and broker directly, like the `npm run` scripts they were.
+ *
+ * Exit codes (args.ts, also in `tollgate help`): 0 done; 1 the server failed (5xx) or answered something unexpected,
+ * or an operator program found something wrong; 2 usage (bad arguments, or input the API refused with 400);
+ * 3 auth (401/403: TOLLGATE_ADMIN_TOKEN missing or wrong); 4 not found (404); 5 metering unreachable; 6 conflict (409, e.g. a duplicate org id).
  */
 import { randomUUID } from 'node:crypto';
-import { parseArgs } from 'node:util';
+import { CliError, ExitCode, parseFlags } from './args';
+import { operatorCommands, operatorUsage } from './commands';
 
-export const ExitCode = { ok: 0, failed: 1, usage: 2, auth: 3, notFound: 4, unreachable: 5, conflict: 6 } as const;
+export { CliError, ExitCode };
 
-export class CliError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
-
-const usage = `tollgate: the operator's CLI over metering's admin API
+const usage = `tollgate: the operator's CLI: metering's admin API, and replay, audit and dlq on the database and broker
 
 Usage: tollgate <command> [arguments] [--json]
 
@@ -47,12 +44,15 @@ Usage: tollgate <command> [arguments] [--json]
   webhooks deliveries <id> [--limit N]         delivery attempts, newest first
   webhooks resend <id> (--msg MSG_ID | --since TIME)
                                                queue one message, or all since TIME, again (re-enables a disabled endpoint)
+${operatorUsage}
 
 Environment: TOLLGATE_ADMIN_URL (default http://127.0.0.1:8081), TOLLGATE_ADMIN_TOKEN.
 --json prints the API's JSON (one object per line with ledger --follow) instead of tables.
 --actor NAME records who issued a command (default: $USER; without either, metering records "admin-token").
 
-Exit codes: 0 ok, 1 server error, 2 usage or invalid input, 3 auth, 4 not found, 5 unreachable, 6 conflict.
+Every command takes --help.
+Exit codes: 0 ok, 1 a difference or violation found (replay, audit, dlq) or a server error, 2 usage or invalid
+input, 3 auth, 4 not found, 5 unreachable, 6 conflict, 130 interrupted (Ctrl-C).
 `;
 
 type Json = Record<string, unknown>;
@@ -247,11 +247,14 @@ export function describeCommand(c: Json): string {
 // ---- commands -------------------------------------------------------------------------------------------
 
 export async function run(argv: string[], io: Io): Promise<number> {
+  // The operator programs (replay, audit, dlq) read their own flags with the same parser: commands/.
+  const operator = operatorCommands[argv[0] ?? ''];
+  if (operator) return operator(argv.slice(1), io);
   let parsed: { values: Flags; positionals: string[] };
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as { values: Flags; positionals: string[] };
+    parsed = parseFlags(argv, options) as { values: Flags; positionals: string[] };
   } catch (e) {
-    io.err(`tollgate: ${(e as Error).message}\n`);
+    io.err(`tollgate: ${(e as Error).message}; see tollgate help\n`);
     return ExitCode.usage;
   }
   const { values: flags, positionals: args } = parsed;
@@ -504,8 +507,12 @@ export function main(): void {
     sleep: (ms) => new Promise((r) => setTimeout(r, ms).unref()),
     stopped,
   }).then(
-    // exitCode, not exit(): a piped stdout is flushed before the process ends.
-    (code) => (process.exitCode = code),
+    (code) => {
+      // exitCode, not exit(): a piped stdout is flushed before the process ends. The operator programs end at once
+      // when done (after stdout is flushed), as their scripts did: a broker client may linger otherwise.
+      process.exitCode = code;
+      if (operatorCommands[process.argv[2] ?? '']) process.stdout.write('', () => process.exit(code));
+    },
     (e: Error) => {
       process.stderr.write(`tollgate: ${e.message}\n`);
       process.exitCode = ExitCode.failed;

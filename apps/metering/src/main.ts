@@ -20,10 +20,9 @@ import {
 import { AdminService } from './admin/admin.service';
 import { DeadLetterRelay } from './dead-letters/dead-letter-relay';
 import { ConsumerStallWatch } from './ledger/consumer-stall';
-import { RequestCompletedConsumer } from './ledger/request-completed.consumer';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { MeteringModule } from './metering.module';
 import { LedgerOutboxRelay } from './outbox/ledger-outbox-relay';
-import { ProfileCatalog } from './profile-catalog';
 import { HoldSweeper } from './reservations/hold-sweeper';
 import { ReservationService } from './reservations/reservation.service';
 import { startReservationsThread } from './reservations/reservations-thread';

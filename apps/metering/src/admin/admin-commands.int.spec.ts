@@ -1,6 +1,6 @@
 import { DataSource } from 'typeorm';
 import { connectDatabase } from '@tollgate/persistence';
-import { ProfileCatalog } from '../profile-catalog';
+import { ProfileCatalog } from '@tollgate/ledger';
 import { AdminService } from './admin.service';
 import { readHistory } from './admin-command-store';
 

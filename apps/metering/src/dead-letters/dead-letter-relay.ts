@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { MaxDeadLetterBytes, Topics } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
 import { RelayLoop } from '../outbox/relay-loop';
-import { deadLetterMessage, markSent, unsentDeadLetters } from './dead-letter-store';
+import { deadLetterMessage, markSent, unsentDeadLetters } from '@tollgate/ledger';
 
 /**
  * Sends recorded dead letters to tollgate.request-completed.v1.dlq after the batch that refused them committed.

@@ -3,9 +3,8 @@ import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
 import { AdminService } from '../admin/admin.service';
-import { ProfileCatalog } from '../profile-catalog';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { ReservationService } from '../reservations/reservation.service';
-import { RequestCompletedConsumer } from './request-completed.consumer';
 
 /**
  * SPEC §6: monthly resets follow occurred_at. A sweeper's release or an operator's grant just after midnight on

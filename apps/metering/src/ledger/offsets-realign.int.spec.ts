@@ -6,11 +6,10 @@ import { BatchConsumer, createKafkaMessaging, kafkaBrokers, Messaging, Publisher
 import { connectDatabase } from '@tollgate/persistence';
 import { consumerOffsetResets, consumerStalledPartitions } from '@tollgate/platform';
 import { AdminService } from '../admin/admin.service';
-import { ProfileCatalog } from '../profile-catalog';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { HoldSweeper } from '../reservations/hold-sweeper';
 import { ReservationService } from '../reservations/reservation.service';
 import { ConsumerStallWatch } from './consumer-stall';
-import { RequestCompletedConsumer } from './request-completed.consumer';
 
 /**
  * Stored offsets the topic's log no longer holds (issue 18, item 8): a database paired with a recreated topic or

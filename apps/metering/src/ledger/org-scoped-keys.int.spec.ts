@@ -6,9 +6,8 @@ import { connectDatabase } from '@tollgate/persistence';
 import { requestCompleted } from '../../../../test/support/kafka';
 import { AdminService } from '../admin/admin.service';
 import { LedgerOutboxRelay } from '../outbox/ledger-outbox-relay';
-import { ProfileCatalog } from '../profile-catalog';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { ReservationService } from '../reservations/reservation.service';
-import { RequestCompletedConsumer } from './request-completed.consumer';
 
 /**
  * Issue 10: the org-owned tables can be distributed by org_id (Citus) without a change of meaning. Every key

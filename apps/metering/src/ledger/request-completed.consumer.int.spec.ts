@@ -6,8 +6,7 @@ import { connectDatabase } from '@tollgate/persistence';
 import { collect, requestCompleted, testKafka } from '../../../../test/support/kafka';
 import { AdminService } from '../admin/admin.service';
 import { DeadLetterRelay } from '../dead-letters/dead-letter-relay';
-import { ProfileCatalog } from '../profile-catalog';
-import { RequestCompletedConsumer } from './request-completed.consumer';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 
 /**
  * The consumer against real PostgreSQL (and Kafka for the dead-letter relay), batches handed to it directly: each

@@ -5,8 +5,7 @@ import { RequestCompletedV1 } from '@tollgate/contracts';
 import { BatchConsumer, createKafkaMessaging, kafkaBrokers, Messaging, Publisher } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
 import { AdminService } from '../admin/admin.service';
-import { RequestCompletedConsumer } from '../ledger/request-completed.consumer';
-import { ProfileCatalog } from '../profile-catalog';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { HoldSweeper } from './hold-sweeper';
 import { ReservationService } from './reservation.service';
 

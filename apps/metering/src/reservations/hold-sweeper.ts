@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { Messaging } from '@tollgate/messaging';
 import { holdsKeptPastTimeout } from '@tollgate/platform';
-import { storedOffsets } from '../ledger/ledger-store';
+import { storedOffsets } from '@tollgate/ledger';
 import { ConsumerProgress } from './consumer-progress';
 import { ReservationService } from './reservation.service';
 

@@ -3,9 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
 import { AdminService } from '../admin/admin.service';
-import { optimisticConflict } from '../ledger/ledger-store';
-import { RequestCompletedConsumer } from '../ledger/request-completed.consumer';
-import { ProfileCatalog } from '../profile-catalog';
+import { optimisticConflict, ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { reserveBatch } from './reservation-batch';
 import { ReservationService } from './reservation.service';
 

@@ -1,6 +1,6 @@
 import { EntityManager } from 'typeorm';
 import { Account, LedgerEntryDraft, priceCall, reserve } from '@tollgate/billing';
-import { ProfileCatalog, pricingOf } from '../profile-catalog';
+import { pricingOf, ProfileCatalog } from '@tollgate/ledger';
 import {
   accountsPart,
   entriesParts,
@@ -11,7 +11,7 @@ import {
   reservationKey,
   withPendingCharges,
   writeAll,
-} from '../ledger/ledger-store';
+} from '@tollgate/ledger';
 
 export interface ReserveCommand {
   reservationId: string;

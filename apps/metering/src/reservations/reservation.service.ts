@@ -2,8 +2,7 @@ import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { Allocation, release } from '@tollgate/billing';
 import { MaxClockSkewMs } from '@tollgate/contracts';
-import { ProfileCatalog } from '../profile-catalog';
-import { appendEntries, closeReservations, lockAccounts, optimisticConflict, saveAccounts } from '../ledger/ledger-store';
+import { appendEntries, closeReservations, lockAccounts, optimisticConflict, ProfileCatalog, saveAccounts } from '@tollgate/ledger';
 import { NeedsLocks, ReserveCommand, ReserveOutcome, reserveBatch } from './reservation-batch';
 
 export type { ReserveCommand, ReserveOutcome } from './reservation-batch';

@@ -6,7 +6,7 @@ import { NestFactory } from '@nestjs/core';
 import { ProtoFiles, ProtoPackages } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
 import { createLogger, grpcServerOptions, holdBatches, holdsDecided } from '@tollgate/platform';
-import { ProfileCatalog } from '../profile-catalog';
+import { ProfileCatalog } from '@tollgate/ledger';
 import { HoldTally, ReservationService } from './reservation.service';
 import { ReservationsGrpcController } from './reservations.grpc.controller';
 

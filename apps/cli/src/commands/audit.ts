@@ -2,17 +2,18 @@ import { DataSource } from 'typeorm';
 import { createKafkaMessaging, Messaging } from '@tollgate/messaging';
 import { connectDatabase, databaseUrl, redactUrl } from '@tollgate/persistence';
 import { intFromEnv } from '@tollgate/platform';
-import { OffsetsScope } from './audit/offsets';
-import { AuditResult, runAudit } from './audit/run-audit';
-import { CheckDescriptions, CheckName, CheckNames, isCheckName, Violation } from './audit/violation';
-import { progress, Progress, runCommand } from './ops/cli';
+import { AuditResult, CheckDescriptions, CheckName, CheckNames, isCheckName, OffsetsScope, runAudit, Violation } from '@tollgate/operations';
+import { ExitCode, FlagValues } from '../args';
+import { progress, Progress } from '../progress';
+import { operatorCommand, usageError } from './command';
 
 /**
- * `npm run audit -- [--org ID ...] [--check NAME ...] [--group ID] [--read-topic] [--hold-grace SECONDS]`
+ * `tollgate audit [--org ID ...] [--check NAME ...] [--group ID] [--read-topic] [--hold-grace SECONDS] [--json]`
+ * (also `npm run audit -- ...`)
  *
  * Checks the database against the ledger's invariants and prints a report: a header (`#` lines: what was checked
  * and what the schema does not let it check), one tab-separated line per violation (check, org, what, expected,
- * found), and a summary. Exit 0 when clean, 1 on any violation, 2 on bad arguments (or an org no table knows).
+ * found), and a summary; with --json the same as one JSON object. Exit 0 when clean, 1 on any violation, 2 on bad arguments (or an org no table knows).
  * It only reads, in one snapshot; the append-only probe writes inside a transaction it always rolls back, so
  * Ctrl-C at any point leaves the database as it was.
  */
@@ -24,49 +25,48 @@ export interface Options {
   holdGraceSeconds: number;
 }
 
-export const usage = `usage: npm run audit -- [--org ID ...] [--check NAME ...] [--group ID] [--read-topic] [--hold-grace SECONDS]
-  checks: ${CheckNames.join(', ')}`;
+export const usage = `usage: tollgate audit [--org ID ...] [--check NAME ...] [--group ID] [--read-topic] [--hold-grace SECONDS] [--json]
+       (npm run audit -- ... is the same)
+  --org ID              audit these orgs (repeats; default all)
+  --check NAME          run these checks (repeats; default all): ${CheckNames.join(', ')}
+  --group ID            offsets: this consumer group only
+  --read-topic          offsets: read the consumed partitions back from Kafka (needs KAFKA_BROKERS)
+  --hold-grace SECONDS  stale-holds: how long past its timeout a hold may stay held (default RESERVATION_PUBLISH_WINDOW_SECONDS, 120)
+  --json                the report as one JSON object
+Exit codes: 0 clean, 1 a violation, 2 bad arguments or an unknown org, 130 interrupted.
+`;
 
-export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): Options | string {
-  const orgs: string[] = [];
+export const flags = {
+  org: { type: 'string', multiple: true, needs: 'an org id' },
+  check: { type: 'string', multiple: true, needs: `one of ${CheckNames.join(', ')}` },
+  group: { type: 'string', needs: 'a consumer group id' },
+  'read-topic': { type: 'boolean' },
+  'hold-grace': { type: 'string', needs: 'a whole number of seconds' },
+} as const;
+
+/** The options, or a usage error (CliError) saying what is unclear. */
+export function parseAuditArgs(values: FlagValues<typeof flags>, positionals: string[], env: NodeJS.ProcessEnv = process.env): Options {
+  if (positionals.length > 0) throw usageError(`unknown argument "${positionals[0]}"`);
   const checks = new Set<CheckName>();
-  let group: string | null = null;
-  let readTopic = false;
-  let holdGraceSeconds: number | null = null;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = argv[i + 1];
-    if (a === '--org') {
-      if (!value || value.startsWith('--')) return '--org needs an org id';
-      orgs.push(value);
-      i++;
-    } else if (a === '--check') {
-      if (!value || !isCheckName(value)) return `--check needs one of ${CheckNames.join(', ')}${value ? ` (got "${value}")` : ''}`;
-      checks.add(value);
-      i++;
-    } else if (a === '--group') {
-      if (!value || value.startsWith('--')) return '--group needs a consumer group id';
-      group = value;
-      i++;
-    } else if (a === '--read-topic') {
-      readTopic = true;
-    } else if (a === '--hold-grace') {
-      if (!value || !/^\d{1,9}$/.test(value)) return '--hold-grace needs a whole number of seconds';
-      holdGraceSeconds = Number(value);
-      i++;
-    } else return `unknown argument "${a}"`;
+  for (const c of values.check ?? []) {
+    if (!isCheckName(c)) throw usageError(`--check needs one of ${CheckNames.join(', ')} (got "${c}")`);
+    checks.add(c);
   }
-  if (readTopic && !env.KAFKA_BROKERS) return '--read-topic reads the consumed topics back from Kafka: set KAFKA_BROKERS';
-  let grace = holdGraceSeconds;
+  const holdGrace = values['hold-grace'];
+  if (holdGrace !== undefined && !/^\d{1,9}$/.test(holdGrace)) throw usageError('--hold-grace needs a whole number of seconds');
+  const readTopic = values['read-topic'] ?? false;
+  if (readTopic && !env.KAFKA_BROKERS) throw usageError('--read-topic reads the consumed topics back from Kafka: set KAFKA_BROKERS');
+  let grace = holdGrace === undefined ? null : Number(holdGrace);
   if (grace === null) {
     try {
       // The sweeper's publish window: a hold may legitimately stay held that long past its timeout.
       grace = intFromEnv('RESERVATION_PUBLISH_WINDOW_SECONDS', 120, env);
     } catch (e) {
-      return (e as Error).message;
+      throw usageError((e as Error).message);
     }
   }
-  return { orgs: orgs.length > 0 ? orgs : 'all', checks: checks.size > 0 ? checks : new Set(CheckNames), group, readTopic, holdGraceSeconds: grace };
+  const orgs = values.org ?? [];
+  return { orgs: orgs.length > 0 ? orgs : 'all', checks: checks.size > 0 ? checks : new Set(CheckNames), group: values.group ?? null, readTopic, holdGraceSeconds: grace };
 }
 
 /** Lines printed per check and org before the rest are counted, so a broken org can't drown the report. */
@@ -116,13 +116,54 @@ function line(v: Violation): string {
   return [v.check, v.org ?? '-', v.subject, `expected=${v.expected}`, `found=${v.found}`].map(clean).join('\t');
 }
 
-/** The whole command, for tests too: arguments and environment in, report out, exit code back. */
-export async function audit(argv: string[], env: NodeJS.ProcessEnv, out: (s: string) => void, err: (s: string) => void, stream?: NodeJS.WriteStream): Promise<number> {
-  const opts = parseArgs(argv, env);
-  if (typeof opts === 'string') {
-    err(`audit: ${opts}\n${usage}\n`);
-    return 2;
+/** The report for machines (--json): what was checked, every violation, the figures. */
+export function reportJson(opts: Options, result: AuditResult, seconds: number, database: string): string {
+  return `${JSON.stringify(
+    {
+      database,
+      at: result.at.toISOString(),
+      orgs: opts.orgs,
+      checks: CheckNames.filter((c) => opts.checks.has(c)),
+      hold_grace_seconds: opts.holdGraceSeconds,
+      group: opts.group,
+      read_topic: opts.readTopic,
+      notes: result.notes,
+      violations: result.violations,
+      clean: result.violations.length === 0,
+      audited_orgs: result.orgs,
+      entries: result.entries,
+      seconds,
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+/** The whole command: arguments and environment in, report out, exit code back. */
+export const audit = operatorCommand('audit', usage, flags, async (values, positionals, io) => {
+  const opts = parseAuditArgs(values, positionals, io.env);
+  // Nothing to undo on Ctrl-C: the snapshot only reads, and the probe's transaction dies with the connection.
+  const onSigint = () => {
+    io.err('\naudit: interrupted; nothing was changed\n');
+    process.exit(ExitCode.interrupted);
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    return await runAuditCommand(opts, io.env, io.out, io.err, values.json ?? false, io.progress);
+  } finally {
+    process.off('SIGINT', onSigint);
   }
+});
+
+/** Runs the audit `opts` describe; for tests too. */
+export async function runAuditCommand(
+  opts: Options,
+  env: NodeJS.ProcessEnv,
+  out: (s: string) => void,
+  err: (s: string) => void,
+  json = false,
+  stream?: NodeJS.WriteStream,
+): Promise<number> {
   const url = databaseUrl(env);
   // Two readers sharing one snapshot, then the append-only probe.
   const ds: DataSource = await connectDatabase({ url, migrate: false, poolSize: 3 });
@@ -140,23 +181,12 @@ export async function audit(argv: string[], env: NodeJS.ProcessEnv, out: (s: str
     bar?.finish();
     if (result.unknownOrgs.length > 0) {
       err(`audit: unknown org ${result.unknownOrgs.join(', ')} (no orgs row, accounts row or ledger entry); nothing audited\n`);
-      return 2;
+      return ExitCode.usage;
     }
-    out(report(opts, result, (Date.now() - started) / 1000, redactUrl(url)));
-    return result.violations.length === 0 ? 0 : 1;
+    out((json ? reportJson : report)(opts, result, (Date.now() - started) / 1000, redactUrl(url)));
+    return result.violations.length === 0 ? ExitCode.ok : ExitCode.found;
   } finally {
     await messaging?.close();
     await ds.destroy();
   }
 }
-
-async function main(): Promise<number> {
-  // Nothing to undo on Ctrl-C: the snapshot only reads, and the probe's transaction dies with the connection.
-  process.once('SIGINT', () => {
-    process.stderr.write('\naudit: interrupted; nothing was changed\n');
-    process.exit(130);
-  });
-  return audit(process.argv.slice(2), process.env, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
-}
-
-runCommand('audit', module, main);

@@ -5,8 +5,8 @@ import { DeadLetterHeaders, EventValidation, MeteringConsumerGroup, parseRequest
 import { IncomingBatch, IncomingMessage } from '@tollgate/messaging';
 import { databaseFailure } from '@tollgate/persistence';
 import { creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
-import { deadLettersPart } from '../dead-letters/dead-letter-store';
-import { ProfileCatalog, pricingOf } from '../profile-catalog';
+import { deadLettersPart } from './dead-letter-store';
+import { ProfileCatalog, pricingOf } from './profile-catalog';
 import {
   accountsPart,
   alreadyMetered,

@@ -6,12 +6,11 @@ import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { createKafkaMessaging, kafkaBrokers, Messaging, Publisher } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
-import { AdminService } from '../admin/admin.service';
-import { audit } from '../audit';
-import { RequestCompletedConsumer } from '../ledger/request-completed.consumer';
-import { ProfileCatalog } from '../profile-catalog';
-import { ReservationService } from '../reservations/reservation.service';
-import { CheckName } from './violation';
+import { AdminService } from '../../apps/metering/src/admin/admin.service';
+import { audit } from '../../apps/cli/src/commands/audit';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
+import { ReservationService } from '../../apps/metering/src/reservations/reservation.service';
+import { CheckName } from '@tollgate/operations';
 
 /**
  * `npm run audit` against real PostgreSQL and Kafka. Ledgers are written by the real code paths (AdminService,
@@ -23,7 +22,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
   const catalog = ProfileCatalog.load('trackyard');
   const topic = `test.audit.${uuidv7()}`;
   const groupId = `test-audit-${uuidv7()}`;
-  const repoRoot = join(__dirname, '../../../..');
+  const repoRoot = join(__dirname, '../..');
   let ds: DataSource;
   let messaging: Messaging;
   let publisher: Publisher;
@@ -149,7 +148,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
   async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
     let out = '';
     let err = '';
-    const code = await audit(args, process.env, (s) => (out += s), (s) => (err += s), quiet);
+    const code = await audit(args, { env: process.env, out: (s) => (out += s), err: (s) => (err += s), progress: quiet });
     return { code, out, err };
   }
 
@@ -335,7 +334,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
   });
 
   it('the built command: exit 0 clean, 1 with the report on stdout, 2 on bad arguments or an unknown org', () => {
-    const cli = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'dist/apps/metering/src/audit.js'), ...args], { env: process.env, encoding: 'utf8' });
+    const cli = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'bin/tollgate.js'), 'audit', ...args], { env: process.env, encoding: 'utf8' });
     const ok = cli('--org', clean[0]!, '--check', 'sequence', '--check', 'balance', '--group', groupId);
     expect(ok.stdout).toContain('audit: clean: 2 check(s), 1 org(s)');
     expect(ok.status).toBe(0);
@@ -344,7 +343,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
     expect(broken.status).toBe(1);
     for (const args of [['--check', 'nonsense'], ['--all']]) {
       const bad = cli(...args);
-      expect(bad.stderr).toContain('usage: npm run audit');
+      expect(bad.stderr).toContain('usage: tollgate audit');
       expect(bad.status).toBe(2);
     }
     const unknown = cli('--org', uid('nobody'));

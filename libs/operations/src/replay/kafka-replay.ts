@@ -2,9 +2,7 @@ import { DataSource } from 'typeorm';
 import { Account, projectAccount } from '@tollgate/billing';
 import { MeteringConsumerGroup, Topics } from '@tollgate/contracts';
 import { IncomingBatch, IncomingMessage, Messaging } from '@tollgate/messaging';
-import { RequestCompletedConsumer } from '../ledger/request-completed.consumer';
-import { toAccount } from '../ledger/ledger-store';
-import { ProfileCatalog } from '../profile-catalog';
+import { ProfileCatalog, RequestCompletedConsumer, toAccount } from '@tollgate/ledger';
 import { applyCommands, CommandQueue, recordedCommands, RecordedOrg } from './recorded-commands';
 import { ScratchSchema, snapshotLive } from './scratch-schema';
 

@@ -1,4 +1,4 @@
-import { windowsPart } from './ledger-store';
+import { windowsPart } from '@tollgate/ledger';
 
 describe('windowsPart', () => {
   it('writes one row per (org, entity), its latest charge: an upsert must not touch a row twice in one statement', () => {

@@ -1,7 +1,7 @@
 import { PoolClient } from 'pg';
 import { DataSource, EntityManager } from 'typeorm';
 import { Account, evolve, foldAccount, LedgerEntryDraft, LedgerEntryType, LedgerFoldError, PlanTerms } from '@tollgate/billing';
-import { accountParams, accountRowColumns, AccountRow, accountsPart, entryRowColumns, EntryRow, lockAccounts, toAccount, toEntry, writeAll } from '../ledger/ledger-store';
+import { accountParams, AccountRow, accountRowColumns, accountsPart, EntryRow, entryRowColumns, lockAccounts, toAccount, toEntry, writeAll } from '@tollgate/ledger';
 import { Difference, diffAccount } from './diff';
 
 /**

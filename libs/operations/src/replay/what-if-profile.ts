@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseProfile, Profile, ProfileError } from '@tollgate/profiles';
-import { ProfileCatalog } from '../profile-catalog';
+import { ProfileCatalog } from '@tollgate/ledger';
 
 /**
  * The catalog a what-if replay prices with: the shipped profiles, with the one FILE describes put in place of the

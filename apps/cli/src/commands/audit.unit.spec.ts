@@ -1,36 +1,8 @@
-import { parseArgs, report } from './audit';
-import { CheckNames } from './audit/violation';
+import { CheckName, CheckNames } from '@tollgate/operations';
+import { report } from './audit';
 
-describe('npm run audit: arguments', () => {
-  it('audits every org with every check by default, the hold grace being the publish window', () => {
-    expect(parseArgs([], {})).toEqual({ orgs: 'all', checks: new Set(CheckNames), group: null, readTopic: false, holdGraceSeconds: 120 });
-    expect(parseArgs([], { RESERVATION_PUBLISH_WINDOW_SECONDS: '300' })).toMatchObject({ holdGraceSeconds: 300 });
-  });
-
-  it('takes repeated --org and --check, --group and --hold-grace', () => {
-    expect(parseArgs(['--org', 'a', '--org', 'b', '--check', 'charges', '--group', 'g', '--hold-grace', '5'], {})).toEqual({
-      orgs: ['a', 'b'],
-      checks: new Set(['charges']),
-      group: 'g',
-      readTopic: false,
-      holdGraceSeconds: 5,
-    });
-  });
-
-  it.each([
-    [['--org'], '--org needs an org id'],
-    [['--org', '--check'], '--org needs an org id'],
-    [['--check', 'balances'], '--check needs one of'],
-    [['--hold-grace', '-1'], '--hold-grace needs a whole number'],
-    [['--all'], 'unknown argument "--all"'],
-    [['--read-topic'], 'set KAFKA_BROKERS'],
-  ])('refuses %j', (argv, message) => {
-    expect(parseArgs(argv, {})).toContain(message);
-  });
-});
-
-describe('npm run audit: the report', () => {
-  const opts = { orgs: 'all' as const, checks: new Set(CheckNames), group: null, readTopic: false, holdGraceSeconds: 120 };
+describe('tollgate audit: the report', () => {
+  const opts = { orgs: 'all' as const, checks: new Set<CheckName>(CheckNames), group: null, readTopic: false, holdGraceSeconds: 120 };
   const at = new Date('2026-12-01T00:00:00Z');
 
   it('prints one tab-separated line per violation, by check, and a summary naming the checks that failed', () => {

@@ -5,12 +5,9 @@ import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
 import { parseProfile, profilesDir } from '@tollgate/profiles';
-import { AdminService } from '../admin/admin.service';
-import { RequestCompletedConsumer } from '../ledger/request-completed.consumer';
-import { ProfileCatalog } from '../profile-catalog';
-import { formatDifference } from './diff';
-import { replayLedger, ReplayArgumentError } from './ledger-replay';
-import { whatIf } from './what-if';
+import { AdminService } from '../../apps/metering/src/admin/admin.service';
+import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
+import { formatDifference, ReplayArgumentError, replayLedger, whatIf } from '@tollgate/operations';
 
 /** The ledger replay against real PostgreSQL: a stopped --apply, usage rows older than charged_entities, a what-if. */
 describe('replayLedger (real PostgreSQL)', () => {

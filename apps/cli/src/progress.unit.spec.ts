@@ -1,4 +1,4 @@
-import { progress } from './cli';
+import { progress } from './progress';
 
 function sink(isTTY: boolean) {
   const writes: string[] = [];

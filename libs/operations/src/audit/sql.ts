@@ -1,4 +1,4 @@
-import type { AccountRow } from '../ledger/ledger-store';
+import type { AccountRow } from '@tollgate/ledger';
 
 /** One round trip on the audit's connection (its snapshot): rows as `pg` returns them (bigint as string). */
 export type Sql = <T = Record<string, unknown>>(query: string, params?: unknown[]) => Promise<T[]>;

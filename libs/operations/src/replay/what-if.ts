@@ -3,7 +3,7 @@ import { PoolClient } from 'pg';
 import { DataSource } from 'typeorm';
 import { applyCharges, priceCall, Pricing } from '@tollgate/billing';
 import { parseProfile, Profile, ProfileError } from '@tollgate/profiles';
-import { pricingOf } from '../profile-catalog';
+import { pricingOf } from '@tollgate/ledger';
 import { ReplayArgumentError } from './ledger-replay';
 
 /**

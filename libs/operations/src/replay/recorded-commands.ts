@@ -1,7 +1,6 @@
 import { DataSource, EntityManager } from 'typeorm';
 import { changePlan, grantTopUp, openAccount } from '@tollgate/billing';
-import { ProfileCatalog } from '../profile-catalog';
-import { appendEntries, insertAccount, lockAccounts, saveAccounts } from '../ledger/ledger-store';
+import { appendEntries, insertAccount, lockAccounts, ProfileCatalog, saveAccounts } from '@tollgate/ledger';
 
 /**
  * The operator's commands a Kafka replay re-applies around the events: an org opened with its plan, plan changes,

@@ -1,18 +1,6 @@
 /**
- * What the operator commands (`npm run replay`, `audit`, `dlq`) share: how they end and how they show progress.
+ * How the operator programs (`tollgate replay`, `audit`, `dlq`) show progress.
  */
-
-/** Runs an operator command's `main` when the file is the entry point: its result is the exit code, a throw exits 1. */
-export function runCommand(name: string, module: NodeJS.Module, main: () => Promise<number>): void {
-  if (require.main !== module) return;
-  main().then(
-    (code) => process.exit(code),
-    (e: Error) => {
-      process.stderr.write(`${name}: ${e.message}\n`);
-      process.exit(1);
-    },
-  );
-}
 
 /** Reports how far a long command got: `update(done)` as often as you like, `finish()` once. */
 export interface Progress {

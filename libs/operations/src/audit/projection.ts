@@ -1,5 +1,5 @@
 import { Account, foldAccount, LedgerEntryDraft, LedgerFoldError } from '@tollgate/billing';
-import { entryRowColumns, EntryRow, toEntry } from '../ledger/ledger-store';
+import { EntryRow, entryRowColumns, toEntry } from '@tollgate/ledger';
 import { OrgBatch, Sql } from './sql';
 import { Violation } from './violation';
 

@@ -1,12 +1,14 @@
 import { DataSource } from 'typeorm';
 import { DeadLetterHeaders, isGatewayDeadLetter } from '@tollgate/contracts';
 import { createKafkaMessaging, OutgoingMessage } from '@tollgate/messaging';
-import { connectDatabase } from '@tollgate/persistence';
-import { DeadLetter, DeadLetterSelection, findDeadLetters, markReplayed } from './dead-letters/dead-letter-store';
-import { runCommand } from './ops/cli';
+import { connectDatabase, databaseUrl } from '@tollgate/persistence';
+import { DeadLetter, DeadLetterSelection, findDeadLetters, markReplayed } from '@tollgate/ledger';
+import { ExitCode, FlagValues } from '../args';
+import { operatorCommand, usageError } from './command';
 
 /**
- * `npm run dlq -- list [--pending] [--json]` and `npm run dlq -- replay (--all | --id ID... | --offset N... [--partition P])`
+ * `tollgate dlq list [--pending] [--json]` and `tollgate dlq replay (--all | --id ID... | --offset N... [--partition P])`
+ * (also `npm run dlq -- ...`)
  *
  * The dead letters metering recorded (see RequestCompletedConsumer), and re-driving them after a fix: `replay`
  * publishes each selected dead letter's original key and bytes to its original topic, so metering reads it again
@@ -22,45 +24,47 @@ export type Command =
   | { command: 'list'; pending: boolean; json: boolean }
   | { command: 'replay'; selection: DeadLetterSelection };
 
-export const usage = `usage: npm run dlq -- list [--pending] [--json]
-       npm run dlq -- replay (--all | --id ID [--id ID ...] | --offset N [--offset N ...] [--partition P])`;
+export const usage = `usage: tollgate dlq list [--pending] [--json]
+       tollgate dlq replay (--all | --id ID [--id ID ...] | --offset N [--offset N ...] [--partition P])
+       (npm run dlq -- ... is the same)
+  list --pending   only the dead letters not replayed yet; --json for machines
+  replay --all     every dead letter not replayed yet (those refused at the gateway left out)
+  replay --id / --offset [--partition]   these, replayed before or not
+Exit codes: 0 done, 1 a dead letter named that does not exist or cannot be replayed, 2 bad arguments.
+`;
 
-export function parseArgs(argv: string[]): Command | string {
-  const [command, ...rest] = argv;
-  if (command === 'list') {
-    let pending = false;
-    let json = false;
-    for (const a of rest) {
-      if (a === '--pending') pending = true;
-      else if (a === '--json') json = true;
-      else return `unknown argument "${a}"`;
-    }
-    return { command, pending, json };
+export const flags = {
+  pending: { type: 'boolean' },
+  all: { type: 'boolean' },
+  id: { type: 'string', multiple: true, needs: 'a whole number' },
+  offset: { type: 'string', multiple: true, needs: 'a whole number' },
+  partition: { type: 'string', needs: 'a whole number' },
+} as const;
+
+/** The command, or a usage error (CliError) saying what is unclear. */
+export function parseDlqArgs(values: FlagValues<typeof flags> & { json?: boolean; help?: boolean }, positionals: string[]): Command {
+  const [command, ...rest] = positionals;
+  if (command === undefined) throw usageError('say list or replay');
+  if (command !== 'list' && command !== 'replay') throw usageError(`unknown command "${command}"`);
+  if (rest.length > 0) throw usageError(`unknown argument "${rest[0]}"`);
+  const given = (Object.keys(values) as Array<keyof typeof values>).filter((k) => values[k] !== undefined);
+  const allowed: string[] = command === 'list' ? ['pending', 'json', 'help'] : ['all', 'id', 'offset', 'partition', 'help'];
+  const stray = given.find((k) => !allowed.includes(k));
+  if (stray) throw usageError(`unknown argument "--${stray}"`);
+  if (command === 'list') return { command, pending: values.pending ?? false, json: values.json ?? false };
+  for (const name of ['id', 'offset', 'partition'] as const) {
+    const v = values[name];
+    for (const x of v === undefined ? [] : Array.isArray(v) ? v : [v]) if (!/^\d{1,18}$/.test(x)) throw usageError(`--${name} needs a whole number`);
   }
-  if (command === 'replay') {
-    let all = false;
-    const ids: string[] = [];
-    const offsets: string[] = [];
-    let partition: number | undefined;
-    for (let i = 0; i < rest.length; i++) {
-      const a = rest[i];
-      const value = rest[i + 1];
-      if (a === '--all') all = true;
-      else if (a === '--id' || a === '--offset' || a === '--partition') {
-        if (value === undefined || !/^\d{1,18}$/.test(value)) return `${a} needs a whole number`;
-        i++;
-        if (a === '--id') ids.push(value);
-        else if (a === '--offset') offsets.push(value);
-        else partition = Number(value);
-      } else return `unknown argument "${a}"`;
-    }
-    if (all && (ids.length > 0 || offsets.length > 0)) return '--all replays every pending dead letter: give it alone, or pick with --id / --offset';
-    if (!all && ids.length === 0 && offsets.length === 0) return 'say which dead letters: --all, --id ID or --offset N';
-    if (partition !== undefined && offsets.length === 0) return '--partition narrows --offset: give an --offset too';
-    const selection: DeadLetterSelection = all ? { pending: true } : { ids: ids.length ? ids : undefined, offsets: offsets.length ? offsets : undefined, partition };
-    return { command, selection };
-  }
-  return command === undefined ? 'say list or replay' : `unknown command "${command}"`;
+  const all = values.all ?? false;
+  const ids = values.id ?? [];
+  const offsets = values.offset ?? [];
+  const partition = values.partition === undefined ? undefined : Number(values.partition);
+  if (all && (ids.length > 0 || offsets.length > 0)) throw usageError('--all replays every pending dead letter: give it alone, or pick with --id / --offset');
+  if (!all && ids.length === 0 && offsets.length === 0) throw usageError('say which dead letters: --all, --id ID or --offset N');
+  if (partition !== undefined && offsets.length === 0) throw usageError('--partition narrows --offset: give an --offset too');
+  const selection: DeadLetterSelection = all ? { pending: true } : { ids: ids.length ? ids : undefined, offsets: offsets.length ? offsets : undefined, partition };
+  return { command, selection };
 }
 
 function status(d: DeadLetter): string {
@@ -111,7 +115,7 @@ export async function replay(
   const missing = (selection.ids ?? []).filter((id) => !letters.some((d) => d.id === id));
   if (missing.length > 0) {
     err(`dlq: no dead letter with id ${missing.join(', ')}; nothing replayed\n`);
-    return 1;
+    return ExitCode.found;
   }
   if (letters.length === 0) {
     if (selection.pending) {
@@ -119,7 +123,7 @@ export async function replay(
       return 0;
     }
     err('dlq: no dead letter at those offsets; nothing replayed\n');
-    return 1;
+    return ExitCode.found;
   }
   const unreplayable = letters.filter((d) => isGatewayDeadLetter(d.reason));
   if (unreplayable.length > 0 && !selection.pending) {
@@ -127,7 +131,7 @@ export async function replay(
       `dlq: ${unreplayable.map((d) => d.id).join(', ')}: refused at the gateway (the broker can never take the event); ` +
         `its value is a summary (ids, size, sha256, first bytes), not the event, so it cannot be replayed: bill the call from its ids; nothing replayed\n`,
     );
-    return 1;
+    return ExitCode.found;
   }
   const replayable = letters.filter((d) => !isGatewayDeadLetter(d.reason));
   if (unreplayable.length > 0) err(`dlq: left out ${unreplayable.length} dead letter(s) refused at the gateway: they hold a summary, not the event, and cannot be replayed\n`);
@@ -149,27 +153,19 @@ export async function replay(
   return 0;
 }
 
-async function main(): Promise<number> {
-  const cmd = parseArgs(process.argv.slice(2));
-  if (typeof cmd === 'string') {
-    process.stderr.write(`dlq: ${cmd}\n${usage}\n`);
-    return 2;
-  }
-  const out = (s: string) => process.stdout.write(s);
-  const err = (s: string) => process.stderr.write(s);
-  const ds = await connectDatabase({ migrate: false, poolSize: 2 });
+export const dlq = operatorCommand('dlq', usage, flags, async (values, positionals, io) => {
+  const cmd = parseDlqArgs(values, positionals);
+  const ds = await connectDatabase({ url: databaseUrl(io.env), migrate: false, poolSize: 2 });
   try {
-    if (cmd.command === 'list') return await list(ds, cmd.pending, cmd.json, out);
+    if (cmd.command === 'list') return await list(ds, cmd.pending, cmd.json, io.out);
     const messaging = createKafkaMessaging({ clientId: 'tollgate-dlq' });
     try {
       const publisher = await messaging.publisher();
-      return await replay(ds, cmd.selection, (topic, messages) => publisher.publish(topic, messages), out, err);
+      return await replay(ds, cmd.selection, (topic, messages) => publisher.publish(topic, messages), io.out, io.err);
     } finally {
       await messaging.close();
     }
   } finally {
     await ds.destroy();
   }
-}
-
-runCommand('dlq', module, main);
+});

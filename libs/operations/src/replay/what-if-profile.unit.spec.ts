@@ -2,24 +2,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProfileError, profilesDir } from '@tollgate/profiles';
-import { parseArgs } from '../replay';
 import { CommandQueue, RecordedCommand } from './recorded-commands';
 import { whatIfCatalog } from './what-if-profile';
-
-describe('replay arguments', () => {
-  it('takes --source kafka with --all or --org, and --profile FILE with it', () => {
-    expect(parseArgs(['--all', '--source', 'kafka'])).toEqual({ orgs: 'all', source: 'kafka', apply: false, profile: null });
-    expect(parseArgs(['--org', 'a', '--org', 'b', '--source', 'kafka', '--profile', 'x.yaml'])).toEqual({ orgs: ['a', 'b'], source: 'kafka', apply: false, profile: 'x.yaml' });
-    expect(parseArgs(['--all'])).toEqual({ orgs: 'all', source: 'ledger', apply: false, profile: null });
-  });
-
-  it('refuses --profile without a file, --apply with kafka, and a missing org choice', () => {
-    expect(parseArgs(['--all', '--source', 'kafka', '--profile'])).toBe('--profile needs a profile file');
-    expect(parseArgs(['--all', '--source', 'kafka', '--apply'])).toMatch(/use it with --source ledger/);
-    expect(parseArgs(['--source', 'kafka'])).toMatch(/--all or --org/);
-    expect(parseArgs(['--all', '--source', 'redis'])).toBe('--source must be ledger or kafka');
-  });
-});
 
 describe('recorded commands around the events', () => {
   const t = (s: number) => Date.UTC(2026, 10, 1) + s * 1000;
