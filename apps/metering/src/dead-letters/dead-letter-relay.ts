@@ -24,7 +24,7 @@ export class DeadLetterRelay {
     intervalMs = 500,
     private readonly batchSize = 500,
   ) {
-    this.loop = new RelayLoop(this.log, 'dead-letter publication', () => this.publishOnce(), intervalMs, batchSize);
+    this.loop = new RelayLoop(this.log, 'dead-letter publication', () => this.publishOnce(), intervalMs, (sent) => sent === batchSize);
   }
 
   start(): void {

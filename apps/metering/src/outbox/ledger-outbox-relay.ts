@@ -32,7 +32,7 @@ export class LedgerOutboxRelay {
     intervalMs = 200,
     private readonly batchSize = 2000,
   ) {
-    this.loop = new RelayLoop(this.log, 'ledger publication', () => this.publishOnce(), intervalMs, batchSize);
+    this.loop = new RelayLoop(this.log, 'ledger publication', () => this.publishOnce(), intervalMs, (sent) => sent === batchSize);
   }
 
   start(): void {

@@ -1,9 +1,10 @@
 import { Logger } from '@nestjs/common';
 
 /**
- * The loop both relays (ledger outbox, dead letters) run: every `intervalMs`, unless the last round is still
- * going, call `sendOnce` until it returns less than a full batch (a backlog drains without waiting). A failure
- * is logged and retried on the next tick; `stop` waits for a round in progress.
+ * The loop every relay in metering runs (ledger outbox, dead letters, webhook notifications and deliveries): every
+ * `intervalMs`, unless the last round is still going, call `sendOnce` again at once while `more(itsResult)` says a
+ * backlog is waiting (e.g. a full batch), so a backlog drains without waiting. A failure is logged and retried on
+ * the next tick; `stop` ends a drain after its current round and waits for it.
  */
 export class RelayLoop {
   private timer: NodeJS.Timeout | null = null;
@@ -14,7 +15,7 @@ export class RelayLoop {
     private readonly what: string,
     private readonly sendOnce: () => Promise<number>,
     private readonly intervalMs: number,
-    private readonly batchSize: number,
+    private readonly more: (sent: number) => boolean,
   ) {}
 
   start(): void {
@@ -22,7 +23,7 @@ export class RelayLoop {
       if (this.running) return;
       this.running = true;
       try {
-        while ((await this.sendOnce()) === this.batchSize) {
+        while (this.more(await this.sendOnce()) && this.timer) {
           /* drain a backlog without waiting */
         }
       } catch (e) {

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
+import { RelayLoop } from '../outbox/relay-loop';
 import { deriveFromEntries, deriveFromRefusal, initialState, LedgerEntryView, messageBody, Notification, NotifierState } from './notifications';
 
 /** The advisory lock of the notifier and of anything else that adds webhook messages (a re-send). */
@@ -19,39 +20,23 @@ export const MessageQueueLock = 727277;
  */
 export class Notifier {
   private readonly log = new Logger('webhook-notifier');
-  private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  private readonly loop: RelayLoop;
 
   constructor(
     private readonly ds: DataSource,
     private readonly intervalMs = 250,
     private readonly batchOrgs = 200,
     private readonly entriesPerOrg = 2000,
-  ) {}
+  ) {
+    this.loop = new RelayLoop(this.log, 'notification derivation', () => this.notifyOnce(), intervalMs, (orgs) => orgs === batchOrgs);
+  }
 
   start(): void {
-    this.timer = setInterval(() => void this.tick(), this.intervalMs);
-    this.timer.unref();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    while (this.running) await new Promise((r) => setTimeout(r, 10));
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      while ((await this.notifyOnce()) === this.batchOrgs) {
-        /* drain a backlog without waiting */
-      }
-    } catch (e) {
-      this.log.error({ msg: 'notification derivation failed; will retry', error: (e as Error).message });
-    } finally {
-      this.running = false;
-    }
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** One round: the orgs with unread entries or an unread refusal; returns how many orgs were read. */

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { Webhook } from 'standardwebhooks';
 import { webhookAttempts, webhookBacklog, webhookEndpointsDisabled, webhookOldestUndelivered } from '@tollgate/platform';
+import { RelayLoop } from '../outbox/relay-loop';
 import { checkEndpointUrl, DeliveryPolicy, retryDelayMs, UrlRules } from './delivery-policy';
 
 /** The most of a response body kept in the attempt log. */
@@ -38,8 +39,7 @@ export interface AttemptResult {
  */
 export class WebhookSender {
   private readonly log = new Logger('webhook-sender');
-  private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  private readonly loop: RelayLoop;
   private lastSample = 0;
 
   constructor(
@@ -50,32 +50,23 @@ export class WebhookSender {
     /** Queues attempted at once: each holds a pool connection only for its claim and its result statement. */
     private readonly batchSize = 16,
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    this.loop = new RelayLoop(this.log, 'webhook delivery round', () => this.round(), intervalMs, (attempted) => attempted > 0);
+  }
 
   start(): void {
-    this.timer = setInterval(() => void this.tick(), this.intervalMs);
-    this.timer.unref();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    while (this.running) await new Promise((r) => setTimeout(r, 10));
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      while ((await this.deliverOnce()) > 0 && this.timer) {
-        /* the next heads are due at once: go on without waiting */
-      }
-      if (this.clock() - this.lastSample > 5000) await this.sample();
-    } catch (e) {
-      this.log.error({ msg: 'webhook delivery round failed; will retry', error: (e as Error).message });
-    } finally {
-      this.running = false;
-    }
+  /** One round and, every 5 s, the metrics; a round that attempted anything is followed by another at once. */
+  private async round(): Promise<number> {
+    const attempted = await this.deliverOnce();
+    if (this.clock() - this.lastSample > 5000) await this.sample();
+    return attempted;
   }
 
   /**
