@@ -211,10 +211,17 @@ export class Stack {
   }
 
   async admin<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await fetch(`http://127.0.0.1:${this.ports.metering}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.adminToken}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+    const send = () =>
+      fetch(`http://127.0.0.1:${this.ports.metering}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.adminToken}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    // A test that blocks its event loop (spawnSync of a CLI) can hand fetch a kept-alive socket the server closed
+    // meanwhile: the request never reached the server ("other side closed"), so it is sent once more.
+    const res = await send().catch((e: Error & { cause?: { code?: string } }) => {
+      if (e.cause?.code !== 'UND_ERR_SOCKET') throw e;
+      return send();
     });
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
