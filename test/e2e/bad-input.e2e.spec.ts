@@ -340,7 +340,9 @@ describe('bad input never reaches PostgreSQL (trackyard)', () => {
 
     it('answers an oversized or NUL-bearing bearer token with a 4xx, never a 500', async () => {
       expect((await direct('/me', { authorization: `Bearer tg_live_${'x'.repeat(10_000)}` })).status).toBe(401);
-      expect(await rawStatus(stack.ports.query, `GET ${base}/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'x'.repeat(1_000_000)}\r\nConnection: close\r\n\r\n`)).toBe(431);
+      // Node answers 431 and closes at once; a client still writing the megabyte may lose that answer to EPIPE
+      // (0 here). Either way the request never reaches the app, and nothing answers 5xx.
+      expect([431, 0]).toContain(await rawStatus(stack.ports.query, `GET ${base}/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'x'.repeat(1_000_000)}\r\nConnection: close\r\n\r\n`, { closedIsAnswer: true }));
       expect(await rawStatus(stack.ports.query, `GET ${base}/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tg_live_a\u0000b\r\nConnection: close\r\n\r\n`)).toBe(400);
       expect(await rawStatus(stack.ports.metering, `GET /admin/orgs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\u0000b\r\nConnection: close\r\n\r\n`)).toBe(400);
       expect((await fetch(`http://127.0.0.1:${stack.ports.metering}/admin/orgs`, { headers: { authorization: `Bearer ${'x'.repeat(10_000)}` } })).status).toBe(401);
@@ -349,14 +351,15 @@ describe('bad input never reaches PostgreSQL (trackyard)', () => {
 });
 
 /** The status code of a request written byte for byte (fetch refuses to send a NUL in a header). */
-function rawStatus(port: number, request: string): Promise<number> {
+function rawStatus(port: number, request: string, opts: { closedIsAnswer?: boolean } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => socket.end(Buffer.from(request, 'latin1')));
     let text = '';
     socket.on('data', (b: Buffer) => (text += b.toString('latin1')));
     const status = () => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-    // The server may answer and close before a long request is written: the answer is what counts.
-    socket.on('error', (e) => (status() ? resolve(status()) : reject(e)));
+    // The server may answer and close before a long request is written: the answer is what counts (and, where
+    // the caller says so, a connection the server closed on it: 0).
+    socket.on('error', (e) => (status() || opts.closedIsAnswer ? resolve(status()) : reject(e)));
     socket.on('close', () => resolve(status()));
   });
 }
