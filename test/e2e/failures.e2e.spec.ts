@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { eventually, freePort, json, repoRoot, Stack, uniqueId } from '../support/stack';
 
@@ -63,28 +63,23 @@ describe('failures and bad input (trackyard)', () => {
     }
   });
 
-  // Found by the money fuzzer: a streamed body over the limit got a connection reset instead of its 413.
-  it('a streamed request body over 10 MiB is answered 413, not reset', async () => {
+  // Found by the money fuzzer: a body over the limit, written in one go, got a connection reset instead of its 413
+  // (the gateway destroyed the request with the rest of the body unread, so the kernel answered with RST).
+  it('a request body over 10 MiB is answered 413, not reset', async () => {
     const { key } = await stack.orgWithKey('starter', uniqueId('big-body'));
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = request(
-        { host: '127.0.0.1', port: stack.ports.gateway, method: 'POST', path: `${base}/search`, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
-        (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        },
-      );
-      req.on('error', reject);
-      const chunk = Buffer.alloc(64 * 1024, 0x20);
-      let sent = 0;
-      const pump = () => {
-        while (sent < 11 * 1024 * 1024) {
-          sent += chunk.length;
-          if (!req.write(chunk)) return req.once('drain', pump);
-        }
-        req.end();
-      };
-      pump();
+    const size = 11 * 1024 * 1024;
+    const status = await new Promise<number>((resolve) => {
+      const socket = connect(stack.ports.gateway, '127.0.0.1', () => {
+        socket.write(`POST ${base}/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+        const chunk = Buffer.alloc(1024 * 1024, 0x20);
+        for (let sent = 0; sent < size; sent += chunk.length) socket.write(`${chunk.length.toString(16)}\r\n${chunk.toString('latin1')}\r\n`);
+        socket.end('0\r\n\r\n');
+      });
+      let text = '';
+      socket.on('data', (b: Buffer) => (text += b.toString('latin1')));
+      const status = () => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+      socket.on('error', () => resolve(status()));
+      socket.on('close', () => resolve(status()));
     });
     expect(status).toBe(413);
   });
