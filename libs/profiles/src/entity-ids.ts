@@ -40,6 +40,13 @@ export type EntityReading = { ok: true; ids: string[] } | { ok: false; problem: 
 export function readEntityIds(json: unknown, expression: string): EntityReading {
   const steps = parseEntityExpression(expression);
   if (typeof steps === 'string') throw new Error(`entity expression: ${steps}`);
+  // A priceable body (the paid path) is read without spelling out where each value sits; only a body that fails
+  // is read again with paths, for the problem to name the place.
+  const fast = read(json, steps, expression, false);
+  return fast.ok ? fast : read(json, steps, expression, true);
+}
+
+function read(json: unknown, steps: Step[], expression: string, paths: boolean): EntityReading {
   let values: Array<{ at: string; value: unknown }> = [{ at: '$', value: json }];
   for (const step of steps) {
     const next: typeof values = [];
@@ -47,14 +54,14 @@ export function readEntityIds(json: unknown, expression: string): EntityReading 
       let v: unknown = value;
       let here = at;
       if (step.property !== null) {
-        here = `${at}.${step.property}`;
+        if (paths) here = `${at}.${step.property}`;
         if (!isRecord(v)) return { ok: false, problem: `${at} is not an object (reading ${expression})` };
         if (!Object.prototype.hasOwnProperty.call(v, step.property)) return { ok: false, problem: `${here} is missing (reading ${expression})` };
         v = v[step.property];
       }
       if (step.each) {
         if (!Array.isArray(v)) return { ok: false, problem: `${here} is not an array (reading ${expression})` };
-        (v as unknown[]).forEach((item, i) => next.push({ at: `${here}[${i}]`, value: item }));
+        (v as unknown[]).forEach((item, i) => next.push({ at: paths ? `${here}[${i}]` : here, value: item }));
       } else {
         next.push({ at: here, value: v });
       }

@@ -77,6 +77,9 @@ class UnrecordableEvent extends Error {}
  */
 const acceptableRequestId = new RegExp(`^[\\x21-\\x7e]{1,${EventLimits.requestIdLength}}$`);
 
+/** The invalid-key check's answer for nearly every call: one object, not one per call. */
+const notThrottled: { refused: false; decision: RateDecision } = { refused: false, decision: { admitted: true, windows: [], refusedBy: null, retryAfterSeconds: 0 } };
+
 /** Paths the gateway's Nest part answers even under a base path of `/`. */
 const reservedPaths = new Set(['/health/live', '/health/ready', '/metrics']);
 
@@ -468,7 +471,7 @@ export class GatewayPipeline {
     const w = counted?.windows[0];
     if (!counted || !w || w.resetAtMs <= now) {
       if (counted) this.throttledIps.delete(ip);
-      return { refused: false, decision: { admitted: true, windows: [], refusedBy: null, retryAfterSeconds: 0 } };
+      return notThrottled;
     }
     const full = { ...w, remaining: 0 };
     return { refused: true, decision: { admitted: false, windows: [full], refusedBy: full, retryAfterSeconds: Math.max(1, Math.ceil((w.resetAtMs - now) / 1000)) } };

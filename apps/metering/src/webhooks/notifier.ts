@@ -24,7 +24,7 @@ export class Notifier {
 
   constructor(
     private readonly ds: DataSource,
-    private readonly intervalMs = 250,
+    intervalMs = 250,
     private readonly batchOrgs = 200,
     private readonly entriesPerOrg = 2000,
   ) {

@@ -46,7 +46,7 @@ export class WebhookSender {
     private readonly ds: DataSource,
     private readonly policy: DeliveryPolicy,
     private readonly urlRules: UrlRules,
-    private readonly intervalMs = 250,
+    intervalMs = 250,
     /** Queues attempted at once: each holds a pool connection only for its claim and its result statement. */
     private readonly batchSize = 16,
     private readonly clock: () => number = Date.now,
