@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Admin, Consumer, Kafka, logLevel, Partitioners, Producer } from 'kafkajs';
 import { TopicPartitions } from '@tollgate/contracts';
-import { ConfigError, consumerOffsetResets } from '@tollgate/platform';
+import { ConfigError, consumerOffsetResets, KafkaConfig, kafkaConfig, kafkaCrossCheck, KafkaEnv, readConfig } from '@tollgate/platform';
 import {
   BatchConsumer,
   BatchConsumerOptions,
@@ -14,47 +14,26 @@ import {
   recordBatchBytesBound,
 } from './messaging';
 
-export const DefaultBrokers = '127.0.0.1:9092';
+export { DefaultBrokers, DefaultMaxMessageBytes } from '@tollgate/platform';
+
+/** The Kafka group of the environment (KAFKA_*), checked: a bad value throws a ConfigError naming it. */
+export function kafkaFromEnv(env: NodeJS.ProcessEnv = process.env): KafkaConfig {
+  return kafkaConfig(readConfig(KafkaEnv, env, kafkaCrossCheck));
+}
 
 export function kafkaBrokers(env: NodeJS.ProcessEnv = process.env): string[] {
-  return (env.KAFKA_BROKERS || DefaultBrokers).split(',').map((b) => b.trim()).filter(Boolean);
+  return kafkaFromEnv(env).brokers;
 }
 
 export class KafkaUnavailableError extends Error {}
 
 /** How ensureTopics creates missing topics. Topics that exist are left as they are (a warning says what differs). */
-export interface TopicSettings {
-  /** Copies of each partition (KAFKA_REPLICATION_FACTOR, default 1). */
-  replicationFactor: number;
-  /** The topics' min.insync.replicas (KAFKA_MIN_INSYNC_REPLICAS); null: the broker's default. */
-  minInsyncReplicas: number | null;
-  /** Partitions of the keyed topics, those created with more than one (KAFKA_PARTITIONS); null: their defaults. */
-  partitions: number | null;
-}
+export type TopicSettings = KafkaConfig['topicSettings'];
 
-/** Reads the topic settings; a bad value stops start-up with a message naming the variable. */
+/** KAFKA_REPLICATION_FACTOR (default 1), KAFKA_MIN_INSYNC_REPLICAS, KAFKA_PARTITIONS. */
 export function topicSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): TopicSettings {
-  const positive = (name: string, max: number): number | null => {
-    const raw = env[name];
-    if (raw === undefined || raw.trim() === '') return null;
-    const n = Number(raw);
-    if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < 1 || n > max) {
-      throw new ConfigError(`environment: ${name}: must be a whole number from 1 to ${max} (got "${raw}")`);
-    }
-    return n;
-  };
-  const replicationFactor = positive('KAFKA_REPLICATION_FACTOR', 32767) ?? 1;
-  const minInsyncReplicas = positive('KAFKA_MIN_INSYNC_REPLICAS', 32767);
-  if (minInsyncReplicas !== null && minInsyncReplicas > replicationFactor) {
-    throw new ConfigError(
-      `environment: KAFKA_MIN_INSYNC_REPLICAS: must not exceed KAFKA_REPLICATION_FACTOR (${minInsyncReplicas} > ${replicationFactor}): no acks=all write could succeed`,
-    );
-  }
-  return { replicationFactor, minInsyncReplicas, partitions: positive('KAFKA_PARTITIONS', 10000) };
+  return kafkaFromEnv(env).topicSettings;
 }
-
-/** The broker's default `message.max.bytes` (1 MiB + 12) rounded down: what a send is kept within by default. */
-export const DefaultMaxMessageBytes = 1024 * 1024;
 
 /**
  * KAFKA_MAX_MESSAGE_BYTES: the largest record batch the brokers take (their `message.max.bytes`, or a topic's
@@ -62,13 +41,7 @@ export const DefaultMaxMessageBytes = 1024 * 1024;
  * larger than it without sending it (it could never be taken).
  */
 export function maxMessageBytesFromEnv(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.KAFKA_MAX_MESSAGE_BYTES;
-  if (raw === undefined || raw.trim() === '') return DefaultMaxMessageBytes;
-  const n = Number(raw);
-  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < 65536 || n > 1024 * 1024 * 1024) {
-    throw new ConfigError(`environment: KAFKA_MAX_MESSAGE_BYTES: must be a whole number of bytes from 65536 to 1073741824 (got "${raw}")`);
-  }
-  return n;
+  return kafkaFromEnv(env).maxMessageBytes;
 }
 
 /**
@@ -113,9 +86,11 @@ class KafkaMessaging implements Messaging {
   private readonly closers: Array<() => Promise<void>> = [];
 
   constructor(private readonly opts: KafkaMessagingOptions) {
-    this.brokers = opts.brokers ?? kafkaBrokers();
-    this.topicSettings = opts.topicSettings ?? topicSettingsFromEnv();
-    this.maxMessageBytes = opts.maxMessageBytes ?? maxMessageBytesFromEnv();
+    // An app passes its config's Kafka settings; whatever is left out is read from the environment (checked).
+    const fromEnv = opts.brokers && opts.topicSettings && opts.maxMessageBytes ? null : kafkaFromEnv();
+    this.brokers = opts.brokers ?? fromEnv!.brokers;
+    this.topicSettings = opts.topicSettings ?? fromEnv!.topicSettings;
+    this.maxMessageBytes = opts.maxMessageBytes ?? fromEnv!.maxMessageBytes;
     const log = opts.log;
     this.kafka = new Kafka({
       clientId: opts.clientId,
@@ -156,7 +131,7 @@ class KafkaMessaging implements Messaging {
     if (missing.length > 0) {
       const brokers = (await admin.describeCluster()).brokers.length;
       if (replicationFactor > brokers) {
-        throw new ConfigError(`environment: KAFKA_REPLICATION_FACTOR: ${replicationFactor} copies need as many brokers; the cluster at ${this.brokers.join(',')} has ${brokers}`);
+        throw new ConfigError(`invalid configuration: KAFKA_REPLICATION_FACTOR: ${replicationFactor} copies need as many brokers; the cluster at ${this.brokers.join(',')} has ${brokers}`);
       }
       await admin.createTopics({
         waitForLeaders: true,

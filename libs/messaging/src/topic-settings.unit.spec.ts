@@ -24,7 +24,7 @@ describe('topic settings from the environment', () => {
     ['KAFKA_PARTITIONS', '1e3'],
   ])('refuses %s=%s, naming the variable', (name, value) => {
     expect(() => topicSettingsFromEnv({ [name]: value })).toThrow(ConfigError);
-    expect(() => topicSettingsFromEnv({ [name]: value })).toThrow(new RegExp(`^environment: ${name}: must be a whole number`));
+    expect(() => topicSettingsFromEnv({ [name]: value })).toThrow(new RegExp(`^invalid configuration: ${name}: must be a whole number`));
   });
 
   it('refuses a min.insync.replicas above the replication factor: no acks=all write could succeed', () => {

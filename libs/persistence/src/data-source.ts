@@ -1,10 +1,12 @@
 import { DataSource } from 'typeorm';
+import { DatabaseEnv, readConfig } from '@tollgate/platform';
 import { migrations } from './migrations';
 
-export const DefaultDatabaseUrl = 'postgres://postgres@127.0.0.1:5432/tollgate';
+export { DefaultDatabaseUrl } from '@tollgate/platform';
 
+/** DATABASE_URL (checked: a postgres:// URL), for code without a config of its own; apps pass their config's. */
 export function databaseUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.DATABASE_URL || DefaultDatabaseUrl;
+  return readConfig(DatabaseEnv, env).DATABASE_URL;
 }
 
 /** The URL without its password, safe to print. */

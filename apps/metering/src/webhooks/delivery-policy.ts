@@ -59,10 +59,6 @@ export interface UrlRules {
   allowPrivate: boolean;
 }
 
-export function urlRulesFromEnv(env: NodeJS.ProcessEnv = process.env): UrlRules {
-  return { production: env.NODE_ENV === 'production', allowPrivate: env.WEBHOOK_ALLOW_PRIVATE_NETWORKS === 'true' };
-}
-
 /**
  * Why `url` is not an acceptable endpoint, or null. Resolves the host: a name that resolves to any private
  * address is refused (SSRF), in production unless the operator allows private networks. In development any
