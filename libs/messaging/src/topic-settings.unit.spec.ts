@@ -1,5 +1,6 @@
 import { ConfigError } from '@tollgate/platform';
-import { createKafkaMessaging, partitionOfKey, topicSettingsFromEnv } from './kafka-messaging';
+import { createKafkaMessaging, topicSettingsFromEnv } from './kafka-messaging';
+import { partitionOfKey } from './kafka-publisher';
 
 describe('topic settings from the environment', () => {
   it('defaults to one replica, the broker\'s min.insync.replicas and the project\'s partition counts', () => {
