@@ -1,23 +1,4 @@
-import {
-  Cleaned,
-  DatabaseEnv,
-  flag,
-  InternalTokenEnv,
-  internalTokenOf,
-  kafkaConfig,
-  kafkaCrossCheck,
-  KafkaEnv,
-  optionalText,
-  optionalUrl,
-  port,
-  ProfileEnv,
-  readConfig,
-  RuntimeEnv,
-  runtimeConfig,
-  text,
-  url,
-  whole,
-} from '@tollgate/platform';
+import { Cleaned, DatabaseEnv, flag, InternalTokenEnv, internalTokenOf, kafkaConfig, kafkaCrossCheck, KafkaEnv, optionalText, optionalUrl, port, ProfileEnv, readConfig, RuntimeEnv, runtimeConfig, text, url, whole } from '@tollgate/platform';
 
 /**
  * Every variable the gateway reads (documented in .env.example), checked once at start by `gatewayConfig()` in

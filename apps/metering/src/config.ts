@@ -1,24 +1,5 @@
 import { TopicPartitions, Topics } from '@tollgate/contracts';
-import {
-  AdminTokenEnv,
-  adminTokenOf,
-  Cleaned,
-  DatabaseEnv,
-  flag,
-  InternalTokenEnv,
-  internalTokenOf,
-  kafkaConfig,
-  kafkaCrossCheck,
-  KafkaEnv,
-  optionalOneOf,
-  port,
-  ProfileEnv,
-  readConfig,
-  RuntimeEnv,
-  runtimeConfig,
-  text,
-  whole,
-} from '@tollgate/platform';
+import { AdminTokenEnv, adminTokenOf, Cleaned, DatabaseEnv, flag, InternalTokenEnv, internalTokenOf, kafkaConfig, kafkaCrossCheck, KafkaEnv, optionalOneOf, port, ProfileEnv, readConfig, RuntimeEnv, runtimeConfig, text, whole } from '@tollgate/platform';
 import { DefaultPolicy } from './webhooks/delivery-policy';
 
 /**

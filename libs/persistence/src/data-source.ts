@@ -1,5 +1,6 @@
 import { DataSource } from 'typeorm';
 import { DatabaseEnv, readConfig } from '@tollgate/platform';
+import { AdvisoryLocks } from './advisory-locks';
 import { migrations } from './migrations';
 
 export { DefaultDatabaseUrl } from '@tollgate/platform';
@@ -60,10 +61,10 @@ export async function connectDatabase(opts: { url?: string; migrate: boolean; po
     // Several apps may start together: a session-level advisory lock makes migrations run once.
     const runner = ds.createQueryRunner();
     try {
-      await runner.query('SELECT pg_advisory_lock(727274)');
+      await runner.query('SELECT pg_advisory_lock($1)', [AdvisoryLocks.migrations]);
       await ds.runMigrations({ transaction: 'each' });
     } finally {
-      await runner.query('SELECT pg_advisory_unlock(727274)').catch(() => undefined);
+      await runner.query('SELECT pg_advisory_unlock($1)', [AdvisoryLocks.migrations]).catch(() => undefined);
       await runner.release();
     }
   }

@@ -33,7 +33,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
 
   /** Derives until nothing is left, and delivers with `senders` racing each other until every message is delivered. */
   async function drain(endpointId: string, senders: WebhookSender[], deadlineMs = 30_000): Promise<void> {
-    while ((await notifier.notifyOnce()) > 0) {
+    while ((await notifier.runOnce()) > 0) {
       /* all orgs read */
     }
     const until = Date.now() + deadlineMs;
@@ -59,7 +59,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       const org = `${run}-a`;
       await admin.createOrg({ id: org, name: org, plan: 'starter' }); // 500 monthly credits
       // Derive the org's opening before the endpoint exists: only what follows is sent.
-      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      while ((await notifier.runOnce()) > 0) { /* caught up */ }
       const created = await hooks.create({ url: receiver.url, events: ['credits.low', 'credits.granted', 'allowance.reset'], org_id: org });
       secret = created.secret;
       expect(secret).toMatch(/^whsec_/);
@@ -148,7 +148,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       secret = created.secret;
       receiver.answer = () => ({ status: 503 });
       const sender = new WebhookSender(ds, { ...policy, disableAfterMs: 300 }, dev);
-      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      while ((await notifier.runOnce()) > 0) { /* caught up */ }
       const until = Date.now() + 20_000;
       while (!(await hooks.list(org)).webhooks.find((w) => w.id === created.id)!.disabled_at) {
         if (Date.now() > until) throw new Error('never disabled');
@@ -159,7 +159,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       expect(Number((await webhookEndpointsDisabled.get()).values[0]!.value)).toBeGreaterThanOrEqual(1);
       const attempts = receiver.hits.length;
       await admin.grantCredits(org, { amount: 3, reason: 'while disabled', idempotency_key: `${org}-1` });
-      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      while ((await notifier.runOnce()) > 0) { /* caught up */ }
       expect(await sender.deliverOnce()).toBe(0);
       expect(receiver.hits).toHaveLength(attempts);
       expect((await hooks.deliveries(created.id)).pending).toBe(1);
@@ -192,7 +192,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
         }]);
       await refuse(Date.now());
       await refuse(Date.now() + 1);
-      await notifier.notifyOnce();
+      await notifier.runOnce();
       await refuse(Date.now() + 2);
       await drain(created.id, [new WebhookSender(ds, policy, dev)]);
       expect(receiver.accepted().map((h) => h.body.type)).toEqual(['credits.exhausted']);
