@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { Cleaned, DatabaseEnv, flag, InternalTokenEnv, internalTokenOf, kafkaConfig, kafkaCrossCheck, KafkaEnv, optionalText, optionalUrl, port, ProfileEnv, readConfig, RuntimeEnv, runtimeConfig, text, url, whole } from '@tollgate/platform';
 
 /**
@@ -28,6 +29,10 @@ export const GatewayEnv = {
   GATEWAY_SPOOL_DIR: optionalText(),
   GATEWAY_SPOOL_MAX_BYTES: whole(64 * 1024 * 1024, { min: 64 * 1024 }),
   GATEWAY_SPOOL_DEADLINE_MS: whole(1500, { min: 1 }),
+  /** Strict credits: spend leases of credits held at metering (true), or hold per call (false). */
+  GATEWAY_CREDIT_LEASES: flag(true),
+  /** How metering names this gateway's leases. Default: <hostname>:<GATEWAY_PORT>. */
+  GATEWAY_NAME: optionalText(),
 };
 
 export function gatewayConfig(env: NodeJS.ProcessEnv = process.env) {
@@ -47,6 +52,8 @@ export function gatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     trustedProxies: c.TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean),
     keyCacheTtlMs: c.KEY_CACHE_TTL_MS,
     serverTiming: c.GATEWAY_SERVER_TIMING,
+    creditLeases: c.GATEWAY_CREDIT_LEASES,
+    gatewayName: c.GATEWAY_NAME ?? `${hostname()}:${c.GATEWAY_PORT}`,
     spool: { dir: c.GATEWAY_SPOOL_DIR ?? `.tollgate/spool/${c.GATEWAY_PORT}`, maxBytes: c.GATEWAY_SPOOL_MAX_BYTES, deadlineMs: c.GATEWAY_SPOOL_DEADLINE_MS },
   };
 }

@@ -17,6 +17,7 @@ describe("the gateway's configuration", () => {
       trustedProxies: [],
       keyCacheTtlMs: 2000,
       serverTiming: false,
+      creditLeases: true,
       spool: { dir: '.tollgate/spool/8080', maxBytes: 64 * 1024 * 1024, deadlineMs: 1500 },
       production: false,
     });
@@ -29,6 +30,8 @@ describe("the gateway's configuration", () => {
     expect(c.trustedProxies).toEqual(['10.0.0.1', '10.1.0.0/16']);
     expect(c.serverTiming).toBe(true);
     expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(gatewayConfig({ GATEWAY_CREDIT_LEASES: '0', GATEWAY_NAME: 'edge-1' })).toMatchObject({ creditLeases: false, gatewayName: 'edge-1' });
+    expect(gatewayConfig({ GATEWAY_PORT: '9000' }).gatewayName).toMatch(/:9000$/);
   });
 
   it.each([
@@ -42,6 +45,7 @@ describe("the gateway's configuration", () => {
     ['GATEWAY_UPSTREAM_MAX_BODY_BYTES', '64MiB'],
     ['GATEWAY_SPOOL_MAX_BYTES', '1024'],
     ['GATEWAY_SPOOL_DEADLINE_MS', '0'],
+    ['GATEWAY_CREDIT_LEASES', '2'],
     ['KAFKA_BROKERS', 'localhost'],
     ['KAFKA_MAX_MESSAGE_BYTES', '1k'],
     ['DATABASE_URL', 'mysql://db/tollgate'],

@@ -16,7 +16,8 @@ import { Upstream } from './clients/upstream';
 import { gatewayConfig } from './config';
 import { gatewayOpenApi } from './docs/gateway-openapi';
 import { GatewayModule } from './gateway.module';
-import { EventualCredits, StrictCredits } from './pipeline/credit-policy';
+import { LeasedCredits } from './pipeline/credit-leases';
+import { CreditPolicy, EventualCredits, StrictCredits } from './pipeline/credit-policy';
 import { GatewayPipeline } from './pipeline/gateway-pipeline';
 
 runMain('gateway', async () => {
@@ -51,8 +52,14 @@ runMain('gateway', async () => {
   }
 
   const metering = new GrpcMeteringClient(config.meteringGrpcUrl, config.internalToken.token);
-  // The credit policy is picked once, here: strict holds with metering, eventual trusts the last known balance.
-  const credits = profile.credits.enforcement === 'strict' ? new StrictCredits(metering, systemClock) : new EventualCredits(metering, systemClock);
+  // The credit policy is picked once, here: strict spends leases of credits held at metering (GATEWAY_CREDIT_LEASES=0:
+  // a hold per call), eventual trusts the last known balance.
+  const credits: CreditPolicy =
+    profile.credits.enforcement === 'eventual'
+      ? new EventualCredits(metering, systemClock)
+      : config.creditLeases
+        ? new LeasedCredits(metering, systemClock, { gateway: config.gatewayName })
+        : new StrictCredits(metering, systemClock);
   const upstream = new Upstream(config.upstream.url, 30000, config.upstream.maxBodyBytes);
   const query = new Upstream(config.queryUrl, 5000);
   const pipeline = new GatewayPipeline({
@@ -108,6 +115,8 @@ runMain('gateway', async () => {
     await Promise.race([new Promise((r) => server.close(r)), new Promise((r) => setTimeout(r, 7000).unref())]);
     server.closeAllConnections();
     await app.close();
+    // What the leases did not draw comes back to the balance now, not at the sweeper's pace.
+    await credits.close?.().catch(() => undefined);
     await events.close(1000);
     await messaging.close();
     metering.close();
