@@ -23,7 +23,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
   beforeAll(async () => {
     ds = await connectDatabase({ migrate: true, poolSize: 8 });
     admin = new AdminService(ds, catalog);
-    hooks = new WebhooksService(ds, dev);
+    hooks = new WebhooksService(ds, dev, catalog);
     notifier = new Notifier(ds);
   });
 
