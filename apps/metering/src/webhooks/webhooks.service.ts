@@ -199,9 +199,11 @@ export class WebhooksService {
     return this.ds.transaction(async (m) => {
       const row = await this.lockEndpoint(m, id);
       const [updated] = (await m.query(
-        `UPDATE webhook_endpoints SET previous_secret = CASE WHEN $3::float8 > 0 THEN secret END, secret = $2,
-                previous_secret_until = CASE WHEN $3::float8 > 0 THEN clock_timestamp() + make_interval(secs => $3::float8) END
-          WHERE id = $1 RETURNING previous_secret_until`,
+        `WITH rotated AS (
+           UPDATE webhook_endpoints SET previous_secret = CASE WHEN $3::float8 > 0 THEN secret END, secret = $2,
+                  previous_secret_until = CASE WHEN $3::float8 > 0 THEN clock_timestamp() + make_interval(secs => $3::float8) END
+            WHERE id = $1 RETURNING previous_secret_until)
+         SELECT previous_secret_until FROM rotated`,
         [id, secret, overlap],
       )) as Array<{ previous_secret_until: Date | null }>;
       const until = updated!.previous_secret_until?.toISOString() ?? null;
