@@ -274,8 +274,11 @@ describe('operator console (trackyard, headless Chromium)', () => {
     await page.locator('#deliveries tbody tr[data-status="204"]').first().locator('button:has-text("Re-send")').click();
     await page.waitForSelector('#resend-result:has-text("Queued 1 message again.")');
     await eventually(async () => receiver.hits.filter((h) => h.id === msgId && h.answered === 204).length === 2, 15_000, 100);
-    await page.click('#deliveries-refresh');
-    await page.waitForFunction(`document.querySelectorAll('#deliveries tbody tr[data-status="204"]').length === 2`);
+    // (Polled from here: the page's CSP refuses a predicate evaluated as a string.)
+    await eventually(async () => {
+      await page.click('#deliveries-refresh');
+      return (await page.locator('#deliveries tbody tr[data-status="204"]').count()) === 2;
+    }, 10_000, 250);
 
     // Everything since a time (UTC in the form): each message queued since then (its copies count once), again.
     const since = sinceCreated.toISOString().slice(0, 19);
