@@ -15,8 +15,8 @@ const Added = `'set-plan-alerts', 'rotate-webhook-secret', 'disable-webhook'`;
  *   Endpoints disabled before this migration count as announced.
  * admin_commands learns set-plan-alerts (recorded under org '*'), rotate-webhook-secret and disable-webhook.
  */
-export class WebhookAlertsRotation1796629402738 implements MigrationInterface {
-  name = 'WebhookAlertsRotation1796629402738';
+export class WebhookAlertsRotation1796630655981 implements MigrationInterface {
+  name = 'WebhookAlertsRotation1796630655981';
 
   async up(q: QueryRunner): Promise<void> {
     await q.query(`
