@@ -39,13 +39,17 @@ Usage: tollgate <command> [arguments] [--json]
   history <org> [--after SEQ] [--limit N]      the org's operator commands, oldest first: who did what, when
   usage <org> [--limit N] [--offset N]
   system                                       events/s, consumer lag, dead letters, holds, decisions
-  alerts set <org> [--credits-below N,N...] [--allowance-used-percent P,P...]
-                                               notification thresholds (the lists given replace the org's)
-  alerts show <org>
+  alerts set (<org> | --plan PLAN) [--credits-below N,N...] [--allowance-used-percent P,P...]
+                                               credits.low thresholds (the lists given replace the org's or the
+                                               plan's); a plan's apply to its orgs that set none of their own
+  alerts show (<org> | --plan PLAN)
   webhooks list [--org ORG]                    endpoints (the org's and the global ones with --org)
   webhooks create <url> --events TYPE,TYPE... [--org ORG]
                                                an endpoint (without --org: every org's); its secret is shown once
-                                               TYPE: credits.low, credits.exhausted, credits.granted, credits.expired, allowance.reset
+                                               TYPE: credits.low, credits.exhausted, credits.granted, credits.expired, allowance.reset,
+                                               endpoint.disabled
+  webhooks rotate-secret <id> [--overlap SECONDS]
+                                               a new secret, shown once; the old one also signs for SECONDS (default 86400)
   webhooks delete <id>
   webhooks deliveries <id> [--limit N]         delivery attempts, newest first
   webhooks resend <id> (--msg MSG_ID | --since TIME)

@@ -182,6 +182,15 @@ export async function lockAccountsWithHolds(
   };
 }
 
+/**
+ * SQL for the credits an org's leases hold that no call has spent yet (`org` is the SQL naming the org id). They
+ * stay the org's (SPEC §4): /me, the console and the CLI add them to the ledger's balance, which took them when
+ * the leases were granted. A gateway may still draw them; what it does not comes back within a lease's life.
+ */
+export function leasedUnspentSql(org: string): string {
+  return `(SELECT COALESCE(SUM(l.credits - l.spent - l.returned), 0) FROM reservations l WHERE l.org_id = ${org} AND l.status = 'held' AND l.kind = 'lease')`;
+}
+
 export async function readAccount(m: EntityManager, orgId: string): Promise<LockedAccount | null> {
   const rows: Array<AccountRow & { profile: string }> = await m.query(
     `SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id WHERE a.org_id = $1`,

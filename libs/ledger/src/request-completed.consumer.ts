@@ -369,7 +369,11 @@ export class RequestCompletedConsumer {
       const account = touched.get(event.org_id) ?? locked.account;
       // An entity another still-held call is paying for is free here, as it was when that call's reservation
       // priced this one: its holder's settlement charges it, so the org pays once and never goes below zero.
-      const others = pending.filter((h) => h.orgId === event.org_id && h.id !== event.reservation_id && !settled.some((s) => s.orgId === h.orgId && s.id === h.id));
+      // A call drawn from a lease is priced in arrival order only: its lease covers its every id, so it pays what is
+      // new now, and a held call paying for the same entity finds it charged when it settles (and gives it back).
+      const others = reservation?.lease
+        ? []
+        : pending.filter((h) => h.orgId === event.org_id && h.id !== event.reservation_id && !settled.some((s) => s.orgId === h.orgId && s.id === h.id));
       const pricingWindows = withPendingCharges(orgWindows, others);
       let metered;
       try {

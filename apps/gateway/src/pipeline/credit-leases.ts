@@ -99,7 +99,7 @@ export class LeasedCredits implements CreditPolicy {
     lease.left -= price;
     lease.drawn += price;
     this.renewAhead(org, call, price);
-    return { granted: true, reservationId: lease.id, held: price, balance: this.shown(org) };
+    return { granted: true, reservationId: lease.id, held: price, balance: await this.shown(org) };
   }
 
   async giveBack(orgId: string, reservationId: string | null, credits: number): Promise<boolean> {
@@ -247,8 +247,11 @@ export class LeasedCredits implements CreditPolicy {
    * The credits header: the org's balance at metering as last seen (leases and holds taken off) plus what this
    * gateway's leases have not drawn. Exact with one gateway; with several, the others' undrawn leases are missing.
    */
-  private shown(org: OrgLeases): number {
-    return (this.cache.peek(org.orgId) ?? 0) + this.undrawn(org);
+  private async shown(org: OrgLeases): Promise<number> {
+    // At most a second old: every lease granted refreshes it, so a busy org rarely asks; a quiet one asks once a
+    // second at most, and a top-up or a plan change shows within that.
+    const balance = await this.cache.get(org.orgId).catch(() => this.cache.peek(org.orgId) ?? 0);
+    return balance + this.undrawn(org);
   }
 
   // ---- per-call holds (no lease: near a zero balance) --------------------------------------------------------

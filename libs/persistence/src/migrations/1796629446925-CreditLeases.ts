@@ -9,7 +9,7 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  *   lease like a hold, once its events can no longer arrive unseen, giving back `credits - spent - returned`.
  * - usage_records.lease_id: the lease a call was paid from (its price is in the lease's `spent`, not in a
  *   `charge` entry of its own), for the audit to pair them.
- * - An index of the held rows per org: what /me adds back as "held by gateways, not spent".
+ * - (OrgLeadingKeys' index of the held rows per org serves what /me adds back: leased, not spent.)
  */
 export class CreditLeases1796629446925 implements MigrationInterface {
   name = 'CreditLeases1796629446925';
@@ -26,13 +26,11 @@ export class CreditLeases1796629446925 implements MigrationInterface {
     await q.query(`ALTER TABLE reservations ADD COLUMN lease_ms int NOT NULL DEFAULT 0 CHECK (lease_ms >= 0)`);
     await q.query(`ALTER TABLE reservations ADD COLUMN gateway text`);
     await q.query(`ALTER TABLE reservations ADD CONSTRAINT reservations_lease_within CHECK (spent + returned <= credits)`);
-    await q.query(`CREATE INDEX reservations_held_by_org ON reservations (org_id) WHERE status = 'held'`);
     await q.query(`ALTER TABLE usage_records ADD COLUMN lease_id text`);
   }
 
   async down(q: QueryRunner): Promise<void> {
     await q.query(`ALTER TABLE usage_records DROP COLUMN lease_id`);
-    await q.query(`DROP INDEX reservations_held_by_org`);
     await q.query(`ALTER TABLE reservations DROP CONSTRAINT reservations_lease_within`);
     for (const c of ['gateway', 'lease_ms', 'returned', 'spent', 'kind']) await q.query(`ALTER TABLE reservations DROP COLUMN ${c}`);
     await q.query(`ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_type_check`);
