@@ -11,6 +11,9 @@ const crypto = require('node:crypto');
 const net = require('node:net');
 
 if (process.env.TESTCONTAINERS_RYUK_DISABLED === undefined) process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
+// The engine publishes on this machine's loopback (scripts/ci-docker.sh: --ip=127.0.0.1); left to guess, Testcontainers
+// may pick the bridge's gateway address instead.
+if (process.env.TESTCONTAINERS_HOST_OVERRIDE === undefined) process.env.TESTCONTAINERS_HOST_OVERRIDE = '127.0.0.1';
 
 function mode() {
   const v = (process.env.TOLLGATE_TESTCONTAINERS || '').trim().toLowerCase();
