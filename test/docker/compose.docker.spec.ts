@@ -207,11 +207,12 @@ describe('docker compose up on the local images', () => {
     const charged = rows.filter((u) => u.credits_consumed > 0);
     expect(charged.map((u) => u.request_id).sort()).toEqual([...ids].sort());
     expect(charged.every((u) => u.status_code >= 200 && u.status_code < 300 && u.credits_consumed === 1)).toBe(true);
-    // The balance is what was granted less one credit per 2xx, less what open holds keep (a call reserved when metering
-    // went away, whose 2xx never came: released by time, minutes later, per the contract).
+    // The balance (with what leases hold unspent: the org's) is what was granted less one credit per 2xx, less what
+    // open per-call holds keep (a call reserved when metering went away, whose 2xx never came: released by time,
+    // minutes later, per the contract).
     await until('the balance settles', 120_000, async () => {
       const held = Number(compose(['exec', '-T', 'postgres', 'psql', '-U', 'postgres', '-d', 'tollgate', '-Atc',
-        "SELECT coalesce(sum(credits), 0) FROM reservations WHERE org_id = 'demo' AND status = 'held'"]).trim());
+        "SELECT coalesce(sum(credits), 0) FROM reservations WHERE org_id = 'demo' AND status = 'held' AND kind = 'hold'"]).trim());
       const org = await admin('GET', '/admin/orgs/demo');
       return org.body.balance + held === 500 + 100_000 - paid.length ? true : undefined;
     });
