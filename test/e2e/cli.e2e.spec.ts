@@ -158,7 +158,8 @@ describe('tollgate CLI and the admin views behind it (trackyard)', () => {
     const id = uniqueId('cli-usage');
     await json(['orgs', 'create', id, '--plan', 'free']);
     const key = (await json(['keys', 'create', id])).key as string;
-    const follower = cli(['ledger', id, '--follow', '--interval', '1', '--json'], {}, { killAfterMs: 6000 });
+    // Followed long enough for the gateway to end its lease (5 s after it was granted) and give back the rest.
+    const follower = cli(['ledger', id, '--follow', '--interval', '1', '--json'], {}, { killAfterMs: 15_000 });
     expect((await search(key)).status).toBe(200);
     await eventually(async () => (await json(['usage', id])).total_count === 1, 10_000, 200);
 
@@ -169,11 +170,12 @@ describe('tollgate CLI and the admin views behind it (trackyard)', () => {
     const listed = await json(['orgs', 'list', '--search', id]);
     expect(listed.orgs[0]).toMatchObject({ used_this_month: 1, calls_today: 1, last_call_at: expect.any(String), balance: 49 });
 
+    await eventually(async () => (await json(['ledger', id])).entries?.length === 3, 14_000, 250);
     const followed = await follower;
     expect(followed.code).toBe(0);
     const lines = followed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; type: string; balance_after: number });
     expect(lines[0]).toMatchObject({ seq: 1, type: 'grant' });
-    // The paid call's entries arrived while following (a settled hold is the call's charge), ending at 49.
+    // The paid call's entries arrived while following (a lease of 8, then the 7 it did not spend), ending at 49.
     expect(lines.length).toBeGreaterThan(1);
     expect(lines[lines.length - 1]?.balance_after).toBe(49);
     expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));

@@ -146,7 +146,7 @@ describe("metering's gRPC requires the internal token", () => {
     client.close();
   });
 
-  it('the gateway presents it: a paid call reserves and is charged', async () => {
+  it('the gateway presents it: a paid call leases credits and is charged', async () => {
     const { orgId, key } = await stack.orgWithKey('free', uniqueId('grpc-auth'));
     const res = await fetch(stack.gatewayUrl('/api/external/v1/search'), {
       method: 'POST',
@@ -156,7 +156,7 @@ describe("metering's gRPC requires the internal token", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('x-credits-remaining')).toBe('49');
     const ledger = await stack.admin<{ entries: Array<{ type: string }> }>('GET', `/admin/orgs/${orgId}/ledger`);
-    expect(ledger.body.entries.map((e) => e.type)).toContain('reservation');
+    expect(ledger.body.entries.map((e) => e.type)).toContain('lease'); // granted over the authenticated stream
   });
 
   it.each(['metering', 'gateway'])('%s with NODE_ENV=production and no TOLLGATE_INTERNAL_TOKEN stops at start, naming the variable', async (app) => {

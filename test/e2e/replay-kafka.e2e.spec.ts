@@ -45,7 +45,9 @@ describe('replay (kafka source)', () => {
     await admin.end();
     base.pathname = `/${name}`;
     databaseUrl = base.toString();
-    stack = await Stack.start({ profile: 'trace', env: { DATABASE_URL: databaseUrl } });
+    // Per-call holds (GATEWAY_CREDIT_LEASES=0, the path near a zero balance): what this file proves is how the replay
+    // explains holds settled, released and still open. Traffic spent from leases is replayed in replay.e2e.spec.ts.
+    stack = await Stack.start({ profile: 'trace', env: { DATABASE_URL: databaseUrl, GATEWAY_CREDIT_LEASES: '0' } });
     trackyardPort = await freePort();
     await stack.startApp('gateway', 'gateway-trackyard', { GATEWAY_PORT: String(trackyardPort), TOLLGATE_PROFILE: 'trackyard' });
     db = new Client({ connectionString: databaseUrl });

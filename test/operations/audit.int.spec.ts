@@ -187,7 +187,7 @@ describe('npm run audit (real PostgreSQL and Kafka)', () => {
     expect(some.err).toBe('');
     expect(violated(some.out)).toEqual(new Map());
     expect(some.out).toContain('# orgs: ' + clean.join(', '));
-    expect(some.out).toContain('audit: clean: 9 check(s), 3 org(s)');
+    expect(some.out).toContain('audit: clean: 10 check(s), 3 org(s)');
     expect(some.out).toContain('# offsets: consumed partitions read back from Kafka');
     expect(some.code).toBe(0);
     // Every org: other suites sharing this database may have left broken orgs of their own, but not these.

@@ -110,7 +110,9 @@ export function main(): void {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
     env: process.env,
-    sleep: (ms) => new Promise((r) => setTimeout(r, ms).unref()),
+    // Not unref'd: `ledger --follow` sleeping between polls is all the process has to do (an unref'd timer let it
+    // exit there, silently, as soon as its HTTP connection closed).
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     stopped,
   }).then(
     (code) => {
