@@ -25,7 +25,7 @@ async function main() {
   const child = spawn(cmd, args, {
     stdio: 'inherit',
     shell: false,
-    env: { ...process.env, KAFKA_BROKERS: kafka.brokers, DATABASE_URL: databaseUrl},
+    env: { ...process.env, ...kafka.env, KAFKA_BROKERS: kafka.brokers, DATABASE_URL: databaseUrl },
   });
   const forward = (sig) => child.kill(sig);
   process.on('SIGINT', forward);
