@@ -98,6 +98,9 @@ interface Timed extends Answer {
   /** Seconds since the load started, when the answer (or the failure) came. */
   at: number;
   gateway: number;
+  /** Client-side milliseconds, and the gateway's steps from its Server-Timing header (GATEWAY_SERVER_TIMING=1). */
+  ms: number;
+  steps: Record<string, number> | null;
 }
 
 /** Clients on keep-alive connections calling POST /search (1 credit) on one gateway, a random org each call. */
@@ -138,15 +141,27 @@ class Load {
       const from = Math.random() < cfg.scarceShare ? this.scarce : this.ample;
       const org = from[Math.floor(Math.random() * from.length)]!;
       const requestId = uuidv7();
-      const status = await call(port, agent, org.key, requestId);
-      this.answers.push({ requestId, orgId: org.orgId, status: status > 0 ? status : 0, timedOut: status === -1, at: this.seconds(), gateway });
+      const t = process.hrtime.bigint();
+      const { status, timing } = await call(port, agent, org.key, requestId);
+      const ms = Number(process.hrtime.bigint() - t) / 1e6;
+      this.answers.push({ requestId, orgId: org.orgId, status: status > 0 ? status : 0, timedOut: status === -1, at: this.seconds(), gateway, ms, steps: parseTiming(timing) });
       if (status === 0) await sleep(50); // connection refused: don't spin
     }
   }
 }
 
-/** One paid call: its status, 0 when the connection failed, -1 when the client gave up after 10 s. */
-function call(port: number, agent: Agent, key: string, requestId: string): Promise<number> {
+function parseTiming(header: string | undefined): Record<string, number> | null {
+  if (!header) return null;
+  const steps: Record<string, number> = {};
+  for (const part of header.split(',')) {
+    const m = /^\s*([\w-]+);dur=([\d.]+)/.exec(part);
+    if (m) steps[m[1]!] = Number(m[2]);
+  }
+  return steps;
+}
+
+/** One paid call: its status (0 when the connection failed, -1 when the client gave up after 10 s), its Server-Timing. */
+function call(port: number, agent: Agent, key: string, requestId: string): Promise<{ status: number; timing?: string }> {
   return new Promise((resolve) => {
     const body = '{"query":"scale"}';
     const req = request(
@@ -161,15 +176,16 @@ function call(port: number, agent: Agent, key: string, requestId: string): Promi
       },
       (res) => {
         res.resume();
-        res.once('end', () => resolve(res.statusCode ?? 0));
-        res.once('error', () => resolve(0));
+        const timing = res.headers['server-timing'];
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, timing: Array.isArray(timing) ? timing.join(',') : timing }));
+        res.once('error', () => resolve({ status: 0 }));
       },
     );
     req.once('timeout', () => {
       req.destroy();
-      resolve(-1);
+      resolve({ status: -1 });
     });
-    req.once('error', () => resolve(0));
+    req.once('error', () => resolve({ status: 0 }));
     req.end(body);
   });
 }
@@ -309,6 +325,25 @@ function grpcConnections(ports: number[]): string {
   return ports.map((p, i) => `metering-${i + 1}: ${lines.filter((l) => l.trim().split(/\s+/)[3]?.endsWith(`:${p}`)).length}`).join(', ');
 }
 
+/**
+ * Starts something as a supervisor would (`npm run up`, systemd, Kubernetes): an exit during start-up is followed
+ * by another attempt, at most three; each is noted in the figures, never hidden. A cluster that has just formed
+ * can refuse the first clients (the group coordinator still loading, a connection closed).
+ */
+async function supervised<T>(f: Figures, name: string, start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (e) {
+      const why = (e as Error).message.split('\n').find((l) => /cannot start|exited|not ready/.test(l)) ?? (e as Error).message.split('\n')[0];
+      if (attempt >= 3) throw e;
+      f.notes.push(`${name} failed to start (attempt ${attempt}: ${why?.slice(0, 200)}); started again`);
+      say(`${name} failed to start (attempt ${attempt}); starting it again`);
+      await sleep(1000);
+    }
+  }
+}
+
 // ---- the run -----------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -339,7 +374,7 @@ async function main(): Promise<void> {
   const observer = new Observer(databaseUrl, cluster.brokers);
   try {
     Object.assign(process.env, cluster.env, { DATABASE_URL: databaseUrl, KAFKA_BROKERS: cluster.brokers });
-    stack = await Stack.start({
+    stack = await supervised(f, 'the stack', () => Stack.start({
       profile: 'trackyard',
       ports: { gateway: ports.gateway, metering: ports.metering, meteringGrpc: ports.meteringGrpc, query: ports.query, queryGrpc: ports.queryGrpc, upstream: ports.upstream },
       env: {
@@ -348,18 +383,22 @@ async function main(): Promise<void> {
         TOLLGATE_PROFILES_DIR: scaleProfilesDir(),
         RESERVATION_PUBLISH_WINDOW_SECONDS: String(cfg.publishWindowS),
         GATEWAY_SPOOL_DIR: spool('gateway'),
+        GATEWAY_SERVER_TIMING: '1',
         METERING_GRPC_URL: both(ports.meteringGrpc, ports.metering2Grpc),
       },
-    });
+    }));
     const s = stack;
     process.once('exit', () => {
       for (const child of s.processes.values()) if (child.exitCode === null) child.kill('SIGKILL');
     });
-    const metering2 = () => s.startApp('metering', 'metering-2', { METERING_PORT: String(ports.metering2), METERING_GRPC_PORT: String(ports.metering2Grpc) });
+    const metering2 = () =>
+      supervised(f, 'metering-2', () => s.startApp('metering', 'metering-2', { METERING_PORT: String(ports.metering2), METERING_GRPC_PORT: String(ports.metering2Grpc) }));
     await metering2();
     // Gateways 2 and 3 hold at metering-2 first: its kill moves them to metering-1.
     for (const [name, port] of [['gateway-2', ports.gateway2], ['gateway-3', ports.gateway3]] as const) {
-      await s.startApp('gateway', name, { GATEWAY_PORT: String(port), GATEWAY_SPOOL_DIR: spool(name), METERING_GRPC_URL: both(ports.metering2Grpc, ports.meteringGrpc) });
+      await supervised(f, name, () =>
+        s.startApp('gateway', name, { GATEWAY_PORT: String(port), GATEWAY_SPOOL_DIR: spool(name), METERING_GRPC_URL: both(ports.metering2Grpc, ports.meteringGrpc) }),
+      );
     }
     await observer.connect();
     const kafka = new Kafka({ clientId: 'tollgate-scale', brokers: cluster.brokers.split(','), logLevel: logLevel.NOTHING, retry: { retries: 10 } });
@@ -462,8 +501,16 @@ async function main(): Promise<void> {
     ] as const;
     console.log(`\n2xx per ${cfg.windowS} s window (3 gateways, ${cfg.clientsPerGateway} clients each, ${orgs.length} orgs):\n`);
     console.log(w.table);
-    console.log('\n| phase | seconds | 2xx/s |\n| --- | ---: | ---: |');
-    for (const [name, from, to] of phases) console.log(`| ${name} | ${from.toFixed(1)}-${to.toFixed(1)} | ${rate(from, to).toFixed(0)} |`);
+    // Where a 2xx's time went in each phase: the client's p50 and the gateway's steps' p50 (Server-Timing).
+    const stepNames = [...new Set(load.answers.flatMap((a) => Object.keys(a.steps ?? {})))];
+    const p50 = (xs: number[]) => (xs.length === 0 ? NaN : xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
+    console.log(`\n| phase | seconds | 2xx/s | p50 ms (client) | ${stepNames.map((n) => `${n} p50 ms`).join(' | ')} |`);
+    console.log(`| --- | ---: | ---: | ---: | ${stepNames.map(() => '---:').join(' | ')} |`);
+    for (const [name, from, to] of phases) {
+      const ok = load.answers.filter((a) => a.at >= from && a.at < to && a.status >= 200 && a.status < 300);
+      const steps = stepNames.map((n) => p50(ok.flatMap((a) => (a.steps?.[n] === undefined ? [] : [a.steps[n]!]))).toFixed(1));
+      console.log(`| ${name} | ${from.toFixed(1)}-${to.toFixed(1)} | ${rate(from, to).toFixed(0)} | ${p50(ok.map((a) => a.ms)).toFixed(1)} | ${steps.join(' | ')} |`);
+    }
     const status = new Map<number, number>();
     for (const a of load.answers) status.set(a.status, (status.get(a.status) ?? 0) + 1);
     console.log('\n| invariant / figure | value |\n| --- | --- |');
