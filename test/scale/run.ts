@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,7 +5,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { v7 as uuidv7 } from 'uuid';
 import { MeteringConsumerGroup, Topics } from '@tollgate/contracts';
 import { repoRoot, Stack } from '../support/stack';
-import { Answer, emptyFigures, Figures, infra, Observer, paidOrg, PaidOrg, say, sleep } from '../faults/harness';
+import { Answer, emptyFigures, Figures, infra, Observer, paidOrg, PaidOrg, sleep } from '../faults/harness';
 
 /**
  * `npm run test:scale` (issue 19): Tollgate scaled out on one machine, the way a user outgrows one box, under paid
@@ -35,6 +34,7 @@ import { Answer, emptyFigures, Figures, infra, Observer, paidOrg, PaidOrg, say, 
  * on the ten ports from there).
  */
 const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
+const say = (m: string) => process.stderr.write(`scale: ${m}\n`);
 const cfg = {
   loadS: num('SCALE_LOAD_S', 90),
   brokerKillS: num('SCALE_BROKER_KILL_S', 30),
@@ -317,12 +317,16 @@ async function groupMembers(kafka: Kafka): Promise<number> {
   }
 }
 
-/** Established connections to each gRPC port (from the gateways, the only gRPC clients here). */
-function grpcConnections(ports: number[]): string {
-  const r = spawnSync('ss', ['-Htn', 'state', 'established'], { encoding: 'utf8' });
-  if (r.status !== 0) return 'unknown (ss failed)';
-  const lines = r.stdout.split('\n');
-  return ports.map((p, i) => `metering-${i + 1}: ${lines.filter((l) => l.trim().split(/\s+/)[3]?.endsWith(`:${p}`)).length}`).join(', ');
+/** Holds a metering instance decided since it started (tollgate_holds_total on its /metrics), or -1. */
+async function holdsDecided(port: number): Promise<number> {
+  try {
+    const token = process.env.TOLLGATE_METRICS_TOKEN;
+    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers, signal: AbortSignal.timeout(5000) })).text();
+    return text.split('\n').filter((l) => l.startsWith('tollgate_holds_total')).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+  } catch {
+    return -1;
+  }
 }
 
 /**
@@ -427,23 +431,25 @@ async function main(): Promise<void> {
         });
       }
     }, cfg.topUpS * 1000);
-    const grpcPorts = [ports.meteringGrpc, ports.metering2Grpc];
     let backAt: number | null = null;
     const timeline = (async () => {
       await until(Math.min(3, cfg.brokerKillS));
-      f.notes.push(`consumer group members: ${await groupMembers(kafka)}; gRPC connections: ${grpcConnections(grpcPorts)}`);
+      f.notes.push(`consumer group members at 3 s: ${await groupMembers(kafka)}`);
       await until(cfg.brokerKillS);
       const leader = await busiestNode(kafka).catch(() => 1);
       const node = cluster.nodes!.find((n) => n.id === leader) ?? cluster.nodes![0]!;
       node.kill('SIGKILL');
       mark(`broker ${node.id} (leading most partitions) SIGKILLed`);
       await until(cfg.meteringKillS);
+      const decided = [await holdsDecided(ports.metering), await holdsDecided(ports.metering2)];
+      f.notes.push(`holds decided before metering-2's kill: metering-1 ${decided[0]}, metering-2 ${decided[1]}`);
+      if (!(decided[1]! > 0)) f.failures.push(`metering-2 decided no hold before its kill (${decided[1]}): the gateways did not spread over both instances`);
       await s.kill('metering-2');
       mark('metering-2 SIGKILLed');
       await sleep(cfg.meteringDownS * 1000);
       await metering2();
       mark('metering-2 ready again');
-      f.notes.push(`after the metering restart: consumer group members ${await groupMembers(kafka).catch(() => -1)}; gRPC connections: ${grpcConnections(grpcPorts)}`);
+      f.notes.push(`consumer group members after metering-2's restart: ${await groupMembers(kafka).catch(() => -1)}`);
       await until(cfg.brokerKillS + cfg.brokerDownS);
       await node.restart();
       mark(`broker ${node.id} listening again`);
@@ -458,6 +464,7 @@ async function main(): Promise<void> {
     if (backAt !== null) await until(Math.max(cfg.loadS, backAt + 15));
     clearInterval(topUpTimer);
     await load.stop();
+    f.notes.push(`holds decided after the restart, by the end: metering-1 ${await holdsDecided(ports.metering)} (since its start), metering-2 ${await holdsDecided(ports.metering2)} (since its restart)`);
     const timelineError = await failed;
     if (timelineError) throw timelineError;
     const loadSeconds = load.seconds();
