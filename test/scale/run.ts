@@ -460,7 +460,9 @@ async function main(): Promise<void> {
     const failed = timeline.then(() => null, (e: Error) => e);
     await until(cfg.loadS);
     // The load goes on until 15 s after the broker is back in sync (its restart, a log recovery, can be slow).
-    await Promise.race([failed, sleep(90_000)]);
+    let guard: NodeJS.Timeout | undefined;
+    await Promise.race([failed, new Promise((r) => (guard = setTimeout(r, 90_000)))]);
+    clearTimeout(guard);
     if (backAt !== null) await until(Math.max(cfg.loadS, backAt + 15));
     clearInterval(topUpTimer);
     await load.stop();
