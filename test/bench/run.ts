@@ -14,6 +14,7 @@ import { RedisCounterStore } from '@tollgate/rate-limit-redis';
 import { requestCompleted, testKafka } from '../support/kafka';
 import { gatewayBench, printGatewayTable } from './gateway';
 import { replayBench } from './replay';
+import { webhooksBench } from './webhooks';
 import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
 
 /**
@@ -320,6 +321,13 @@ async function main(): Promise<void> {
       await stack.stop();
     }
   }
+  // Only when asked for (`npm run bench -- webhooks`): delivery throughput and lag from ledger entry to webhook.
+  let webhookNotes: string[] = [];
+  if (only.includes('webhooks')) {
+    const r = await webhooksBench();
+    rows.push(...r.rows);
+    webhookNotes = r.notes;
+  }
   if (want('metering') || want('reservations') || want('query')) {
     // BENCH_CPU_PROF=DIR: every app (and metering's reservations thread) writes a V8 CPU profile into DIR on exit.
     const nodeArgs = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
@@ -339,6 +347,7 @@ async function main(): Promise<void> {
     console.log('| --- | ---: | ---: | ---: | ---: |');
   }
   for (const r of rows) console.log(`| ${r.name} | ${r.n} | ${r.p50} | ${r.p99} | ${r.throughput} |`);
+  for (const n of webhookNotes) console.log(`- ${n}`);
   if (gateway) printGatewayTable(gateway.rows, gateway.notes);
 }
 

@@ -20,7 +20,7 @@ describe('walking skeleton (trackyard)', () => {
       body: JSON.stringify(body),
     });
 
-  it('charges one credit for a successful search, and the ledger, /me and /usage agree within 2 seconds', async () => {
+  it('charges one credit for a successful search: /me and /usage agree within 2 seconds, and the ledger once its lease ends', async () => {
     const { orgId, key } = await stack.orgWithKey('starter', uniqueId('skeleton'));
 
     const res = await search(key);
@@ -48,16 +48,23 @@ describe('walking skeleton (trackyard)', () => {
       limits: expect.any(Array),
     });
 
-    const ledger = await stack.admin<{ entries: Array<{ type: string; amount: number; balance_after: number; seq: number }> }>('GET', `/admin/orgs/${orgId}/ledger?limit=500`);
-    const entries = ledger.body.entries;
-    // The settled hold is the call's charge: one entry per paid call.
-    expect(entries.map((e) => e.type)).toEqual(['grant', 'reservation']);
-    expect(entries.map((e) => e.seq)).toEqual([1, 2]);
-    expect(entries.reduce((s, e) => s + e.amount, 0)).toBe(499);
-    expect(entries[entries.length - 1]!.balance_after).toBe(499);
-    const org = await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`);
-    expect(org.body.balance).toBe(499);
-  });
+    // The gateway spent the call from a lease: a block of 8 credits held for it (one `lease` entry). The lease
+    // still holds 7 the org has not spent, so the org shows 499 while the ledger's own balance is 492; when the
+    // gateway stops drawing from it (5 s after it was granted) the 7 come back with a `release` entry.
+    const org = await stack.admin<{ balance: number; held_by_gateways: number }>('GET', `/admin/orgs/${orgId}`);
+    expect(org.body).toMatchObject({ balance: 499, held_by_gateways: 7 });
+    type Entry = { type: string; amount: number; balance_after: number; seq: number; detail: Record<string, unknown> };
+    const ended = await eventually(async () => {
+      const entries = (await stack.admin<{ entries: Entry[] }>('GET', `/admin/orgs/${orgId}/ledger?limit=500`)).body.entries;
+      return entries.length === 3 ? entries : null;
+    }, 15_000, 250);
+    expect(ended.map((e) => [e.type, e.amount])).toEqual([['grant', 500], ['lease', -8], ['release', 7]]);
+    expect(ended.map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(ended[1]!.detail).toMatchObject({ size: 8, gateway: expect.any(String) });
+    expect(ended[2]!.detail).toMatchObject({ lease_id: ended[1]!.detail.lease_id, drawn: 1 });
+    expect(ended[2]!.balance_after).toBe(499);
+    expect((await stack.admin<{ balance: number; held_by_gateways: number }>('GET', `/admin/orgs/${orgId}`)).body).toMatchObject({ balance: 499, held_by_gateways: 0 });
+  }, 30_000);
 
   it('answers 401 JSON without a key or with a wrong one, and charges nothing', async () => {
     const missing = await search(null);

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { eventually, repoRoot, Stack, uniqueId } from '../support/stack';
+import { Webhook } from 'standardwebhooks';
 import { WebhookReceiver } from '../support/webhook-receiver';
 
 /** Alerts and webhooks (SPEC §8, §9) against the built apps: the gateway's paid calls, metering's notifier and sender. */
@@ -49,10 +50,20 @@ describe('alerts and webhooks (trackyard)', () => {
     const { orgId, key } = await stack.orgWithKey('starter', uniqueId('hooks-low'));
     expect((await stack.admin('PUT', `/admin/orgs/${orgId}/limits`, { minute: 1000, day: 10000 })).status).toBe(200);
 
-    const set = await cli(['alerts', 'set', orgId, '--credits-below', '490,480', '--json']);
+    // 490 and 480 credits, and 3% of the 500 a month used (below 485).
+    const set = await cli(['alerts', 'set', orgId, '--credits-below', '490,480', '--allowance-used-percent', '3', '--json']);
     expect(set.code).toBe(0);
-    expect(JSON.parse(set.stdout)).toEqual({ org_id: orgId, credits_below: [490, 480], allowance_used_percent: [] });
-    expect((await stack.admin('GET', `/admin/orgs/${orgId}/alerts`)).body).toEqual({ org_id: orgId, credits_below: [490, 480], allowance_used_percent: [] });
+    expect(JSON.parse(set.stdout)).toEqual({ org_id: orgId, credits_below: [490, 480], allowance_used_percent: [3] });
+    expect((await stack.admin('GET', `/admin/orgs/${orgId}/alerts`)).body).toEqual({
+      org_id: orgId, credits_below: [490, 480], allowance_used_percent: [3], plan: 'starter', plan_alerts: { credits_below: [], allowance_used_percent: [] }, applied: 'org',
+    });
+    const shown = await cli(['alerts', 'show', orgId]);
+    expect(shown.stdout).toMatch(/applied\s+org/);
+    // A plan's thresholds, through the CLI (the org's own replace them here).
+    const planSet = await cli(['alerts', 'set', '--plan', 'pro', '--credits-below', '1000', '--json']);
+    expect([planSet.code, JSON.parse(planSet.stdout)]).toEqual([0, { plan: 'pro', credits_below: [1000], allowance_used_percent: [] }]);
+    expect((await cli(['alerts', 'show', '--plan', 'nope'])).code).toBe(4);
+    expect((await cli(['alerts', 'set', '--plan', 'pro', '--credits-below', '']))).toMatchObject({ code: 0 });
 
     const created = await cli(['webhooks', 'create', receiver.url, '--events', 'credits.low,credits.granted', '--org', orgId]);
     expect(created.code).toBe(0);
@@ -66,19 +77,19 @@ describe('alerts and webhooks (trackyard)', () => {
 
     const answers = await Promise.all(Array.from({ length: 25 }, () => search(key)));
     expect(answers.map((r) => r.status)).toEqual(Array(25).fill(200));
-    await eventually(async () => ofOrg(orgId, 'credits.low').length === 2, 20_000);
+    await eventually(async () => ofOrg(orgId, 'credits.low').length === 3, 20_000);
     // Every call metered (its hold settled) and a while more: no second credits.low for either threshold.
     await eventually(async () => (await stack.admin<{ total_count: number }>('GET', `/admin/orgs/${orgId}/usage`)).body.total_count === 25, 20_000);
     await new Promise((r) => setTimeout(r, 1500));
-    expect(ofOrg(orgId, 'credits.low').map((h) => h.body.data.threshold)).toEqual([490, 480]);
+    expect(ofOrg(orgId, 'credits.low').map((h) => [h.body.data.threshold, h.body.data.allowance_used_percent ?? null])).toEqual([[490, null], [485, 3], [480, null]]);
     expect(receiver.badSignatures).toEqual([]);
 
     // The delivery log and a re-send from the CLI.
     const deliveries = await cli(['webhooks', 'deliveries', id, '--json']);
     const log = JSON.parse(deliveries.stdout) as { deliveries: Array<{ msg_id: string; status: number; event_type: string }>; pending: number };
     expect(log.pending).toBe(0);
-    expect(log.deliveries.map((d) => [d.event_type, d.status])).toEqual([['credits.low', 204], ['credits.low', 204]]);
-    const first = log.deliveries[1]!.msg_id;
+    expect(log.deliveries.map((d) => [d.event_type, d.status])).toEqual([['credits.low', 204], ['credits.low', 204], ['credits.low', 204]]);
+    const first = log.deliveries[2]!.msg_id;
     const resent = await cli(['webhooks', 'resend', id, '--msg', first]);
     expect(resent.code).toBe(0);
     expect(resent.stdout).toContain('queued 1 message(s) again');
@@ -87,10 +98,26 @@ describe('alerts and webhooks (trackyard)', () => {
     expect(table.stdout.split('\n')[0]).toMatch(/^ATTEMPTED_AT\s+MSG_ID\s+ORG_ID\s+EVENT_TYPE\s+STATUS\s+LATENCY_MS\s+ERROR$/);
     expect(table.stdout).toContain('0 undelivered');
 
+    // A rotation from the CLI: the new secret once; both sign for the overlap, so the receiver's old secret still verifies.
+    const rotated = await cli(['webhooks', 'rotate-secret', id, '--overlap', '600']);
+    expect(rotated.code).toBe(0);
+    expect(rotated.stdout).toContain('shown only this once');
+    expect(rotated.stdout).toMatch(/The old one also signs until \d{4}-/);
+    const newSecret = /secret\s+(whsec_\S+)/.exec(rotated.stdout)![1]!;
+    expect(newSecret).not.toBe(secret);
+    expect((await cli(['webhooks', 'resend', id, '--msg', first])).code).toBe(0);
+    await eventually(async () => receiver.hits.filter((h) => h.id === first).length === 3, 10_000);
+    expect(receiver.badSignatures).toEqual([]);
+    const signedTwice = receiver.hits.filter((h) => h.id === first)[2]!;
+    expect(signedTwice.headers['webhook-signature'].split(' ')).toHaveLength(2);
+    expect(new Webhook(newSecret).verify(signedTwice.raw, signedTwice.headers)).toMatchObject({ type: 'credits.low' });
+    expect((await cli(['webhooks', 'rotate-secret', id, '--overlap', 'soon'])).code).toBe(2);
+
     // Recorded as commands, like every admin change.
     const history = await stack.admin<{ commands: Array<{ command: string; input: Record<string, unknown> }> }>('GET', `/admin/orgs/${orgId}/history`);
-    expect(history.body.commands.map((c) => c.command)).toEqual(['create-org', 'create-key', 'set-limits', 'set-alerts', 'create-webhook', 'resend-webhook']);
+    expect(history.body.commands.map((c) => c.command)).toEqual(['create-org', 'create-key', 'set-limits', 'set-alerts', 'create-webhook', 'resend-webhook', 'rotate-webhook-secret', 'resend-webhook']);
     expect(JSON.stringify(history.body)).not.toContain(secret);
+    expect(JSON.stringify(history.body)).not.toContain(newSecret);
 
     const deleted = await cli(['webhooks', 'delete', id]);
     expect(deleted.code).toBe(0);

@@ -6,6 +6,9 @@ export interface WebhookHit {
   id: string;
   body: { type: string; timestamp: string; data: Record<string, unknown> };
   answered: number;
+  /** The raw body and the Standard Webhooks headers, to verify again with another secret. */
+  raw: string;
+  headers: Record<'webhook-id' | 'webhook-timestamp' | 'webhook-signature', string>;
 }
 
 /**
@@ -34,17 +37,25 @@ export class WebhookReceiver {
           this.badSignatures.push(`${headers['webhook-id']}: ${(e as Error).message}`);
         }
         const a = this.answer(this.hits.length);
-        this.hits.push({ id: headers['webhook-id'], body: JSON.parse(raw) as WebhookHit['body'], answered: a.status });
+        this.hits.push({ id: headers['webhook-id'], body: JSON.parse(raw) as WebhookHit['body'], answered: a.status, raw, headers });
         setTimeout(() => res.writeHead(a.status).end('{"ok":true}'), a.delayMs ?? 0);
       });
     });
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks`;
+    await new Promise<void>((r) => this.server.listen(this.port, '127.0.0.1', r));
+    this.port = (this.server.address() as AddressInfo).port;
+    this.url = `http://127.0.0.1:${this.port}/hooks`;
   }
+
+  private port = 0;
 
   async stop(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise((r) => this.server.close(r));
+  }
+
+  /** Down: nothing listens on the port (connections are refused) until `start()` listens on it again. */
+  async down(): Promise<void> {
+    await this.stop();
   }
 
   /** The ids the receiver accepted (2xx), first acceptance of each, in arrival order. */

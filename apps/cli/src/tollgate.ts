@@ -33,13 +33,17 @@ Usage: tollgate <command> [arguments] [--json]
   history <org> [--after SEQ] [--limit N]      the org's operator commands, oldest first: who did what, when
   usage <org> [--limit N] [--offset N]
   system                                       events/s, consumer lag, dead letters, holds, decisions
-  alerts set <org> [--credits-below N,N...] [--allowance-used-percent P,P...]
-                                               notification thresholds (the lists given replace the org's)
-  alerts show <org>
+  alerts set (<org> | --plan PLAN) [--credits-below N,N...] [--allowance-used-percent P,P...]
+                                               credits.low thresholds (the lists given replace the org's or the
+                                               plan's); a plan's apply to its orgs that set none of their own
+  alerts show (<org> | --plan PLAN)
   webhooks list [--org ORG]                    endpoints (the org's and the global ones with --org)
   webhooks create <url> --events TYPE,TYPE... [--org ORG]
                                                an endpoint (without --org: every org's); its secret is shown once
-                                               TYPE: credits.low, credits.exhausted, credits.granted, credits.expired, allowance.reset
+                                               TYPE: credits.low, credits.exhausted, credits.granted, credits.expired, allowance.reset,
+                                               endpoint.disabled
+  webhooks rotate-secret <id> [--overlap SECONDS]
+                                               a new secret, shown once; the old one also signs for SECONDS (default 86400)
   webhooks delete <id>
   webhooks deliveries <id> [--limit N]         delivery attempts, newest first
   webhooks resend <id> (--msg MSG_ID | --since TIME)
@@ -175,6 +179,7 @@ const options = {
   'allowance-used-percent': { type: 'string' },
   msg: { type: 'string' },
   since: { type: 'string' },
+  overlap: { type: 'string' },
 } as const;
 
 type Flags = { [K in keyof typeof options]?: (typeof options)[K]['type'] extends 'boolean' ? boolean : string };
@@ -190,6 +195,17 @@ function ints(name: string, value: string | undefined, min: number, max: number)
   if (value === undefined) return undefined;
   if (value.trim() === '') return [];
   return value.split(',').map((v) => int(name, v.trim(), min, max)!);
+}
+
+/** `alerts set|show <org>` or `alerts set|show --plan PLAN`: the one the thresholds are of. */
+function alertsTarget(args: string[], plan: string | undefined, usage: string): { path: string; name: string } {
+  if (plan !== undefined) {
+    if (args[2] !== undefined) throw new CliError(ExitCode.usage, 'give an org or --plan PLAN, not both');
+    if (plan === '') throw new CliError(ExitCode.usage, '--plan must name a plan');
+    return { path: `/admin/plans/${seg(plan)}/alerts`, name: `plan ${plan}` };
+  }
+  const org = need(args, 2, `the org id or --plan PLAN (${usage})`);
+  return { path: `/admin/orgs/${seg(org)}/alerts`, name: org };
 }
 
 function need(args: string[], i: number, what: string): string {
@@ -392,22 +408,35 @@ export async function run(argv: string[], io: Io): Promise<number> {
         return ExitCode.ok;
       }
       case 'alerts set': {
-        const org = need(args, 2, 'the org id (tollgate alerts set <org> --credits-below N,N)');
+        const target = alertsTarget(args, flags.plan, 'tollgate alerts set <org> --credits-below N,N');
         const creditsBelow = ints('credits-below', flags['credits-below'], 1, 1_000_000_000_000);
         const percent = ints('allowance-used-percent', flags['allowance-used-percent'], 1, 100);
         if (creditsBelow === undefined && percent === undefined) throw new CliError(ExitCode.usage, 'give --credits-below N,N and/or --allowance-used-percent P,P');
-        const current = await client.call<Json>('GET', `/admin/orgs/${seg(org)}/alerts`);
-        const set = await client.call('PUT', `/admin/orgs/${seg(org)}/alerts`, {
+        const current = await client.call<Json>('GET', target.path);
+        const set = await client.call('PUT', target.path, {
           credits_below: creditsBelow ?? current.credits_below,
           allowance_used_percent: percent ?? current.allowance_used_percent,
         });
-        print(set, () => `alerts of ${org}\n${fields(set, ['credits_below', 'allowance_used_percent'])}`);
+        print(set, () => `alerts of ${target.name}\n${fields(set, ['credits_below', 'allowance_used_percent'])}`);
         return ExitCode.ok;
       }
       case 'alerts show': {
-        const org = need(args, 2, 'the org id');
-        const got = await client.call('GET', `/admin/orgs/${seg(org)}/alerts`);
-        print(got, () => `alerts of ${org}\n${fields(got, ['credits_below', 'allowance_used_percent'])}`);
+        const target = alertsTarget(args, flags.plan, 'tollgate alerts show <org>');
+        const got = await client.call<Json>('GET', target.path);
+        print(got, () => {
+          if (flags.plan !== undefined) return `alerts of ${target.name}\n${fields(got, ['credits_below', 'allowance_used_percent'])}`;
+          const plan = got.plan_alerts as Json;
+          return `alerts of ${target.name}\n${fields({ ...got, plan_credits_below: plan.credits_below, plan_allowance_used_percent: plan.allowance_used_percent },
+            ['credits_below', 'allowance_used_percent', 'plan', 'plan_credits_below', 'plan_allowance_used_percent', 'applied'])}`;
+        });
+        return ExitCode.ok;
+      }
+      case 'webhooks rotate-secret': {
+        const id = need(args, 2, 'the webhook id (tollgate webhooks rotate-secret <id> [--overlap SECONDS])');
+        const overlap = int('overlap', flags.overlap, 0, 7 * 24 * 60 * 60);
+        const rotated = await client.call('POST', `/admin/webhooks/${seg(id)}/rotate-secret`, overlap === undefined ? {} : { overlap_seconds: overlap });
+        print(rotated, () => `${fields(rotated, ['id', 'secret', 'previous_secret_until'])}\nThe secret is shown only this once: store it now. ` +
+          (rotated.previous_secret_until ? `The old one also signs until ${cell(rotated.previous_secret_until)}.\n` : 'The old one no longer signs.\n'));
         return ExitCode.ok;
       }
       case 'webhooks list': {

@@ -15,7 +15,9 @@ import { GrpcMeteringClient } from './clients/metering-client';
 import { Upstream } from './clients/upstream';
 import { gatewayOpenApi } from './docs/gateway-openapi';
 import { GatewayModule } from './gateway.module';
-import { EventualCredits, StrictCredits } from './pipeline/credit-policy';
+import { hostname } from 'node:os';
+import { LeasedCredits } from './pipeline/credit-leases';
+import { CreditPolicy, EventualCredits, StrictCredits } from './pipeline/credit-policy';
 import { GatewayPipeline } from './pipeline/gateway-pipeline';
 
 runMain('gateway', async () => {
@@ -50,8 +52,17 @@ runMain('gateway', async () => {
   }
 
   const metering = new GrpcMeteringClient(strFromEnv('METERING_GRPC_URL', '127.0.0.1:50052'));
-  // The credit policy is picked once, here: strict holds with metering, eventual trusts the last known balance.
-  const credits = profile.credits.enforcement === 'strict' ? new StrictCredits(metering, systemClock) : new EventualCredits(metering, systemClock);
+  // The credit policy is picked once, here: strict spends leases of credits held at metering (GATEWAY_CREDIT_LEASES=0:
+  // a hold per call), eventual trusts the last known balance.
+  const leases = strFromEnv('GATEWAY_CREDIT_LEASES', '1');
+  if (leases !== '0' && leases !== '1') throw new ConfigError(`GATEWAY_CREDIT_LEASES must be 0 or 1 (got "${leases}")`);
+  const gatewayName = strFromEnv('GATEWAY_NAME', `${hostname()}:${port}`);
+  const credits: CreditPolicy =
+    profile.credits.enforcement === 'eventual'
+      ? new EventualCredits(metering, systemClock)
+      : leases === '1'
+        ? new LeasedCredits(metering, systemClock, { gateway: gatewayName })
+        : new StrictCredits(metering, systemClock);
   const upstream = new Upstream(strFromEnv('UPSTREAM_URL', 'http://127.0.0.1:8090'), 30000, intFromEnv('GATEWAY_UPSTREAM_MAX_BODY_BYTES', 64 * 1024 * 1024));
   const query = new Upstream(strFromEnv('QUERY_URL', 'http://127.0.0.1:8082'), 5000);
   const pipeline = new GatewayPipeline({
@@ -107,6 +118,8 @@ runMain('gateway', async () => {
     await Promise.race([new Promise((r) => server.close(r)), new Promise((r) => setTimeout(r, 7000).unref())]);
     server.closeAllConnections();
     await app.close();
+    // What the leases did not draw comes back to the balance now, not at the sweeper's pace.
+    await credits.close?.().catch(() => undefined);
     await events.close(1000);
     await messaging.close();
     metering.close();

@@ -55,7 +55,7 @@ runMain('metering', async () => {
   const admin = new AdminService(ds, catalog);
   const consumer = new RequestCompletedConsumer(ds, catalog);
   const urlRules = urlRulesFromEnv();
-  const webhooks = new WebhooksService(ds, urlRules);
+  const webhooks = new WebhooksService(ds, urlRules, catalog);
   const batches = messaging.batchConsumer({
     groupId: MeteringConsumerGroup,
     topic: Topics.RequestCompleted,

@@ -1,5 +1,6 @@
 import { DataSource } from 'typeorm';
 import { Account, projectAccount } from '@tollgate/billing';
+import { leasedUnspentSql } from '@tollgate/ledger';
 import { Principal } from '@tollgate/persistence';
 import { MaxWholeNumber, wholeNumberProblem } from '@tollgate/platform';
 import { Profile } from '@tollgate/profiles';
@@ -33,8 +34,9 @@ export class AccountViews {
 
   async me(principal: Principal) {
     const rows: Array<Record<string, unknown>> = await this.ds.query(
-      `SELECT org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets
-         FROM accounts WHERE org_id = $1`,
+      `SELECT org_id, plan, balance, debt, next_seq, allowance_month, allowance_spent, granted_one_time, buckets,
+              ${leasedUnspentSql('a.org_id')} AS leased
+         FROM accounts a WHERE org_id = $1`,
       [principal.orgId],
     );
     const r = rows[0];
@@ -45,7 +47,8 @@ export class AccountViews {
     const account = r ? projectAccount(toAccount(r), this.clock()) : null;
     return {
       tier: principal.plan,
-      credits_remaining: account?.balance ?? 0,
+      // Credits leased to gateways and not spent by any call are still the org's (SPEC §4).
+      credits_remaining: account ? account.balance + Number(r!.leased) : 0,
       monthly_allowance: account?.plan.monthlyAllowance ?? 0,
       rate_limit: { requests_per_minute: pick(60), requests_per_day: pick(86400) },
       limits: limits.map(({ name, period_seconds, limit }) => ({ name, period_seconds, limit })),

@@ -62,6 +62,57 @@ export function projectAccount(account: Account, now: number): Account {
  */
 export function reserve(account: Account, reservationId: string, credits: number, at: number): Reserved {
   assertName(reservationId, 'reservationId');
+  return hold(account, credits, at, { type: 'reservation', cause: `reservation:${reservationId}`, detail: { reservation_id: reservationId } });
+}
+
+/**
+ * Leases `credits` to a gateway: a block it spends call by call without asking again (SPEC §4). A lease is a hold
+ * like any other, all or nothing and never into debt, recorded as `lease` entries caused by `lease:<id>` whose
+ * detail names the gateway, the size and until when it may be drawn. Calls drawn from it are charged against it
+ * as their events arrive (no entry: the lease's entries already took the credits); what it did not spend comes
+ * back with `release` entries naming it (`leaseSlice` says from which buckets).
+ */
+export function lease(account: Account, leaseId: string, credits: number, at: number, terms: { gateway: string; drawUntil: number }): Reserved {
+  assertName(leaseId, 'leaseId');
+  assertInstant(terms.drawUntil, 'drawUntil');
+  const detail = { lease_id: leaseId, gateway: terms.gateway, size: credits, draw_until: new Date(terms.drawUntil).toISOString() };
+  return hold(account, credits, at, { type: 'lease', cause: `lease:${leaseId}`, detail });
+}
+
+/**
+ * How many credits a gateway's lease may take: what it asked for, at most a `LeaseShare`th of the available balance
+ * (so other gateways of the org can still lease, and no lease strands much), and none below `minimum` (the caller
+ * falls back to a hold per call, which prices exactly: near a zero balance leases shrink to per-call holds).
+ */
+export function leaseSize(available: number, wanted: number, minimum: number): number {
+  assertCredits(wanted, 'wanted');
+  assertCredits(minimum, 'minimum');
+  const size = Math.min(wanted, Math.floor(Math.max(0, available) / LeaseShare));
+  return size >= Math.max(1, minimum) ? size : 0;
+}
+
+/** A lease takes at most this fraction (1/n) of an org's available balance. */
+export const LeaseShare = 4;
+
+/**
+ * Credits `from` to `to` of a lease's allocation, counted from its front (the soonest-expiring bucket): a lease
+ * spends from the front as calls are charged (credits 0 to `spent`) and gives back from the back (credits
+ * `size - returned` to `size`), so what it still holds is `leaseSlice(allocation, spent, size - returned)`.
+ */
+export function leaseSlice(allocation: readonly Allocation[], from: number, to: number): Allocation[] {
+  assertAllocation(allocation);
+  const out: Allocation[] = [];
+  let start = 0;
+  for (const a of allocation) {
+    const lo = Math.max(start, from);
+    const hi = Math.min(start + a.credits, to);
+    if (hi > lo) out.push({ bucketId: a.bucketId, credits: hi - lo });
+    start += a.credits;
+  }
+  return out;
+}
+
+function hold(account: Account, credits: number, at: number, o: { type: 'reservation' | 'lease'; cause: string; detail: Record<string, unknown> }): Reserved {
   assertCredits(credits, 'credits');
   const books = booksAt(account, at);
   const balance = books.account.balance;
@@ -69,13 +120,7 @@ export function reserve(account: Account, reservationId: string, credits: number
   if (balance < credits) {
     return { granted: false, requested: credits, shortfall: credits - Math.max(0, balance), allocation: [], decided: books.decided() };
   }
-  const { allocation } = take(books, credits, {
-    type: 'reservation',
-    cause: `reservation:${reservationId}`,
-    at,
-    detail: { reservation_id: reservationId },
-    intoDebt: false,
-  });
+  const { allocation } = take(books, credits, { type: o.type, cause: o.cause, at, detail: o.detail, intoDebt: false });
   return { granted: true, requested: credits, shortfall: 0, allocation, decided: books.decided() };
 }
 
@@ -125,11 +170,17 @@ export function settle(
  * expire in the same decision; a bucket whose expiry passed but that no roll has expired yet gets them back, and
  * the next event past its expiry expires them with the rest.
  */
-export function release(account: Account, reservationId: string, allocation: readonly Allocation[], at: number, cause: string): Decided {
+export function release(
+  account: Account,
+  reservationId: string,
+  allocation: readonly Allocation[],
+  at: number,
+  cause: string,
+  detail: Record<string, unknown> = { reservation_id: reservationId },
+): Decided {
   assertName(reservationId, 'reservationId');
   assertAllocation(allocation);
   const books = booksAsTheyStand(account, at);
-  const detail = { reservation_id: reservationId };
   expireHeld(books, giveBack(books, allocation, at, cause, detail), at, cause, detail);
   return books.decided();
 }
@@ -293,7 +344,7 @@ function grantOneTime(books: Books, plan: PlanTerms, at: number, cause: string):
 }
 
 interface TakeOptions {
-  type: 'reservation' | 'charge';
+  type: 'reservation' | 'lease' | 'charge';
   cause: string;
   at: number;
   detail: Record<string, unknown>;

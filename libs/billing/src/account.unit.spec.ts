@@ -1,4 +1,4 @@
-import { changePlan, charge, grantTopUp, openAccount, projectAccount, release, reserve, rollForward, settle } from './account';
+import { changePlan, charge, grantTopUp, lease, leaseSize, leaseSlice, openAccount, projectAccount, release, reserve, rollForward, settle } from './account';
 import { AccountHistory, deepFreeze, plans, utc } from './testing/account-builder';
 import { Account, LedgerEntryDraft } from './types';
 
@@ -252,6 +252,47 @@ describe('reserving credits', () => {
     h.record(r.decided);
     expect(r.granted).toBe(true);
     expect(h.account.balance).toBe(0);
+  });
+});
+
+describe('leases', () => {
+  it('given 500 credits, when a gateway leases 100, then one lease entry per bucket takes them and names the gateway and the draw time', () => {
+    const h = AccountHistory.opened(plans.starter, jan15);
+    const r = lease(h.account, 'lease_1', 100, jan20, { gateway: 'gw-a', drawUntil: jan20 + 5000 });
+    expect(r).toMatchObject({ granted: true, requested: 100, allocation: [{ bucketId: 'allowance:2026-01', credits: 100 }] });
+    const entries = h.record(r.decided);
+    expect(brief(entries)).toEqual([['lease', -100, 'allowance:2026-01']]);
+    expect(entries[0]).toMatchObject({ cause: 'lease:lease_1', detail: { lease_id: 'lease_1', gateway: 'gw-a', size: 100, draw_until: '2026-01-20T10:00:05.000Z' } });
+    expect(h.account.balance).toBe(400);
+    expect(h.violations()).toEqual([]);
+  });
+
+  it('given a lease, when its unspent rest comes back, then release entries name the lease and the fold agrees', () => {
+    const h = AccountHistory.opened({ name: 'mixed', oneTimeCredits: 5, monthlyAllowance: 10 }, jan15);
+    const r = lease(h.account, 'lease_1', 12, jan20, { gateway: 'gw-a', drawUntil: jan20 + 5000 });
+    h.record(r.decided);
+    // 7 spent by calls (from the front: the allowance first), 2 returned early by the gateway (from the back).
+    const rest = leaseSlice(r.allocation, 7, 12 - 2);
+    expect(rest).toEqual([{ bucketId: 'allowance:2026-01', credits: 3 }]);
+    expect(leaseSlice(r.allocation, 10, 12)).toEqual([{ bucketId: 'one_time:mixed', credits: 2 }]);
+    h.record(release(h.account, 'lease_1', rest, jan20 + 6000, 'lease:lease_1:expired', { lease_id: 'lease_1' }));
+    expect(h.account.balance).toBe(15 - 12 + 3);
+    expect(h.violations()).toEqual([]);
+  });
+
+  it('a lease is all or nothing and never creates debt', () => {
+    const h = AccountHistory.opened(plans.standard, jan15);
+    h.then((a) => grantTopUp(a, 3, null, 'top_up:k', jan15, 'admin:grant:k'));
+    expect(lease(h.account, 'lease_1', 5, jan20, { gateway: 'gw', drawUntil: jan20 + 1 })).toMatchObject({ granted: false, shortfall: 2 });
+  });
+
+  it('leases take at most a quarter of the balance, and none below the minimum (near zero: holds per call)', () => {
+    expect(leaseSize(1000, 100, 2)).toBe(100);
+    expect(leaseSize(1000, 10_000, 2)).toBe(250);
+    expect(leaseSize(8, 100, 2)).toBe(2);
+    expect(leaseSize(5, 100, 2)).toBe(0);
+    expect(leaseSize(-40, 100, 2)).toBe(0);
+    expect(leaseSize(1000, 100, 0)).toBe(100);
   });
 });
 

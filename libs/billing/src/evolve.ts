@@ -136,17 +136,18 @@ export function applyEntry(a: Account, e: LedgerEntryDraft): void {
       break;
     }
     case 'reservation':
+    case 'lease':
     case 'charge': {
       if (e.amount >= 0) fail(`a ${e.type} must take credits`);
       const credits = -e.amount;
       if (e.bucketId === null) {
-        if (e.type === 'reservation') fail('a hold never creates debt');
+        if (e.type !== 'charge') fail(`a ${e.type} never creates debt`);
         a.debt += credits;
       } else if (bucket) {
         if (bucket.remaining < credits) fail(`takes ${credits} from ${bucket.id}, which holds ${bucket.remaining}`);
         bucket.remaining -= credits;
         if (isCurrentAllowance(bucket)) a.allowanceSpent += credits;
-      } else if (e.type === 'reservation') fail(`a hold on ${e.bucketId}, which is not open`);
+      } else if (e.type !== 'charge') fail(`a ${e.type} on ${e.bucketId}, which is not open`);
       // else: credits released from a bucket that expired while they were held, spent by the call they were held for.
       break;
     }

@@ -4,7 +4,7 @@
  */
 export * from './types';
 export { monthOf, startOfMonth, startOfNextMonth } from './time';
-export { changePlan, charge, grantTopUp, openAccount, projectAccount, release, reserve, rollForward, settle } from './account';
+export { changePlan, charge, grantTopUp, lease, LeaseShare, leaseSize, leaseSlice, openAccount, projectAccount, release, reserve, rollForward, settle } from './account';
 export type { Reserved } from './account';
 export { emptyAccount, evolve, foldAccount, LedgerFoldError } from './evolve';
 export { applyCharges, DayMs, priceCall } from './pricing';

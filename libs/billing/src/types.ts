@@ -50,6 +50,7 @@ export type LedgerEntryType =
   | 'grant' // plan credits: one-time or monthly allowance
   | 'expiry' // unspent credits of an expired bucket
   | 'reservation' // a hold taken before the gateway answered
+  | 'lease' // a block of credits a gateway holds and spends call by call (see `lease`)
   | 'release' // a hold given back (settled, timed out, or cancelled)
   | 'charge' // credits spent by a call
   | 'top_up' // credits bought or granted by an operator

@@ -12,6 +12,12 @@ export interface ReserveRequest {
   entities: string[];
   /** When the call happened (RFC 3339): decides the month and the re-access window. */
   occurredAt: string;
+  /** Above 0: a lease of up to this many credits instead of a hold for the call (reservationId names it). */
+  leaseCredits?: number;
+  /** A lease smaller than this is refused (the gateway then holds per call). */
+  leaseMinimum?: number;
+  /** The gateway asking, recorded with a lease. */
+  gateway?: string;
 }
 
 export interface ReserveReply {
@@ -20,6 +26,16 @@ export interface ReserveReply {
   requested: number;
   shortfall: number;
   balance: number;
+  /** A lease: its credits, and for how many milliseconds from now it may be drawn from (0 for a hold). */
+  leaseCredits?: number;
+  leaseMs?: number;
+}
+
+export interface EndLeaseRequest {
+  leaseId: string;
+  orgId: string;
+  /** Credits drawn for calls (given-back draws not counted). */
+  drawn: number;
 }
 
 export interface ReserveBatchRequest {

@@ -182,6 +182,15 @@ export async function lockAccountsWithHolds(
   };
 }
 
+/**
+ * SQL for the credits an org's leases hold that no call has spent yet (`org` is the SQL naming the org id). They
+ * stay the org's (SPEC §4): /me, the console and the CLI add them to the ledger's balance, which took them when
+ * the leases were granted. A gateway may still draw them; what it does not comes back within a lease's life.
+ */
+export function leasedUnspentSql(org: string): string {
+  return `(SELECT COALESCE(SUM(l.credits - l.spent - l.returned), 0) FROM reservations l WHERE l.org_id = ${org} AND l.status = 'held' AND l.kind = 'lease')`;
+}
+
 export async function readAccount(m: EntityManager, orgId: string): Promise<LockedAccount | null> {
   const rows: Array<AccountRow & { profile: string }> = await m.query(
     `SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id WHERE a.org_id = $1`,
@@ -297,6 +306,8 @@ export interface UsageRow {
   entities: number;
   /** The entities the call paid for (per-entity pricing); re-access windows are rebuilt from these. */
   chargedEntities: readonly string[];
+  /** The lease the call was paid from (its price is in the lease's `spent`, not in a charge entry), if any. */
+  leaseId?: string | null;
 }
 
 export async function insertUsage(m: EntityManager, rows: UsageRow[]): Promise<void> {
@@ -308,14 +319,14 @@ export function usagePart(rows: UsageRow[]): WritePart | null {
   return {
     // A jagged text[][] can't go through unnest, so each row's charged entities travel as a jsonb array.
     sql: `INSERT INTO usage_records (event_id, org_id, occurred_at, method, route, path, status_code, credits, cost_reason,
-                                response_time_ms, request_id, decision, api_key_id, entities, charged_entities)
+                                response_time_ms, request_id, decision, api_key_id, entities, charged_entities, lease_id)
      SELECT u.event_id, u.org_id, u.occurred_at, u.method, u.route, u.path, u.status_code, u.credits, u.cost_reason,
             u.response_time_ms, u.request_id, u.decision, u.api_key_id, u.entities,
-            CASE WHEN u.charged = '[]'::jsonb THEN '{}'::text[] ELSE ARRAY(SELECT jsonb_array_elements_text(u.charged)) END
+            CASE WHEN u.charged = '[]'::jsonb THEN '{}'::text[] ELSE ARRAY(SELECT jsonb_array_elements_text(u.charged)) END, u.lease_id
        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[],
-                   $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::int[], $15::jsonb[])
+                   $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::int[], $15::jsonb[], $16::text[])
          AS u(event_id, org_id, occurred_at, method, route, path, status_code, credits, cost_reason, response_time_ms,
-              request_id, decision, api_key_id, entities, charged)`,
+              request_id, decision, api_key_id, entities, charged, lease_id)`,
     params: [
       rows.map((r) => r.eventId),
       rows.map((r) => r.orgId),
@@ -332,6 +343,7 @@ export function usagePart(rows: UsageRow[]): WritePart | null {
       rows.map((r) => r.apiKeyId),
       rows.map((r) => r.entities),
       rows.map((r) => JSON.stringify(r.chargedEntities)),
+      rows.map((r) => r.leaseId ?? null),
     ],
   };
 }
@@ -457,17 +469,40 @@ export function reservationKey(orgId: string, id: string): string {
   return `${orgId}/${id}`;
 }
 
-/** Held reservations among `refs`, locked until the transaction ends, by `org_id/id`. */
+/** Held reservations (holds and leases) among `refs`, locked until the transaction ends, by `org_id/id`. */
 export async function lockHeldReservations(m: EntityManager, refs: readonly ReservationRef[]): Promise<Map<string, HeldReservation & { orgId: string }>> {
   if (refs.length === 0) return new Map();
-  const rows: Array<{ id: string; org_id: string; credits: string; allocation: Allocation[] }> = await m.query(
-    prepared(`SELECT r.id, r.org_id, r.credits, r.allocation
+  const rows: Array<{ id: string; org_id: string; credits: string; allocation: Allocation[]; kind: 'hold' | 'lease'; spent: string; returned: string; occurred_ms: string }> =
+    await m.query(
+      prepared(`SELECT r.id, r.org_id, r.credits, r.allocation, r.kind, r.spent, r.returned, (extract(epoch FROM r.occurred_at) * 1000)::int8 AS occurred_ms
        FROM unnest($1::text[], $2::text[]) AS p(org_id, id)
        JOIN reservations r ON r.org_id = p.org_id AND r.id = p.id
       WHERE r.status = 'held' FOR UPDATE OF r`),
-    [refs.map((r) => r.orgId), refs.map((r) => r.id)],
+      [refs.map((r) => r.orgId), refs.map((r) => r.id)],
+    );
+  return new Map(
+    rows.map((r) => [
+      reservationKey(r.org_id, r.id),
+      {
+        id: r.id,
+        orgId: r.org_id,
+        credits: Number(r.credits),
+        allocation: r.allocation,
+        lease: r.kind === 'lease' ? { spent: Number(r.spent), returned: Number(r.returned), takenAt: Number(r.occurred_ms) } : null,
+      },
+    ]),
   );
-  return new Map(rows.map((r) => [reservationKey(r.org_id, r.id), { id: r.id, orgId: r.org_id, credits: Number(r.credits), allocation: r.allocation }]));
+}
+
+/** What the events of a batch spent from each lease they drew on: its new `spent`, one row per lease. */
+export function leaseSpentPart(leases: ReadonlyArray<{ orgId: string; id: string; spent: number }>): WritePart | null {
+  if (leases.length === 0) return null;
+  return {
+    sql: `UPDATE reservations r SET spent = u.spent
+       FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(org_id, id, spent)
+      WHERE r.org_id = u.org_id AND r.id = u.id AND r.status = 'held' AND r.kind = 'lease'`,
+    params: [leases.map((l) => l.orgId), leases.map((l) => l.id), leases.map((l) => l.spent)],
+  };
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   entriesParts,
   eventKey,
   givenBackReservations,
+  leaseSpentPart,
   loadWindows,
   lockAccounts,
   lockHeldReservations,
@@ -343,6 +344,8 @@ export class RequestCompletedConsumer {
     // Which event settled each hold (closed_by `event:<event_id>`): a hold settled at its price has no entry naming
     // the event, so this is how the ledger's reader (npm run audit) pairs the call with the hold that paid for it.
     const settledBy: string[] = [];
+    // Leases the batch's events drew on, with what they spent so far (a lease stays held: the sweeper closes it).
+    const leasesDrawn = new Map<string, { orgId: string; id: string; spent: number }>();
     let credits = 0;
 
     for (const { event, message, batch } of events) {
@@ -366,7 +369,11 @@ export class RequestCompletedConsumer {
       const account = touched.get(event.org_id) ?? locked.account;
       // An entity another still-held call is paying for is free here, as it was when that call's reservation
       // priced this one: its holder's settlement charges it, so the org pays once and never goes below zero.
-      const others = pending.filter((h) => h.orgId === event.org_id && h.id !== event.reservation_id && !settled.some((s) => s.orgId === h.orgId && s.id === h.id));
+      // A call drawn from a lease is priced in arrival order only: its lease covers its every id, so it pays what is
+      // new now, and a held call paying for the same entity finds it charged when it settles (and gives it back).
+      const others = reservation?.lease
+        ? []
+        : pending.filter((h) => h.orgId === event.org_id && h.id !== event.reservation_id && !settled.some((s) => s.orgId === h.orgId && s.id === h.id));
       const pricingWindows = withPendingCharges(orgWindows, others);
       let metered;
       try {
@@ -379,7 +386,12 @@ export class RequestCompletedConsumer {
       }
       touched.set(event.org_id, metered.account);
       entries.push(...metered.entries);
-      if (reservation) {
+      if (reservation?.lease) {
+        if (metered.fromLease > 0) {
+          reservation.lease.spent += metered.fromLease;
+          leasesDrawn.set(reservationKey(event.org_id, reservation.id), { orgId: event.org_id, id: reservation.id, spent: reservation.lease.spent });
+        }
+      } else if (reservation) {
         settled.push({ orgId: event.org_id, id: reservation.id });
         settledBy.push(`event:${event.event_id}`);
         reservations.delete(reservationKey(event.org_id, reservation.id));
@@ -403,6 +415,7 @@ export class RequestCompletedConsumer {
         apiKeyId: event.api_key_id,
         entities: event.entities.length,
         chargedEntities: metered.priced.chargedEntities,
+        leaseId: metered.fromLease > 0 ? reservation!.id : null,
       });
     }
 
@@ -414,6 +427,7 @@ export class RequestCompletedConsumer {
       usageCountPart(usage),
       windowsPart(windowWrites),
       closeReservationsPart(settled, 'settled', settledBy),
+      leaseSpentPart([...leasesDrawn.values()]),
     );
     return { metered: usage.length, duplicates: seen.size, credits };
   }

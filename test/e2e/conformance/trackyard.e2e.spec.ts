@@ -346,6 +346,8 @@ describe('conformance: trackyard (seeds 000, 001)', () => {
     const failed = await search(key, { filters: {} }); // 2, upstream 400
     const broken = await download(key, 'trk_q', { 'x-upstream-status': '502' }); // 3, upstream 502
     const dl = await download(key, 'trk_q'); // 4, charged
+    // /me counts a call as spent once metering charged it (SPEC §4: the gateway spent it from a lease).
+    await usageAfter(key, 4);
     const me = await get(key, '/me'); // free, not counted
     const usage = await get(key, '/usage'); // free, not counted
     expect([ok, failed, broken, dl, me, usage].map((r) => r.status)).toEqual([200, 400, 502, 200, 200, 200]);
@@ -536,11 +538,11 @@ describe('conformance: trackyard (seeds 000, 001)', () => {
     await usageAfter(key, 1);
     const me = await json(await get(key, '/me'));
     expect(me).toMatchObject({ credits_remaining: 499, monthly_allowance: 500 });
-    // The settled hold is the call's charge: one entry, taken from this month's allowance.
+    // The gateway spent the call from a lease, taken from this month's allowance.
     const entries = await ledger(orgId);
-    expect(entries.map((e) => [e.type, e.amount, e.bucket_id])).toEqual([
-      ['grant', 500, `allowance:${month}`],
-      ['reservation', -1, `allowance:${month}`],
+    expect(entries.map((e) => [e.type, e.bucket_id])).toEqual([
+      ['grant', `allowance:${month}`],
+      ['lease', `allowance:${month}`],
     ]);
   });
 
@@ -566,6 +568,7 @@ describe('conformance: trackyard (seeds 000, 001)', () => {
     expect(topUp.status).toBe(201);
     const res = await search(key);
     expect(res.headers.get('X-Credits-Remaining')).toBe('74');
+    await usageAfter(key, 1); // charged
     expect((await json(await get(key, '/me'))).credits_remaining).toBe(74);
   });
 });

@@ -1,12 +1,14 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { ProtoFiles, ReserveReply, ReserveRequest, ReserveStreamReply, ReserveStreamRequest } from '@tollgate/contracts';
+import { EndLeaseRequest, ProtoFiles, ReserveReply, ReserveRequest, ReserveStreamReply, ReserveStreamRequest } from '@tollgate/contracts';
 import { bearerMetadata, grpcLoaderOptions, internalToken } from '@tollgate/platform';
 
 /** The gateway's port to metering: credit holds and balances. */
 export interface CreditReservations {
   reserve(req: ReserveRequest): Promise<ReserveReply>;
   release(reservationId: string, orgId: string): Promise<void>;
+  /** Stops drawing from a lease, `drawn` credits of it drawn for calls; resolves with the credits given back. */
+  endLease(leaseId: string, orgId: string, drawn: number): Promise<number>;
   balance(orgId: string): Promise<number>;
   close(): void;
 }
@@ -120,6 +122,10 @@ export class GrpcMeteringClient implements CreditReservations {
 
   async release(reservationId: string, orgId: string): Promise<void> {
     await this.call('Release', { reservationId, orgId });
+  }
+
+  async endLease(leaseId: string, orgId: string, drawn: number): Promise<number> {
+    return Number((await this.call<EndLeaseRequest, { returned: number }>('EndLease', { leaseId, orgId, drawn })).returned);
   }
 
   async balance(orgId: string): Promise<number> {

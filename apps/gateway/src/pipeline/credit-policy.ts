@@ -33,6 +33,8 @@ export interface CreditPolicy {
   giveBack(orgId: string, reservationId: string | null, credits: number): Promise<boolean>;
   /** The org's balance as last known (at most 1 s old): the credits header of answers that held nothing. */
   balance(orgId: string): Promise<number>;
+  /** Gives back what the policy holds for calls not yet made (leases), at shutdown. */
+  close?(): Promise<void>;
 }
 
 /**
@@ -40,7 +42,7 @@ export interface CreditPolicy {
  * per org at a time: the calls that find the balance stale while it is being fetched wait for that fetch instead of
  * each asking metering.
  */
-class BalanceCache {
+export class BalanceCache {
   private readonly seen = new Map<string, { balance: number; at: number }>();
   private readonly fetching = new Map<string, Promise<number>>();
 
@@ -48,6 +50,11 @@ class BalanceCache {
 
   remember(orgId: string, balance: number): void {
     this.seen.set(orgId, { balance, at: this.clock.now() });
+  }
+
+  /** The balance last seen, however old, without asking metering. */
+  peek(orgId: string): number | null {
+    return this.seen.get(orgId)?.balance ?? null;
   }
 
   spend(orgId: string, credits: number): void {

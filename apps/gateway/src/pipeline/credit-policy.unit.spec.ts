@@ -27,6 +27,10 @@ class SlowMetering implements CreditReservations {
     return Promise.resolve();
   }
 
+  endLease(): Promise<number> {
+    return Promise.resolve(0);
+  }
+
   close(): void {}
 }
 

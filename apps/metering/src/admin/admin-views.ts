@@ -1,6 +1,7 @@
 import { NotFoundException } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { consumerLag, eventsMetered, holdsKeptPastTimeout } from '@tollgate/platform';
+import { leasedUnspentSql } from '@tollgate/ledger';
 import { OrgSort } from './admin-views.dto';
 import { toHistoryItem } from './admin-commands';
 import { readHistory } from './admin-command-store';
@@ -99,7 +100,7 @@ export class AdminViews {
       used_this_month: string; calls_today: string; last_call_at: Date | null; total: string;
     }> = await this.ds.query(
       `WITH o AS (
-         SELECT o.id, o.name, o.profile, o.plan, o.created_at, COALESCE(a.balance, 0) AS balance,
+         SELECT o.id, o.name, o.profile, o.plan, o.created_at, COALESCE(a.balance, 0) + ${leasedUnspentSql('o.id')} AS balance,
                 COALESCE(m.used, 0) AS used_this_month, COALESCE(t.calls, 0) AS calls_today, l.occurred_at AS last_call_at
            FROM orgs o
            LEFT JOIN accounts a ON a.org_id = o.id

@@ -2,7 +2,7 @@ import { ConflictException, NotFoundException } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { changePlan, grantTopUp, openAccount } from '@tollgate/billing';
 import { hashKey, KeyPrefixLength, newId, newSecret } from '@tollgate/persistence';
-import { appendEntries, insertAccount, lockAccounts, ProfileCatalog, readAccount, saveAccounts } from '@tollgate/ledger';
+import { appendEntries, insertAccount, leasedUnspentSql, lockAccounts, ProfileCatalog, readAccount, saveAccounts } from '@tollgate/ledger';
 import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto } from './admin.dto';
 import { fieldError } from '@tollgate/platform';
 import { answer, commandCause, DefaultActor, idempotencyKeyReused, sameGrant } from './admin-commands';
@@ -60,12 +60,15 @@ export class AdminService {
     const org = rows[0];
     if (!org) throw this.orgNotFound(orgId);
     const account = await readAccount(this.ds.manager, orgId);
+    const leased = Number(((await this.ds.query(`SELECT ${leasedUnspentSql('$1')} AS n`, [orgId])) as Array<{ n: string }>)[0]?.n ?? 0);
     return {
       id: org.id,
       name: org.name,
       profile: org.profile,
       plan: org.plan,
-      balance: account?.account.balance ?? 0,
+      // Spendable: the ledger's balance plus what gateways hold in leases and no call has spent (still the org's).
+      balance: (account?.account.balance ?? 0) + leased,
+      held_by_gateways: leased,
       limits: org.limit_overrides,
       created_at: org.created_at.toISOString(),
     };

@@ -25,7 +25,8 @@ export interface HoldSweeperOptions {
  * Releases holds whose event never came, and only those (SPEC §4: "a hold is released by time only once the
  * event that would settle it can no longer arrive unseen"). A hold is released when both:
  * 1. its `expires_at` (taken + the profile's reservation_timeout_seconds) has passed, and
- * 2. the consumer has read every event published on its org's partition up to `held_at + publishWindowMs`:
+ * 2. the consumer has read every event published on its org's partition up to `held_at + publishWindowMs`
+ *    (a lease: `held_at + lease_ms + publishWindowMs`, its gateway draws from it for lease_ms):
  *    its stored offset (consumer_offsets, committed with the ledger) has reached the end offset the partition
  *    had at some sweep's snapshot taken after that instant (ConsumerProgress).
  * A stalled consumer therefore keeps every hold of its partitions: no credits come back to be reserved again
@@ -80,8 +81,8 @@ export class HoldSweeper {
     // Keyset paging by (expires_at, org_id, id): a reservation id is unique within its org only.
     let after: { expiresAt: Date; orgId: string; id: string } | null = null;
     for (let page = 0; page < maxPages; page++) {
-      const rows: Array<{ id: string; org_id: string; held_at: Date; expires_at: Date }> = await this.ds.query(
-        `SELECT id, org_id, held_at, expires_at FROM reservations
+      const rows: Array<{ id: string; org_id: string; held_at: Date; expires_at: Date; lease_ms: number }> = await this.ds.query(
+        `SELECT id, org_id, held_at, expires_at, lease_ms FROM reservations
           WHERE status = 'held' AND expires_at < $1
             AND ($2::timestamptz IS NULL OR (expires_at, org_id, id) > ($2::timestamptz, $3::text, $4::text))
           ORDER BY expires_at, org_id, id LIMIT $5`,
@@ -89,10 +90,13 @@ export class HoldSweeper {
       );
       for (const r of rows) {
         const partition = this.broker.partitionOf(r.org_id, horizons.partitions);
-        // held_at has microseconds, a Date keeps milliseconds: +1 rounds it up rather than down.
+        // held_at has microseconds, a Date keeps milliseconds: +1 rounds it up rather than down. A lease's calls are
+        // taken up to lease_ms after it was granted (the gateway measures that from before it asked), each event
+        // published within the window after its call.
         const heldAt = r.held_at.getTime() + 1;
+        const lastCallAt = heldAt + Number(r.lease_ms);
         const settledBefore = horizons.settledBefore(partition, heldAt);
-        if (settledBefore !== null && heldAt + publishWindowMs < settledBefore) {
+        if (settledBefore !== null && lastCallAt + publishWindowMs < settledBefore) {
           if (await this.reservations.release(r.id, r.org_id, 'expired')) released++;
         } else {
           kept++;

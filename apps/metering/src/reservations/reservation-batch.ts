@@ -1,5 +1,5 @@
 import { EntityManager } from 'typeorm';
-import { Account, LedgerEntryDraft, priceCall, reserve } from '@tollgate/billing';
+import { Account, lease, LedgerEntryDraft, leaseSize, priceCall, reserve, rollForward, startOfNextMonth } from '@tollgate/billing';
 import { pricingOf, ProfileCatalog } from '@tollgate/ledger';
 import {
   accountsPart,
@@ -21,6 +21,8 @@ export interface ReserveCommand {
   route: string;
   entities: string[];
   occurredAt: number;
+  /** A lease instead of a hold: up to `wanted` credits, none below `minimum`, for `gateway` (see leaseSize). */
+  lease?: { wanted: number; minimum: number; gateway: string };
 }
 
 export interface ReserveOutcome {
@@ -29,7 +31,20 @@ export interface ReserveOutcome {
   requested: number;
   shortfall: number;
   balance: number;
+  /** A lease: the credits it holds and for how many milliseconds from now the gateway may draw from it. */
+  leaseCredits?: number;
+  leaseMs?: number;
 }
+
+/**
+ * How long a gateway may draw from a lease: long enough that an org's steady traffic renews it about once a second
+ * (its size is about a second of that traffic), short enough that credits in a lease nobody draws from come back
+ * soon (the gateway ends it when its time is up: see README, "How money moves"). Never past the end of the month
+ * the lease was taken in, so a lease's credits pay only for calls of their month.
+ */
+export const LeaseLifeMs = 5000;
+/** A lease with less time than this left in its month is not granted: the gateway holds per call until midnight. */
+const LeaseShortestMs = 1000;
 
 export class UnknownOrgError extends Error {}
 export class UnknownRouteError extends Error {}
@@ -56,7 +71,8 @@ export async function reserveBatch(
   m: EntityManager,
   catalog: ProfileCatalog,
   cmds: readonly ReserveCommand[],
-  expiresAt: (profile: string) => number,
+  /** When a hold of `profile` times out, or a lease drawable for `leaseMs` from now stops being drawn from. */
+  expiresAt: (profile: string, leaseMs: number) => number,
   optimistic = false,
 ): Promise<Array<ReserveOutcome | Error>> {
   // Per-entity holds are priced against the org's re-access windows and the entities other held calls pay for.
@@ -72,7 +88,7 @@ export async function reserveBatch(
 
   const touched = new Map<string, Account>();
   const entries: LedgerEntryDraft[] = [];
-  const holds: Array<{ cmd: ReserveCommand; credits: number; allocation: string; payingFor: string[] }> = [];
+  const holds: Array<{ cmd: ReserveCommand; credits: number; allocation: string; payingFor: string[]; leaseMs: number }> = [];
   const outcomes: Array<ReserveOutcome | Error> = [];
   const inBatch = new Map<string, { orgId: string; credits: number }>();
 
@@ -88,6 +104,27 @@ export async function reserveBatch(
     const earlier = inBatch.get(key);
     if (already || earlier) {
       outcomes.push({ granted: true, reservationId: cmd.reservationId, requested: (already ?? earlier)!.credits, shortfall: 0, balance: account.balance });
+      continue;
+    }
+    if (cmd.lease) {
+      const life = Math.min(LeaseLifeMs, startOfNextMonth(cmd.occurredAt) - cmd.occurredAt);
+      let r;
+      try {
+        const available = rollForward(account, cmd.occurredAt).account.balance;
+        const size = life >= LeaseShortestMs ? leaseSize(available, cmd.lease.wanted, cmd.lease.minimum) : 0;
+        r = lease(account, cmd.reservationId, size, cmd.occurredAt, { gateway: cmd.lease.gateway, drawUntil: cmd.occurredAt + life });
+      } catch (e) {
+        outcomes.push(e as Error);
+        continue;
+      }
+      touched.set(cmd.orgId, r.decided.account);
+      entries.push(...r.decided.entries);
+      const size = r.requested;
+      if (size > 0) {
+        inBatch.set(key, { orgId: cmd.orgId, credits: size });
+        holds.push({ cmd, credits: size, allocation: JSON.stringify(r.allocation), payingFor: [], leaseMs: life });
+      }
+      outcomes.push({ granted: size > 0, reservationId: cmd.reservationId, requested: size, shortfall: 0, balance: r.decided.account.balance, leaseCredits: size, leaseMs: size > 0 ? life : 0 });
       continue;
     }
     const route = catalog.route(locked.profile, cmd.method, cmd.route);
@@ -120,7 +157,7 @@ export async function reserveBatch(
     entries.push(...r.decided.entries);
     if (r.granted && credits > 0) {
       inBatch.set(key, { orgId: cmd.orgId, credits });
-      holds.push({ cmd, credits, allocation: JSON.stringify(r.allocation), payingFor });
+      holds.push({ cmd, credits, allocation: JSON.stringify(r.allocation), payingFor, leaseMs: 0 });
       if (payingFor.length > 0) pending.push({ id: cmd.reservationId, orgId: cmd.orgId, entities: payingFor, occurredAt: cmd.occurredAt });
     }
     outcomes.push({ granted: r.granted, reservationId: cmd.reservationId, requested: r.requested, shortfall: r.shortfall, balance: r.decided.account.balance });
@@ -134,10 +171,11 @@ export async function reserveBatch(
     holds.length === 0
       ? null
       : {
-          sql: `INSERT INTO reservations (id, org_id, credits, allocation, route, entities, occurred_at, expires_at, status)
-                SELECT u.id, u.org_id, u.credits, u.allocation, u.route, ARRAY(SELECT jsonb_array_elements_text(u.entities)), u.occurred_at, u.expires_at, 'held'
-                  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::text[], $6::jsonb[], $7::timestamptz[], $8::timestamptz[])
-                    AS u(id, org_id, credits, allocation, route, entities, occurred_at, expires_at)`,
+          sql: `INSERT INTO reservations (id, org_id, credits, allocation, route, entities, occurred_at, expires_at, status, kind, lease_ms, gateway)
+                SELECT u.id, u.org_id, u.credits, u.allocation, u.route, ARRAY(SELECT jsonb_array_elements_text(u.entities)), u.occurred_at, u.expires_at, 'held',
+                       CASE WHEN u.lease_ms > 0 THEN 'lease' ELSE 'hold' END, u.lease_ms, u.gateway
+                  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::text[], $6::jsonb[], $7::timestamptz[], $8::timestamptz[], $9::int[], $10::text[])
+                    AS u(id, org_id, credits, allocation, route, entities, occurred_at, expires_at, lease_ms, gateway)`,
           params: [
             holds.map((h) => h.cmd.reservationId),
             holds.map((h) => h.cmd.orgId),
@@ -146,7 +184,10 @@ export async function reserveBatch(
             holds.map((h) => `${h.cmd.method} ${h.cmd.route}`),
             holds.map((h) => JSON.stringify(h.payingFor)),
             holds.map((h) => new Date(h.cmd.occurredAt).toISOString()),
-            holds.map((h) => new Date(expiresAt(accounts.get(h.cmd.orgId)!.profile)).toISOString()),
+            // A lease expires (for the sweeper) when the gateway must stop drawing from it.
+            holds.map((h) => new Date(expiresAt(accounts.get(h.cmd.orgId)!.profile, h.leaseMs)).toISOString()),
+            holds.map((h) => h.leaseMs),
+            holds.map((h) => h.cmd.lease?.gateway ?? null),
           ],
         },
   ], optimistic && written.length > 0 ? { part: 'accounts_written', rows: written.length } : undefined);

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
-import { Allocation, release } from '@tollgate/billing';
+import { Allocation, leaseSlice, release } from '@tollgate/billing';
 import { MaxClockSkewMs } from '@tollgate/contracts';
 import { appendEntries, closeReservations, lockAccounts, optimisticConflict, ProfileCatalog, saveAccounts } from '@tollgate/ledger';
 import { NeedsLocks, ReserveCommand, ReserveOutcome, reserveBatch } from './reservation-batch';
@@ -88,7 +88,7 @@ export class ReservationService {
    * under row locks when that lost to a concurrent writer or can't be decided without them (reserveBatch).
    */
   private async write(cmds: ReserveCommand[]): Promise<Array<ReserveOutcome | Error>> {
-    const expiresAt = (profile: string) => this.clock() + (this.catalog.get(profile)?.credits.reservation_timeout_seconds ?? 120) * 1000;
+    const expiresAt = (profile: string, leaseMs: number) => this.clock() + (leaseMs > 0 ? leaseMs : (this.catalog.get(profile)?.credits.reservation_timeout_seconds ?? 120) * 1000);
     try {
       const outcomes = await reserveBatch(this.ds.manager, this.catalog, cmds, expiresAt, true);
       this.tally.batches.optimistic++;
@@ -126,16 +126,53 @@ export class ReservationService {
   private async releaseIn(m: EntityManager, reservationId: string, orgId: string, status: 'released' | 'expired'): Promise<boolean> {
     const locked = (await lockAccounts(m, [orgId])).get(orgId);
     if (!locked) return false;
-    const rows: Array<{ allocation: Allocation[] }> = await m.query(
-      `SELECT allocation FROM reservations WHERE id = $1 AND org_id = $2 AND status = 'held' FOR UPDATE`,
+    const rows: Array<{ allocation: Allocation[]; kind: 'hold' | 'lease'; credits: string; spent: string; returned: string }> = await m.query(
+      `SELECT allocation, kind, credits, spent, returned FROM reservations WHERE id = $1 AND org_id = $2 AND status = 'held' FOR UPDATE`,
       [reservationId, orgId],
     );
-    if (!rows[0]) return false;
+    const row = rows[0];
+    if (!row) return false;
+    // A lease gives back what its calls did not spend and its gateway did not return already (leaseSlice).
+    const isLease = row.kind === 'lease';
+    const allocation = isLease ? leaseSlice(row.allocation, Number(row.spent), Number(row.credits) - Number(row.returned)) : row.allocation;
+    const cause = isLease ? `lease:${reservationId}:${status}` : `reservation:${reservationId}:${status}`;
     // The clock only dates the entries: a release does not roll the account's month (see libs/billing).
-    const decided = release(locked.account, reservationId, rows[0].allocation, this.clock(), `reservation:${reservationId}:${status}`);
+    const decided = release(locked.account, reservationId, allocation, this.clock(), cause, isLease ? { lease_id: reservationId } : undefined);
     await appendEntries(m, decided.entries);
     await saveAccounts(m, [decided.account]);
     await closeReservations(m, [{ orgId, id: reservationId }], status, [status === 'expired' ? 'timeout' : 'gateway']);
     return true;
+  }
+
+  /**
+   * A gateway stopped drawing from a lease, having drawn `drawn` of its credits for calls: the rest comes back to
+   * the balance now (`release` entries naming the lease, from the back of its allocation: see leaseSlice). What it
+   * drew stays held for the calls' events; the sweeper gives back what they do not spend. Returns the credits
+   * given back (0 for an unknown, closed or already ended lease). Serialised with the consumer's charges to the
+   * lease by the org's account lock.
+   */
+  async endLease(leaseId: string, orgId: string, drawn: number): Promise<number> {
+    return this.ds.transaction(async (m) => {
+      const locked = (await lockAccounts(m, [orgId])).get(orgId);
+      if (!locked) return 0;
+      const rows: Array<{ allocation: Allocation[]; credits: string; spent: string; returned: string }> = await m.query(
+        `SELECT allocation, credits, spent, returned FROM reservations
+          WHERE id = $1 AND org_id = $2 AND status = 'held' AND kind = 'lease' FOR UPDATE`,
+        [leaseId, orgId],
+      );
+      const row = rows[0];
+      if (!row) return 0;
+      const credits = Number(row.credits);
+      const returned = Number(row.returned);
+      const kept = Math.max(drawn, Number(row.spent));
+      const give = credits - returned - kept;
+      if (give <= 0) return 0;
+      const allocation = leaseSlice(row.allocation, kept, credits - returned);
+      const decided = release(locked.account, leaseId, allocation, this.clock(), `lease:${leaseId}:returned`, { lease_id: leaseId, drawn });
+      await appendEntries(m, decided.entries);
+      await saveAccounts(m, [decided.account]);
+      await m.query(`UPDATE reservations SET returned = returned + $3 WHERE id = $1 AND org_id = $2`, [leaseId, orgId, give]);
+      return give;
+    });
   }
 }

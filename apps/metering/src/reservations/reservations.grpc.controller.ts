@@ -10,7 +10,7 @@ import {
   ReserveStreamReply,
   ReserveStreamRequest,
 } from '@tollgate/contracts';
-import { ClockSkewError, ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
+import { ClockSkewError, ReserveCommand, ReservationService, UnknownOrgError, UnknownRouteError } from './reservation.service';
 
 /** tollgate.metering.v1.Reservations (libs/contracts/src/proto/metering.proto). */
 @Controller()
@@ -71,8 +71,9 @@ export class ReservationsGrpcController {
     entities.forEach((e, i) => checkText(`entities.${i}`, e, 256));
     const at = req.occurredAt ? Date.parse(req.occurredAt) : Date.now();
     if (Number.isNaN(at)) throw invalid('occurred_at must be an RFC 3339 time');
+    const lease = leaseTerms(req);
     try {
-      return await this.reservations.reserve({ ...req, entities, occurredAt: at });
+      return await this.reservations.reserve({ ...req, entities, occurredAt: at, lease });
     } catch (e) {
       if (e instanceof UnknownOrgError) throw new RpcException({ code: status.NOT_FOUND, message: e.message });
       if (e instanceof UnknownRouteError || e instanceof ClockSkewError) throw invalid(e.message);
@@ -90,6 +91,17 @@ export class ReservationsGrpcController {
     return { released: await this.reservations.release(req.reservationId, req.orgId) };
   }
 
+  @GrpcMethod('Reservations', 'EndLease')
+  async endLease(req: { leaseId: string; orgId: string; drawn: number }) {
+    if (!req.leaseId) throw invalid('lease_id is required');
+    if (!req.orgId) throw invalid('org_id is required');
+    checkText('lease_id', req.leaseId, 128);
+    checkText('org_id', req.orgId, 64);
+    const drawn = Number(req.drawn ?? 0);
+    if (!Number.isSafeInteger(drawn) || drawn < 0) throw invalid('drawn must be a whole number of credits, 0 or more');
+    return { returned: await this.reservations.endLease(req.leaseId, req.orgId, drawn) };
+  }
+
   @GrpcMethod('Reservations', 'GetBalance')
   async getBalance(req: { orgId: string }) {
     if (!req.orgId) throw invalid('org_id is required');
@@ -98,6 +110,19 @@ export class ReservationsGrpcController {
     if (balance === null) throw new RpcException({ code: status.NOT_FOUND, message: `unknown org "${req.orgId}"` });
     return { orgId: req.orgId, balance };
   }
+}
+
+/** A lease request's terms, checked; undefined for a per-call hold. */
+function leaseTerms(req: ReserveRequest): ReserveCommand['lease'] {
+  const wanted = Number(req.leaseCredits ?? 0);
+  if (wanted === 0) return undefined;
+  const minimum = Number(req.leaseMinimum ?? 0);
+  for (const [field, n] of [['lease_credits', wanted], ['lease_minimum', minimum]] as const) {
+    if (!Number.isSafeInteger(n) || n < 0 || n > 1e12) throw invalid(`${field} must be a whole number of credits from 0 to 10^12`);
+  }
+  const gateway = req.gateway ?? '';
+  checkText('gateway', gateway, 128);
+  return { wanted, minimum, gateway: gateway || 'unnamed' };
 }
 
 function checkText(field: string, value: string, max: number): void {

@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { isIP, LookupFunction } from 'node:net';
 import { lookup } from 'node:dns/promises';
 
 /**
@@ -63,12 +63,16 @@ export function urlRulesFromEnv(env: NodeJS.ProcessEnv = process.env): UrlRules 
   return { production: env.NODE_ENV === 'production', allowPrivate: env.WEBHOOK_ALLOW_PRIVATE_NETWORKS === 'true' };
 }
 
+/** Whether endpoints' addresses must be checked (production, private networks not allowed). */
+export function guardsAddresses(rules: UrlRules): boolean {
+  return rules.production && !rules.allowPrivate;
+}
+
 /**
- * Why `url` is not an acceptable endpoint, or null. Resolves the host: a name that resolves to any private
- * address is refused (SSRF), in production unless the operator allows private networks. In development any
- * http(s) URL is accepted.
+ * Why `url` is not an acceptable endpoint, or null, without resolving a host name (an IP literal is checked):
+ * the scheme, credentials, https in production, and a literal private address.
  */
-export async function checkEndpointUrl(url: string, rules: UrlRules, resolve: (host: string) => Promise<string[]> = resolveAll): Promise<string | null> {
+export function checkUrlShape(url: string, rules: UrlRules): string | null {
   let u: URL;
   try {
     u = new URL(url);
@@ -80,19 +84,63 @@ export async function checkEndpointUrl(url: string, rules: UrlRules, resolve: (h
   if (!rules.production) return null;
   if (u.protocol !== 'https:') return 'must be https in production';
   if (rules.allowPrivate) return null;
-  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const host = hostOf(u);
+  if (isIP(host) && isPrivateAddress(host)) return privateRefusal(host);
+  return null;
+}
+
+function hostOf(u: URL): string {
+  return u.hostname.replace(/^\[|\]$/g, '');
+}
+
+function privateRefusal(address: string): string {
+  return `its host resolves to a private address (${address}); set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it`;
+}
+
+/**
+ * Why `url` is not an acceptable endpoint, or null (at creation). Resolves the host: a name that resolves to any
+ * private address is refused (SSRF), in production unless the operator allows private networks. In development
+ * any http(s) URL is accepted. At delivery the same check runs on the connection itself (`pinnedLookup`).
+ */
+export async function checkEndpointUrl(url: string, rules: UrlRules, resolve: (host: string) => Promise<string[]> = resolveAll): Promise<string | null> {
+  const shape = checkUrlShape(url, rules);
+  if (shape || !guardsAddresses(rules)) return shape;
+  const host = hostOf(new URL(url));
+  if (isIP(host)) return null;
   let addresses: string[];
   try {
-    addresses = isIP(host) ? [host] : await resolve(host);
+    addresses = await resolve(host);
   } catch {
     return `its host "${host}" does not resolve`;
   }
   if (addresses.length === 0) return `its host "${host}" does not resolve`;
   const bad = addresses.find(isPrivateAddress);
-  if (bad) return `its host resolves to a private address (${bad}); set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it`;
+  if (bad) return privateRefusal(bad);
   return null;
 }
 
-async function resolveAll(host: string): Promise<string[]> {
+/**
+ * The DNS lookup of a delivery's connection (net.connect's `lookup`): the name is resolved once, every address is
+ * checked, and the connection goes to those checked addresses only. A check before the request followed by a
+ * resolution of its own in the HTTP client would let a name that answers a public address first and a private one
+ * next (DNS rebinding) reach the private one.
+ */
+export function pinnedLookup(resolve: (host: string) => Promise<string[]> = resolveAll): LookupFunction {
+  return ((hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+    resolve(hostname).then(
+      (addresses) => {
+        if (addresses.length === 0) return callback(Object.assign(new Error(`${hostname} does not resolve`), { code: 'ENOTFOUND' }));
+        const bad = addresses.find(isPrivateAddress);
+        if (bad) return callback(Object.assign(new Error(`url refused: ${privateRefusal(bad)}`), { code: 'EPRIVATEADDRESS' }));
+        const list = addresses.map((address) => ({ address, family: isIP(address) }));
+        if (options?.all) callback(null, list);
+        else callback(null, list[0]!.address, list[0]!.family);
+      },
+      (e: Error) => callback(e),
+    );
+  }) as unknown as LookupFunction;
+}
+
+export async function resolveAll(host: string): Promise<string[]> {
   return (await lookup(host, { all: true })).map((a) => a.address);
 }

@@ -1,4 +1,4 @@
-import { checkEndpointUrl, isPrivateAddress, retryDelayMs } from './delivery-policy';
+import { checkEndpointUrl, checkUrlShape, isPrivateAddress, pinnedLookup, retryDelayMs } from './delivery-policy';
 
 describe('webhook delivery policy', () => {
   it('backs off exponentially with jitter, capped', () => {
@@ -33,5 +33,23 @@ describe('webhook delivery policy', () => {
     expect(await checkEndpointUrl('ftp://example.com/', dev)).toBe('must be an http(s) URL');
     expect(await checkEndpointUrl('not a url', dev)).toBe('must be an absolute http(s) URL');
     expect(await checkEndpointUrl('https://user:pw@example.com/', dev)).toBe('must not carry credentials');
+  });
+
+  it('at delivery the connection resolves once, is refused on any private address, and goes only to the addresses checked (DNS rebinding)', async () => {
+    // A name that answered a public address when the endpoint was created and a private one now.
+    const answers = [['93.184.216.34'], ['127.0.0.1'], ['93.184.216.34', '10.0.0.7']];
+    let asked = 0;
+    const lookup = pinnedLookup(async () => answers[asked++]!);
+    const call = (all: boolean) =>
+      new Promise<{ err: (Error & { code?: string }) | null; result: unknown }>((resolve) =>
+        (lookup as unknown as (h: string, o: { all: boolean }, cb: (err: Error | null, result?: unknown) => void) => void)('hooks.example', { all }, (err, result) => resolve({ err, result })));
+    expect(await call(true)).toEqual({ err: null, result: [{ address: '93.184.216.34', family: 4 }] });
+    const rebound = await call(false);
+    expect([rebound.err?.code, rebound.err?.message]).toEqual(['EPRIVATEADDRESS', expect.stringContaining('private address (127.0.0.1)')]);
+    expect((await call(true)).err?.message).toContain('10.0.0.7');
+    expect(asked).toBe(3);
+    // What the lookup never sees (an IP literal) is checked on the URL itself.
+    expect(checkUrlShape('https://169.254.169.254/latest', { production: true, allowPrivate: false })).toMatch(/private address/);
+    expect(checkUrlShape('https://169.254.169.254/latest', { production: true, allowPrivate: true })).toBeNull();
   });
 });

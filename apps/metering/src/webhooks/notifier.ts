@@ -1,7 +1,14 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { RelayLoop } from '../outbox/relay-loop';
-import { deriveFromEntries, deriveFromRefusal, initialState, LedgerEntryView, messageBody, Notification, NotifierState } from './notifications';
+import { newId } from '@tollgate/persistence';
+import { recordCommand } from '../admin/admin-command-store';
+import { deriveFromEntries, deriveFromRefusal, initialState, LedgerEntryView, messageBody, messageId, Notification, NoThresholds, NotifierState, Thresholds } from './notifications';
+
+/** Who the record of a command the system issued itself (disabling a failing endpoint) names as its actor. */
+export const SystemActor = 'tollgate';
+/** The queue (webhook_messages.org_id) of global endpoints' own events, and their record's org (see GlobalCommandsOrg). */
+export const GlobalOrg = '*';
 
 /** The advisory lock of the notifier and of anything else that adds webhook messages (a re-send). */
 export const MessageQueueLock = 727277;
@@ -39,11 +46,15 @@ export class Notifier {
     return this.loop.stop();
   }
 
-  /** One round: the orgs with unread entries or an unread refusal; returns how many orgs were read. */
+  /**
+   * One round: the endpoints disabled since the last round (endpoint.disabled), then the orgs with unread entries
+   * or an unread refusal; returns how many orgs and endpoints were read.
+   */
   async notifyOnce(): Promise<number> {
     return this.ds.transaction(async (m) => {
       const [lock] = (await m.query(`SELECT pg_try_advisory_xact_lock($1) AS ok`, [MessageQueueLock])) as Array<{ ok: boolean }>;
       if (!lock?.ok) return 0;
+      const disabled = await announceDisabled(m);
       const due: Array<{ org_id: string }> = await m.query(
         `SELECT org_id FROM (
            -- Unread entries, or an org not seen yet (one with no entries still needs a position for its refusals).
@@ -56,14 +67,14 @@ export class Notifier {
          ) d ORDER BY org_id LIMIT $1`,
         [this.batchOrgs],
       );
-      if (due.length === 0) return 0;
+      if (due.length === 0) return disabled;
       const orgIds = due.map((d) => d.org_id);
       const states = await readStates(m, orgIds);
       const thresholds = await readThresholds(m, orgIds);
       const entries = await this.readEntries(m, orgIds, states);
       const derived = new Map<string, Notification[]>();
       for (const org of orgIds) {
-        const r = deriveFromEntries(org, states.get(org)!, entries.get(org) ?? [], thresholds.get(org) ?? []);
+        const r = deriveFromEntries(org, states.get(org)!, entries.get(org) ?? [], thresholds.get(org) ?? NoThresholds);
         states.set(org, r.state);
         derived.set(org, r.notifications);
       }
@@ -75,7 +86,7 @@ export class Notifier {
       }
       await enqueue(m, orgIds, derived);
       await saveStates(m, states);
-      return orgIds.length;
+      return orgIds.length + disabled;
     });
   }
 
@@ -103,27 +114,78 @@ export class Notifier {
 }
 
 async function readStates(m: EntityManager, orgIds: string[]): Promise<Map<string, NotifierState>> {
-  const rows: Array<{ org_id: string; seq: string; balance: string; fired_below: string[]; exhausted_fired: boolean; armed_ms: number }> = await m.query(
-    `SELECT org_id, seq, balance, fired_below, exhausted_fired, extract(epoch FROM exhausted_armed_at) * 1000 AS armed_ms
+  const rows: Array<{ org_id: string; seq: string; balance: string; fired_below: string[]; allowance: string; fired_percent: number[]; exhausted_fired: boolean; armed_ms: number }> = await m.query(
+    `SELECT org_id, seq, balance, fired_below, allowance, fired_percent, exhausted_fired, extract(epoch FROM exhausted_armed_at) * 1000 AS armed_ms
        FROM notifier_positions WHERE org_id = ANY($1::text[])`,
     [orgIds],
   );
   const out = new Map(orgIds.map((o) => [o, initialState()]));
   for (const r of rows) {
     out.set(r.org_id, {
-      seq: Number(r.seq), balance: Number(r.balance), firedBelow: r.fired_below.map(Number),
+      seq: Number(r.seq), balance: Number(r.balance), firedBelow: r.fired_below.map(Number), allowance: Number(r.allowance), firedPercent: r.fired_percent,
       exhaustedFired: r.exhausted_fired, exhaustedArmedAt: Number(r.armed_ms),
     });
   }
   return out;
 }
 
-async function readThresholds(m: EntityManager, orgIds: string[]): Promise<Map<string, number[]>> {
-  const rows: Array<{ org_id: string; credits_below: string[] }> = await m.query(
-    `SELECT org_id, credits_below FROM alert_thresholds WHERE org_id = ANY($1::text[])`,
+/** Each org's thresholds: its own row if it has one (even empty: it opted out), else its plan's, else none. */
+async function readThresholds(m: EntityManager, orgIds: string[]): Promise<Map<string, Thresholds>> {
+  const rows: Array<{ org_id: string; credits_below: string[] | null; allowance_used_percent: number[] | null }> = await m.query(
+    `SELECT o.id AS org_id,
+            CASE WHEN a.org_id IS NOT NULL THEN a.credits_below ELSE p.credits_below END AS credits_below,
+            CASE WHEN a.org_id IS NOT NULL THEN a.allowance_used_percent ELSE p.allowance_used_percent END AS allowance_used_percent
+       FROM orgs o
+       LEFT JOIN alert_thresholds a ON a.org_id = o.id
+       LEFT JOIN plan_alert_thresholds p ON p.profile = o.profile AND p.plan = o.plan
+      WHERE o.id = ANY($1::text[])`,
     [orgIds],
   );
-  return new Map(rows.map((r) => [r.org_id, r.credits_below.map(Number)]));
+  return new Map(rows.map((r) => [r.org_id, { creditsBelow: (r.credits_below ?? []).map(Number), allowanceUsedPercent: r.allowance_used_percent ?? [] }]));
+}
+
+/**
+ * endpoint.disabled for each endpoint disabled since it was last announced: queued for the other enabled endpoints
+ * of its org (or, for a global endpoint, the other global ones) that take the type, and recorded as a
+ * `disable-webhook` command in the org's history (global: under '*'), in this round's transaction, so a crash
+ * announces it again or not at all, never twice. Returns how many were announced.
+ */
+async function announceDisabled(m: EntityManager): Promise<number> {
+  const rows: Array<{ id: string; org_id: string | null; url: string; failing_since: Date | null; disabled_at: Date }> = await m.query(
+    `SELECT id, org_id, url, failing_since, disabled_at FROM webhook_endpoints
+      WHERE disabled_at IS NOT NULL AND disabled_notified_at IS DISTINCT FROM disabled_at ORDER BY disabled_at, id
+        -- A re-send holds its endpoint's row while it waits for this round's lock: that endpoint waits for the next round.
+        FOR UPDATE SKIP LOCKED`,
+  );
+  for (const e of rows) {
+    const queue = e.org_id ?? GlobalOrg;
+    const data = {
+      org_id: e.org_id, webhook_id: e.id, url: e.url,
+      failing_since: e.failing_since?.toISOString() ?? null, disabled_at: e.disabled_at.toISOString(),
+    };
+    const n: Notification = {
+      msgId: messageId(queue, 'endpoint.disabled', e.id, e.disabled_at.getTime()),
+      type: 'endpoint.disabled', at: e.disabled_at.getTime(), sourceAt: e.disabled_at.getTime(), data,
+    };
+    const others: Array<{ id: string }> = await m.query(
+      `SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL AND id <> $1 AND org_id IS NOT DISTINCT FROM $2 AND 'endpoint.disabled' = ANY(events) ORDER BY id`,
+      [e.id, e.org_id],
+    );
+    for (const o of others) {
+      await m.query(
+        `INSERT INTO webhook_messages (endpoint_id, org_id, msg_id, event_type, payload, source_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+        [o.id, queue, n.msgId, n.type, messageBody(n), e.disabled_at],
+      );
+    }
+    if (e.org_id === null) await m.query(`SELECT pg_advisory_xact_lock(hashtext('admin_commands:*'))`);
+    await recordCommand(m, {
+      id: newId('cmd'), orgId: queue, command: 'disable-webhook', actor: SystemActor, at: Date.now(),
+      input: { webhook_id: e.id, failing_since: data.failing_since },
+      idempotencyKey: null, result: { webhook_id: e.id, url: e.url, disabled_at: data.disabled_at, notified: others.map((o) => o.id) }, entrySeqs: [],
+    });
+    await m.query(`UPDATE webhook_endpoints SET disabled_notified_at = disabled_at WHERE id = $1`, [e.id]);
+  }
+  return rows.length;
 }
 
 async function readRefusals(m: EntityManager, orgIds: string[], states: Map<string, NotifierState>): Promise<Map<string, { eventId: string; occurredAt: number }>> {
@@ -169,13 +231,17 @@ async function enqueue(m: EntityManager, orgIds: string[], derived: Map<string, 
 async function saveStates(m: EntityManager, states: Map<string, NotifierState>): Promise<void> {
   const list = [...states.entries()];
   await m.query(
-    `INSERT INTO notifier_positions (org_id, seq, balance, fired_below, exhausted_fired, exhausted_armed_at)
-     SELECT org_id, seq, balance, ARRAY(SELECT jsonb_array_elements_text(fired))::bigint[], fired_x, to_timestamp(armed_ms / 1000)
-       FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::boolean[], $6::float8[]) AS u(org_id, seq, balance, fired, fired_x, armed_ms)
+    `INSERT INTO notifier_positions (org_id, seq, balance, fired_below, allowance, fired_percent, exhausted_fired, exhausted_armed_at)
+     SELECT org_id, seq, balance, ARRAY(SELECT jsonb_array_elements_text(fired))::bigint[], allowance, ARRAY(SELECT jsonb_array_elements_text(fired_p))::int[],
+            fired_x, to_timestamp(armed_ms / 1000)
+       FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::bigint[], $6::jsonb[], $7::boolean[], $8::float8[])
+         AS u(org_id, seq, balance, fired, allowance, fired_p, fired_x, armed_ms)
      ON CONFLICT (org_id) DO UPDATE SET seq = EXCLUDED.seq, balance = EXCLUDED.balance, fired_below = EXCLUDED.fired_below,
+       allowance = EXCLUDED.allowance, fired_percent = EXCLUDED.fired_percent,
        exhausted_fired = EXCLUDED.exhausted_fired, exhausted_armed_at = EXCLUDED.exhausted_armed_at`,
     [
       list.map(([o]) => o), list.map(([, s]) => s.seq), list.map(([, s]) => s.balance), list.map(([, s]) => JSON.stringify(s.firedBelow)),
+      list.map(([, s]) => s.allowance), list.map(([, s]) => JSON.stringify(s.firedPercent)),
       list.map(([, s]) => s.exhaustedFired), list.map(([, s]) => s.exhaustedArmedAt),
     ],
   );

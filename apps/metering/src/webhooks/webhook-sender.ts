@@ -1,9 +1,10 @@
 import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { Webhook } from 'standardwebhooks';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { webhookAttempts, webhookBacklog, webhookEndpointsDisabled, webhookOldestUndelivered } from '@tollgate/platform';
 import { RelayLoop } from '../outbox/relay-loop';
-import { checkEndpointUrl, DeliveryPolicy, retryDelayMs, UrlRules } from './delivery-policy';
+import { checkUrlShape, DeliveryPolicy, guardsAddresses, pinnedLookup, resolveAll, retryDelayMs, UrlRules } from './delivery-policy';
 
 /** The most of a response body kept in the attempt log. */
 export const ResponseCapBytes = 1024;
@@ -17,6 +18,8 @@ interface Claimed {
   attempts: number;
   url: string;
   secret: string;
+  /** The secret before the last rotation, while its overlap lasts (null after). */
+  previous_secret: string | null;
 }
 
 export interface AttemptResult {
@@ -41,6 +44,8 @@ export class WebhookSender {
   private readonly log = new Logger('webhook-sender');
   private readonly loop: RelayLoop;
   private lastSample = 0;
+  /** Production without private networks: connections whose addresses were resolved once and checked. */
+  private readonly dispatcher: Agent | undefined;
 
   constructor(
     private readonly ds: DataSource,
@@ -50,7 +55,9 @@ export class WebhookSender {
     /** Queues attempted at once: each holds a pool connection only for its claim and its result statement. */
     private readonly batchSize = 16,
     private readonly clock: () => number = Date.now,
+    resolve: (host: string) => Promise<string[]> = resolveAll,
   ) {
+    this.dispatcher = guardsAddresses(urlRules) ? new Agent({ connect: { lookup: pinnedLookup(resolve) } }) : undefined;
     this.loop = new RelayLoop(this.log, 'webhook delivery round', () => this.round(), intervalMs, (attempted) => attempted > 0);
   }
 
@@ -58,8 +65,9 @@ export class WebhookSender {
     this.loop.start();
   }
 
-  stop(): Promise<void> {
-    return this.loop.stop();
+  async stop(): Promise<void> {
+    await this.loop.stop();
+    await this.dispatcher?.close();
   }
 
   /** One round and, every 5 s, the metrics; a round that attempted anything is followed by another at once. */
@@ -106,7 +114,8 @@ export class WebhookSender {
          UPDATE webhook_messages m SET leased_until = clock_timestamp() + make_interval(secs => $2::float8 / 1000), attempts = m.attempts + 1
            FROM heads WHERE m.id = heads.id
          RETURNING m.id, m.endpoint_id, m.org_id, m.msg_id, m.payload, m.attempts)
-       SELECT l.*, e.url, e.secret FROM leased l JOIN webhook_endpoints e ON e.id = l.endpoint_id ORDER BY l.id`,
+       SELECT l.*, e.url, e.secret, CASE WHEN e.previous_secret_until > clock_timestamp() THEN e.previous_secret END AS previous_secret
+         FROM leased l JOIN webhook_endpoints e ON e.id = l.endpoint_id ORDER BY l.id`,
       [limit, leaseMs, only?.endpointId ?? null, only?.orgId ?? null],
     );
   }
@@ -144,19 +153,25 @@ export class WebhookSender {
     return ok && row?.mine === 1;
   }
 
-  /** One signed POST: no redirect followed, the body read up to a cap, the whole attempt bounded by the timeout. */
+  /**
+   * One signed POST: no redirect followed, the body read up to a cap, the whole attempt bounded by the timeout.
+   * In production (private networks not allowed) the URL is checked again and the connection's DNS lookup refuses
+   * private addresses (pinnedLookup), so an endpoint whose name now resolves to one is refused here too.
+   */
   private async post(c: Claimed): Promise<AttemptResult> {
     const started = this.clock();
-    const refused = this.urlRules.production ? await checkEndpointUrl(c.url, this.urlRules) : null;
+    const refused = checkUrlShape(c.url, this.urlRules);
     if (refused) return { status: null, latencyMs: 0, head: null, error: `url refused: ${refused}` };
     const sentAt = new Date(this.clock());
-    const signature = new Webhook(c.secret).sign(c.msg_id, sentAt, c.payload);
+    // After a rotation both secrets sign, space-separated (Standard Webhooks): a receiver with either verifies.
+    const signature = [c.secret, c.previous_secret].filter((x): x is string => !!x).map((k) => new Webhook(k).sign(c.msg_id, sentAt, c.payload)).join(' ');
     const signal = AbortSignal.timeout(this.policy.timeoutMs);
     try {
-      const res = await fetch(c.url, {
+      const res = await undiciFetch(c.url, {
         method: 'POST',
         redirect: 'manual',
         signal,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
         headers: {
           'content-type': 'application/json',
           'user-agent': 'tollgate-webhooks',
@@ -171,6 +186,7 @@ export class WebhookSender {
     } catch (e) {
       const err = e as Error & { cause?: { code?: string; message?: string } };
       const timedOut = signal.aborted;
+      if (err.cause?.code === 'EPRIVATEADDRESS') return { status: null, latencyMs: this.clock() - started, head: null, error: err.cause.message ?? 'url refused' };
       return {
         status: null,
         latencyMs: this.clock() - started,
@@ -196,7 +212,7 @@ export class WebhookSender {
 }
 
 /** Up to ResponseCapBytes of the body (then the stream is cancelled), prefixed with a newline; '' if none. */
-async function readCapped(res: Response): Promise<string> {
+async function readCapped(res: { body: ReadableStream<Uint8Array> | null }): Promise<string> {
   if (!res.body) return '';
   const reader = res.body.getReader();
   const chunks: Uint8Array[] = [];

@@ -4,7 +4,7 @@ import { PathId } from '@tollgate/platform';
 import { Actor } from '../admin/admin.controller';
 import { AdminTokenGuard } from '../admin/admin.guard';
 import { CommandIdInterceptor } from '../admin/command-id.interceptor';
-import { CreateWebhookDto, DeliveriesQueryDto, ResendDto, SetAlertsDto, WebhooksQueryDto } from './webhooks.dto';
+import { CreateWebhookDto, DeliveriesQueryDto, ResendDto, RotateSecretDto, SetAlertsDto, WebhooksQueryDto } from './webhooks.dto';
 import { WebhooksService } from './webhooks.service';
 
 /** SPEC §8, alerts and webhooks. */
@@ -26,6 +26,16 @@ export class WebhooksController {
     return this.webhooks.getAlerts(org);
   }
 
+  @Put('plans/:plan/alerts')
+  setPlanAlerts(@PathId('plan') plan: string, @Body() dto: SetAlertsDto, @Actor() actor: string) {
+    return this.webhooks.setPlanAlerts(plan, dto, actor);
+  }
+
+  @Get('plans/:plan/alerts')
+  getPlanAlerts(@PathId('plan') plan: string) {
+    return this.webhooks.getPlanAlerts(plan);
+  }
+
   @Post('webhooks')
   create(@Body() dto: CreateWebhookDto, @Actor() actor: string) {
     return this.webhooks.create(dto, actor);
@@ -40,6 +50,12 @@ export class WebhooksController {
   @HttpCode(204)
   remove(@PathId('id') id: string, @Actor() actor: string) {
     return this.webhooks.remove(id, actor);
+  }
+
+  @Post('webhooks/:id/rotate-secret')
+  @HttpCode(200)
+  rotateSecret(@PathId('id') id: string, @Body() dto: RotateSecretDto, @Actor() actor: string) {
+    return this.webhooks.rotateSecret(id, dto, actor);
   }
 
   @Get('webhooks/:id/deliveries')

@@ -36,6 +36,13 @@ export class CreateWebhookDto {
   org_id?: string | null;
 }
 
+export class RotateSecretDto {
+  /** How long the old secret still signs beside the new one: 0 (not at all) to 7 days; default a day. */
+  @IsOptional()
+  @IsWholeNumber(0, 7 * 24 * 60 * 60)
+  overlap_seconds?: number;
+}
+
 export class ResendDto {
   /** One message (its webhook-id)… */
   @IsOptional()

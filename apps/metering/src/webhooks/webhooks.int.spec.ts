@@ -1,4 +1,5 @@
 import { DataSource } from 'typeorm';
+import { Webhook } from 'standardwebhooks';
 import { v7 as uuidv7 } from 'uuid';
 import { connectDatabase } from '@tollgate/persistence';
 import { webhookEndpointsDisabled } from '@tollgate/platform';
@@ -23,7 +24,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
   beforeAll(async () => {
     ds = await connectDatabase({ migrate: true, poolSize: 8 });
     admin = new AdminService(ds, catalog);
-    hooks = new WebhooksService(ds, dev);
+    hooks = new WebhooksService(ds, dev, catalog);
     notifier = new Notifier(ds);
   });
 
@@ -96,7 +97,11 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
     }
   });
 
-  it('a receiver answering 500, then too slow, then well: every message arrives after, in order, with the same webhook-id on every attempt, each attempt logged', async () => {
+  // The issue's "receiver down for 30 s": WEBHOOK_TEST_RECEIVER_DOWN_MS=30000 runs it so; the suite's default is
+  // shorter (the behaviour is the same: retries with backoff against a refused connection for that long).
+  const downMs = Number(process.env.WEBHOOK_TEST_RECEIVER_DOWN_MS ?? 8_000);
+
+  it('a receiver down (connections refused), then answering 500, then too slow, then well: every message arrives after, in order, with the same webhook-id on every attempt, each attempt logged', async () => {
     let secret = '';
     const receiver = new WebhookReceiver(() => secret);
     await receiver.start();
@@ -106,10 +111,13 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       const created = await hooks.create({ url: receiver.url, events: ['credits.granted'], org_id: org });
       secret = created.secret;
       for (let i = 1; i <= 4; i++) await admin.grantCredits(org, { amount: i, reason: `grant ${i}`, idempotency_key: `${org}-${i}` });
-      // 4 failures (HTTP 500), one answer slower than the 400 ms timeout, then 2xx.
+      // Down for downMs; then 4 failures (HTTP 500), one answer slower than the 400 ms timeout, then 2xx.
       receiver.answer = (n) => (n < 4 ? { status: 500 } : n === 4 ? { status: 200, delayMs: 1200 } : { status: 200 });
+      await receiver.down();
+      const back = new Promise<void>((resolve, reject) => setTimeout(() => receiver.start().then(resolve, reject), downMs));
 
-      await drain(created.id, [new WebhookSender(ds, policy, dev)]);
+      await drain(created.id, [new WebhookSender(ds, policy, dev)], downMs + 30_000);
+      await back;
 
       expect(receiver.badSignatures).toEqual([]);
       const got = receiver.accepted().filter((h) => h.answered === 200 && h.body.data.amount !== 50);
@@ -120,22 +128,28 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       const order = [...new Set(receiver.hits.map((h) => h.id))];
       expect(receiver.accepted().map((h) => h.id)).toEqual(order);
 
-      const deliveries = await hooks.deliveries(created.id);
+      const deliveries = await hooks.deliveries(created.id, 500);
       expect(deliveries.pending).toBe(0);
       const attempts = [...deliveries.deliveries].reverse();
-      expect(attempts).toHaveLength(receiver.hits.length);
-      expect(attempts.slice(0, 4).map((a) => [a.msg_id, a.status, a.error])).toEqual(Array(4).fill([first, 500, 'HTTP 500']));
-      expect(attempts[4]).toMatchObject({ msg_id: first, status: null, error: 'timed out after 400 ms' });
-      expect(attempts[5]).toMatchObject({ msg_id: first, status: 200, error: null, response_head: '200 OK\n{"ok":true}' });
+      // Every attempt while it was down is logged (refused, no status), all for the head, spread over the outage.
+      const refused = attempts.findIndex((a) => a.status !== null);
+      expect(refused).toBeGreaterThan(1);
+      expect(attempts.slice(0, refused).map((a) => [a.msg_id, a.status, a.error])).toEqual(Array(refused).fill([first, null, 'ECONNREFUSED']));
+      expect(Date.parse(attempts[refused - 1]!.attempted_at) - Date.parse(attempts[0]!.attempted_at)).toBeGreaterThan(downMs * 0.5);
+      const after = attempts.slice(refused);
+      expect(after).toHaveLength(receiver.hits.length);
+      expect(after.slice(0, 4).map((a) => [a.msg_id, a.status, a.error])).toEqual(Array(4).fill([first, 500, 'HTTP 500']));
+      expect(after[4]).toMatchObject({ msg_id: first, status: null, error: 'timed out after 400 ms' });
+      expect(after[5]).toMatchObject({ msg_id: first, status: 200, error: null, response_head: '200 OK\n{"ok":true}' });
       // A re-send of one message: queued again at the tail with the same id, and delivered again.
       const resent = await hooks.resend(created.id, { msg_id: first });
       expect(resent).toMatchObject({ resent: 1, reenabled: false });
       await drain(created.id, [new WebhookSender(ds, policy, dev)]);
       expect(receiver.hits[receiver.hits.length - 1]!.id).toBe(first);
     } finally {
-      await receiver.stop();
+      await receiver.stop().catch(() => undefined);
     }
-  });
+  }, downMs + 90_000);
 
   it('an endpoint failing for longer than allowed is disabled: its messages wait, nothing new is queued for it, and a re-send enables it again', async () => {
     let secret = '';
@@ -146,6 +160,14 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       await admin.createOrg({ id: org, name: org, plan: 'free' });
       const created = await hooks.create({ url: receiver.url, events: ['credits.granted'], org_id: org });
       secret = created.secret;
+      // The org's other endpoint hears that the first was disabled; another org's does not.
+      let watchSecret = '';
+      const watcher = new WebhookReceiver(() => watchSecret);
+      await watcher.start();
+      const watching = await hooks.create({ url: watcher.url, events: ['endpoint.disabled'], org_id: org });
+      watchSecret = watching.secret;
+      await admin.createOrg({ id: `${org}-other`, name: 'other', plan: 'free' });
+      const elsewhere = await hooks.create({ url: watcher.url, events: ['endpoint.disabled'], org_id: `${org}-other` });
       receiver.answer = () => ({ status: 503 });
       const sender = new WebhookSender(ds, { ...policy, disableAfterMs: 300 }, dev);
       while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
@@ -160,9 +182,22 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       const attempts = receiver.hits.length;
       await admin.grantCredits(org, { amount: 3, reason: 'while disabled', idempotency_key: `${org}-1` });
       while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
-      expect(await sender.deliverOnce()).toBe(0);
+      await drain(watching.id, [sender]);
       expect(receiver.hits).toHaveLength(attempts);
       expect((await hooks.deliveries(created.id)).pending).toBe(1);
+      const disabledAt = (await hooks.list(org)).webhooks.find((w) => w.id === created.id)!.disabled_at;
+      expect(watcher.badSignatures).toEqual([]);
+      expect(watcher.accepted().map((h) => h.body)).toEqual([{
+        type: 'endpoint.disabled', timestamp: disabledAt,
+        data: { org_id: org, webhook_id: created.id, url: receiver.url, failing_since: expect.any(String), disabled_at: disabledAt },
+      }]);
+      expect((await hooks.deliveries(elsewhere.id)).deliveries).toEqual([]);
+      // Announced once, and recorded in the org's history as the system's command.
+      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      const [recorded] = (await ds.query(`SELECT actor, input, result FROM admin_commands WHERE org_id = $1 AND command = 'disable-webhook'`, [org])) as Array<{ actor: string; input: Record<string, unknown>; result: Record<string, unknown> }>;
+      expect(recorded).toMatchObject({ actor: 'tollgate', input: { webhook_id: created.id }, result: { webhook_id: created.id, disabled_at: disabledAt, notified: [watching.id] } });
+      expect(((await ds.query(`SELECT count(*)::int AS n FROM webhook_messages WHERE event_type = 'endpoint.disabled' AND endpoint_id = $1`, [watching.id])) as Array<{ n: number }>)[0]!.n).toBe(1);
+      await watcher.stop();
 
       receiver.answer = () => ({ status: 200 });
       expect(await hooks.resend(created.id, { since: new Date(Date.now() - 60_000).toISOString() })).toMatchObject({ reenabled: true, resent: 1 });
@@ -206,6 +241,112 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
     } finally {
       await receiver.stop();
     }
+  });
+
+  it('allowance_used_percent and plan thresholds: credits.low when the balance falls below what is left of the allowance, once; an org\'s own thresholds replace its plan\'s', async () => {
+    let secret = '';
+    const receiver = new WebhookReceiver(() => secret);
+    await receiver.start();
+    try {
+      const onPlan = `${run}-p1`;
+      const own = `${run}-p2`;
+      for (const org of [onPlan, own]) await admin.createOrg({ id: org, name: org, plan: 'starter' }); // 500 a month
+      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      const created = await hooks.create({ url: receiver.url, events: ['credits.low'], org_id: null });
+      secret = created.secret;
+      await expect(hooks.setPlanAlerts('no-such-plan', { credits_below: [1] })).rejects.toThrow(/plan "no-such-plan" does not exist/);
+      expect(await hooks.setPlanAlerts('starter', { allowance_used_percent: [2, 4] })).toMatchObject({ plan: 'starter', credits_below: [], allowance_used_percent: [2, 4] });
+      await hooks.setAlerts(own, { allowance_used_percent: [3] });
+      expect(await hooks.getAlerts(onPlan)).toMatchObject({ credits_below: [], allowance_used_percent: [], plan: 'starter', plan_alerts: { allowance_used_percent: [2, 4] }, applied: 'plan' });
+      expect(await hooks.getAlerts(own)).toMatchObject({ allowance_used_percent: [3], applied: 'org' });
+
+      const reservations = new ReservationService(ds, catalog);
+      for (const org of [onPlan, own]) {
+        const outcomes = await Promise.all(Array.from({ length: 30 }, () =>
+          reservations.reserve({ reservationId: uuidv7(), orgId: org, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: Date.now() })));
+        expect(outcomes.every((o) => o.granted)).toBe(true);
+      }
+      await drain(created.id, [new WebhookSender(ds, policy, dev)]);
+      expect(receiver.badSignatures).toEqual([]);
+      const low = (org: string) => receiver.accepted().filter((h) => h.body.data.org_id === org).map((h) => [h.body.data.threshold, h.body.data.allowance_used_percent, h.body.data.allowance]);
+      expect(low(onPlan)).toEqual([[490, 2, 500], [480, 4, 500]]);
+      expect(low(own)).toEqual([[485, 3, 500]]);
+      // Recorded: the plan's under '*', the org's in its history.
+      const [planCmd] = (await ds.query(`SELECT input FROM admin_commands WHERE org_id = '*' AND command = 'set-plan-alerts' ORDER BY seq DESC LIMIT 1`)) as Array<{ input: Record<string, unknown> }>;
+      expect(planCmd!.input).toMatchObject({ plan: 'starter', allowance_used_percent: [2, 4] });
+      await hooks.setPlanAlerts('starter', {});
+      await hooks.remove(created.id);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it('a rotated secret: the new one is shown once; both sign (space-separated) during the overlap, only the new one after', async () => {
+    let secret = '';
+    const receiver = new WebhookReceiver(() => secret);
+    await receiver.start();
+    try {
+      const org = `${run}-r`;
+      await admin.createOrg({ id: org, name: org, plan: 'free' });
+      const created = await hooks.create({ url: receiver.url, events: ['credits.granted'], org_id: org });
+      const old = created.secret;
+      secret = old;
+      const rotated = await hooks.rotateSecret(created.id, { overlap_seconds: 3600 });
+      expect(rotated.secret).toMatch(/^whsec_/);
+      expect(rotated.secret).not.toBe(old);
+      expect(Date.parse(rotated.previous_secret_until!) - Date.now()).toBeGreaterThan(3500_000);
+      await admin.grantCredits(org, { amount: 7, reason: 'during overlap', idempotency_key: `${org}-1` });
+      await drain(created.id, [new WebhookSender(ds, policy, dev)]);
+      // The receiver verified with the old secret; the new one verifies the same message too.
+      expect(receiver.badSignatures).toEqual([]);
+      const during = receiver.hits[receiver.hits.length - 1]!;
+      expect(during.headers['webhook-signature'].split(' ')).toHaveLength(2);
+      expect(new Webhook(rotated.secret).verify(during.raw, during.headers)).toMatchObject({ type: 'credits.granted' });
+
+      const again = await hooks.rotateSecret(created.id, { overlap_seconds: 0 });
+      expect(again.previous_secret_until).toBeNull();
+      secret = again.secret;
+      await admin.grantCredits(org, { amount: 8, reason: 'after', idempotency_key: `${org}-2` });
+      await drain(created.id, [new WebhookSender(ds, policy, dev)]);
+      expect(receiver.badSignatures).toEqual([]);
+      const after = receiver.hits[receiver.hits.length - 1]!;
+      expect(after.body.data.amount).toBe(8);
+      expect(after.headers['webhook-signature'].split(' ')).toHaveLength(1);
+      expect(() => new Webhook(rotated.secret).verify(after.raw, after.headers)).toThrow();
+      // Recorded, without any secret; never listed.
+      const record = JSON.stringify(await ds.query(`SELECT input, result FROM admin_commands WHERE org_id = $1`, [org]));
+      expect(record).toContain(created.id);
+      for (const s of [old, rotated.secret, again.secret]) {
+        expect(record).not.toContain(s);
+        expect(JSON.stringify(await hooks.list(org))).not.toContain(s);
+      }
+      await expect(hooks.rotateSecret('whk_nope', {})).rejects.toThrow(/does not exist/);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it('in production, an endpoint whose name resolves to a private address at delivery time is refused there: no connection, the attempt logged (DNS rebinding)', async () => {
+    const org = `${run}-s`;
+    await admin.createOrg({ id: org, name: org, plan: 'free' });
+    // Accepted when it was created (as a name resolving to a public address would be), then rebound to loopback.
+    const created = await hooks.create({ url: 'https://hooks.rebound.test:8443/x', events: ['credits.granted'], org_id: org });
+    while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+    const asked: string[] = [];
+    const sender = new WebhookSender(ds, policy, { production: true, allowPrivate: false }, 250, 16, Date.now, async (host) => {
+      asked.push(host);
+      return ['127.0.0.1'];
+    });
+    try {
+      // (A queue another test left behind may be attempted in the same round.)
+      expect(await sender.deliverOnce()).toBeGreaterThanOrEqual(1);
+    } finally {
+      await sender.stop();
+    }
+    expect(asked).toEqual(['hooks.rebound.test']);
+    const [attempt] = (await hooks.deliveries(created.id)).deliveries;
+    expect(attempt).toMatchObject({ status: null, delivered: false, error: expect.stringContaining('private address (127.0.0.1)') });
+    await hooks.remove(created.id);
   });
 
   it('throughput and lag from ledger entry to webhook, with the notifier and sender running (logged for the report)', async () => {

@@ -2,12 +2,16 @@ import { NotFoundException } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
 import { newId } from '@tollgate/persistence';
+import { ProfileCatalog } from '@tollgate/ledger';
 import { fieldError } from '@tollgate/platform';
 import { answer, DefaultActor } from '../admin/admin-commands';
 import { recordCommand } from '../admin/admin-command-store';
 import { checkEndpointUrl, UrlRules } from './delivery-policy';
 import { MessageQueueLock } from './notifier';
-import { CreateWebhookDto, ResendDto, SetAlertsDto } from './webhooks.dto';
+import { CreateWebhookDto, ResendDto, RotateSecretDto, SetAlertsDto } from './webhooks.dto';
+
+/** How long the old secret still signs after a rotation, unless the request says otherwise (as Svix does: a day). */
+export const DefaultSecretOverlapSeconds = 24 * 60 * 60;
 
 /** The record of commands on global endpoints (org_id NULL) is kept under this org id, which no org can have. */
 export const GlobalCommandsOrg = '*';
@@ -15,6 +19,13 @@ export const GlobalCommandsOrg = '*';
 /** A Standard Webhooks secret: `whsec_` and 24 random bytes in base64. */
 export function newWebhookSecret(): string {
   return `whsec_${randomBytes(24).toString('base64')}`;
+}
+
+function normalise(dto: SetAlertsDto): { creditsBelow: number[]; percent: number[] } {
+  return {
+    creditsBelow: [...new Set(dto.credits_below ?? [])].sort((a, b) => b - a),
+    percent: [...new Set(dto.allowance_used_percent ?? [])].sort((a, b) => a - b),
+  };
 }
 
 interface EndpointRow {
@@ -25,6 +36,7 @@ interface EndpointRow {
   created_at: Date;
   failing_since: Date | null;
   disabled_at: Date | null;
+  previous_secret_until: Date | null;
 }
 
 function endpointView(r: EndpointRow) {
@@ -36,6 +48,8 @@ function endpointView(r: EndpointRow) {
     created_at: r.created_at.toISOString(),
     failing_since: r.failing_since?.toISOString() ?? null,
     disabled_at: r.disabled_at?.toISOString() ?? null,
+    // While an old secret still signs beside the current one (after a rotation).
+    previous_secret_until: r.previous_secret_until && r.previous_secret_until.getTime() > Date.now() ? r.previous_secret_until.toISOString() : null,
   };
 }
 
@@ -47,12 +61,13 @@ export class WebhooksService {
   constructor(
     private readonly ds: DataSource,
     private readonly urlRules: UrlRules,
+    /** The plans a plan's thresholds may be set for: the active profile's. */
+    private readonly catalog: ProfileCatalog,
     private readonly clock: () => number = Date.now,
   ) {}
 
   async setAlerts(orgId: string, dto: SetAlertsDto, actor = DefaultActor) {
-    const creditsBelow = [...new Set(dto.credits_below ?? [])].sort((a, b) => b - a);
-    const percent = [...new Set(dto.allowance_used_percent ?? [])].sort((a, b) => a - b);
+    const { creditsBelow, percent } = normalise(dto);
     const commandId = newId('cmd');
     return this.ds.transaction(async (m) => {
       await this.requireOrg(m, orgId);
@@ -70,13 +85,69 @@ export class WebhooksService {
     });
   }
 
+  /**
+   * The org's own thresholds and which apply (`applied`): its own when it set any (even empty lists), else its
+   * plan's (`plan_alerts`), else none.
+   */
   async getAlerts(orgId: string) {
-    await this.requireOrg(this.ds.manager, orgId);
-    const rows: Array<{ credits_below: string[]; allowance_used_percent: number[] }> = await this.ds.query(
+    const org: Array<{ profile: string; plan: string }> = await this.ds.query(`SELECT profile, plan FROM orgs WHERE id = $1`, [orgId]);
+    if (!org[0]) throw new NotFoundException({ error: 'not_found', message: `org "${orgId}" does not exist` });
+    const own: Array<{ credits_below: string[]; allowance_used_percent: number[] }> = await this.ds.query(
       `SELECT credits_below, allowance_used_percent FROM alert_thresholds WHERE org_id = $1`,
       [orgId],
     );
-    return { org_id: orgId, credits_below: (rows[0]?.credits_below ?? []).map(Number), allowance_used_percent: rows[0]?.allowance_used_percent ?? [] };
+    const plan = await this.planThresholds(org[0].profile, org[0].plan);
+    const applied = own[0] ? 'org' : plan ? 'plan' : 'none';
+    return {
+      org_id: orgId,
+      credits_below: (own[0]?.credits_below ?? []).map(Number),
+      allowance_used_percent: own[0]?.allowance_used_percent ?? [],
+      plan: org[0].plan,
+      plan_alerts: plan ?? { credits_below: [], allowance_used_percent: [] },
+      applied,
+    };
+  }
+
+  /** A plan's thresholds, for every org of the plan that sets none of its own; recorded under org '*'. */
+  async setPlanAlerts(planName: string, dto: SetAlertsDto, actor = DefaultActor) {
+    const profile = this.catalog.active.name;
+    const plan = this.catalog.plan(profile, planName);
+    if (!plan) throw this.planNotFound(planName);
+    const { creditsBelow, percent } = normalise(dto);
+    const commandId = newId('cmd');
+    return this.ds.transaction(async (m) => {
+      await m.query(
+        `INSERT INTO plan_alert_thresholds (profile, plan, credits_below, allowance_used_percent) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (profile, plan) DO UPDATE SET credits_below = EXCLUDED.credits_below, allowance_used_percent = EXCLUDED.allowance_used_percent, updated_at = now()`,
+        [profile, plan.name, creditsBelow, percent],
+      );
+      const result = { plan: plan.name, credits_below: creditsBelow, allowance_used_percent: percent };
+      await m.query(`SELECT pg_advisory_xact_lock(hashtext('admin_commands:*'))`);
+      await recordCommand(m, {
+        id: commandId, orgId: GlobalCommandsOrg, command: 'set-plan-alerts', actor, at: this.clock(),
+        input: { plan: plan.name, profile, credits_below: creditsBelow, allowance_used_percent: percent }, idempotencyKey: null, result, entrySeqs: [],
+      });
+      return answer(result, commandId);
+    });
+  }
+
+  async getPlanAlerts(planName: string) {
+    const plan = this.catalog.plan(this.catalog.active.name, planName);
+    if (!plan) throw this.planNotFound(planName);
+    return { plan: plan.name, ...((await this.planThresholds(this.catalog.active.name, plan.name)) ?? { credits_below: [], allowance_used_percent: [] }) };
+  }
+
+  private async planThresholds(profile: string, plan: string): Promise<{ credits_below: number[]; allowance_used_percent: number[] } | null> {
+    const rows: Array<{ credits_below: string[]; allowance_used_percent: number[] }> = await this.ds.query(
+      `SELECT credits_below, allowance_used_percent FROM plan_alert_thresholds WHERE profile = $1 AND plan = $2`,
+      [profile, plan],
+    );
+    return rows[0] ? { credits_below: rows[0].credits_below.map(Number), allowance_used_percent: rows[0].allowance_used_percent } : null;
+  }
+
+  private planNotFound(plan: string): NotFoundException {
+    const names = this.catalog.active.plans.map((p) => p.name).join(', ');
+    return new NotFoundException({ error: 'not_found', message: `plan "${plan}" does not exist in profile ${this.catalog.active.name} (plans: ${names})` });
   }
 
   async create(dto: CreateWebhookDto, actor = DefaultActor) {
@@ -99,7 +170,7 @@ export class WebhooksService {
 
   async list(orgId?: string) {
     const rows: EndpointRow[] = await this.ds.query(
-      `SELECT id, org_id, url, events, created_at, failing_since, disabled_at FROM webhook_endpoints
+      `SELECT id, org_id, url, events, created_at, failing_since, disabled_at, previous_secret_until FROM webhook_endpoints
         WHERE $1::text IS NULL OR org_id = $1 OR org_id IS NULL ORDER BY created_at, id`,
       [orgId ?? null],
     );
@@ -113,6 +184,32 @@ export class WebhooksService {
       await m.query(`DELETE FROM webhook_endpoints WHERE id = $1`, [id]);
       await this.record(m, row.org_id, commandId, 'delete-webhook', actor, { webhook_id: id }, { webhook_id: id, url: row.url });
       return answer({}, commandId);
+    });
+  }
+
+  /**
+   * A new secret for the endpoint, returned once. The old one keeps signing beside it (two signatures in
+   * webhook-signature, as Standard Webhooks allows) for `overlap_seconds` (default a day; 0: not at all), so
+   * receivers can switch without refusing a message. A rotation during an overlap drops the oldest secret.
+   */
+  async rotateSecret(id: string, dto: RotateSecretDto, actor = DefaultActor) {
+    const overlap = dto.overlap_seconds ?? DefaultSecretOverlapSeconds;
+    const secret = newWebhookSecret();
+    const commandId = newId('cmd');
+    return this.ds.transaction(async (m) => {
+      const row = await this.lockEndpoint(m, id);
+      const [updated] = (await m.query(
+        `WITH rotated AS (
+           UPDATE webhook_endpoints SET previous_secret = CASE WHEN $3::float8 > 0 THEN secret END, secret = $2,
+                  previous_secret_until = CASE WHEN $3::float8 > 0 THEN clock_timestamp() + make_interval(secs => $3::float8) END
+            WHERE id = $1 RETURNING previous_secret_until)
+         SELECT previous_secret_until FROM rotated`,
+        [id, secret, overlap],
+      )) as Array<{ previous_secret_until: Date | null }>;
+      const until = updated!.previous_secret_until?.toISOString() ?? null;
+      await this.record(m, row.org_id, commandId, 'rotate-webhook-secret', actor, { webhook_id: id, overlap_seconds: overlap }, { webhook_id: id, previous_secret_until: until });
+      // The only time the new secret leaves metering.
+      return answer({ id, secret, previous_secret_until: until }, commandId);
     });
   }
 
@@ -183,7 +280,7 @@ export class WebhooksService {
     });
   }
 
-  private async record(m: EntityManager, orgId: string | null, id: string, command: 'create-webhook' | 'delete-webhook' | 'resend-webhook', actor: string, input: Record<string, unknown>, result: Record<string, unknown>) {
+  private async record(m: EntityManager, orgId: string | null, id: string, command: 'create-webhook' | 'delete-webhook' | 'resend-webhook' | 'rotate-webhook-secret', actor: string, input: Record<string, unknown>, result: Record<string, unknown>) {
     // Global endpoints have no org row to serialise their record's seq on: a lock of their own.
     if (orgId === null) await m.query(`SELECT pg_advisory_xact_lock(hashtext('admin_commands:*'))`);
     await recordCommand(m, { id, orgId: orgId ?? GlobalCommandsOrg, command, actor, at: this.clock(), input, idempotencyKey: null, result, entrySeqs: [] });
@@ -201,7 +298,7 @@ export class WebhooksService {
 
   private async lockEndpoint(m: EntityManager, id: string): Promise<EndpointRow> {
     const rows: EndpointRow[] = await m.query(
-      `SELECT id, org_id, url, events, created_at, failing_since, disabled_at FROM webhook_endpoints WHERE id = $1 FOR UPDATE`,
+      `SELECT id, org_id, url, events, created_at, failing_since, disabled_at, previous_secret_until FROM webhook_endpoints WHERE id = $1 FOR UPDATE`,
       [id],
     );
     if (!rows[0]) throw this.endpointNotFound(id);

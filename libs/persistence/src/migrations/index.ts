@@ -6,6 +6,8 @@ import { OrgLeadingKeys1796192335631 } from './1796192335631-OrgLeadingKeys';
 import { UsageChargedEntities1796194700000 } from './1796194700000-UsageChargedEntities';
 import { OptimisticWriteGuard1796215499771 } from './1796215499771-OptimisticWriteGuard';
 import { Webhooks1796619983943 } from './1796619983943-Webhooks';
+import { CreditLeases1796629446925 } from './1796629446925-CreditLeases';
+import { WebhookAlertsRotation1796630655981 } from './1796630655981-WebhookAlertsRotation';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
 export const migrations = [
@@ -17,4 +19,6 @@ export const migrations = [
   UsageChargedEntities1796194700000,
   OptimisticWriteGuard1796215499771,
   Webhooks1796619983943,
+  CreditLeases1796629446925,
+  WebhookAlertsRotation1796630655981,
 ];

@@ -213,6 +213,18 @@
     const limitsMsg = message('limits-result');
     const keyMsg = message('key-result');
     let idempotencyKey = crypto.randomUUID();
+    const alertsNow = h('p', { id: 'alerts-now', class: 'muted' });
+    const alertsMsg = message('alerts-result');
+    const alertsForm = h('form', { id: 'alerts-form' },
+      h('input', { name: 'credits_below', placeholder: 'credits below: 100,10', size: 18, 'aria-label': 'Credits below' }),
+      h('input', { name: 'allowance_used_percent', placeholder: '% of allowance used: 80,95', size: 22, 'aria-label': 'Allowance used percent' }),
+      h('button', { type: 'submit' }, 'Set org alerts'));
+    const planAlertsForm = h('form', { id: 'plan-alerts-form' },
+      h('input', { name: 'credits_below', placeholder: 'credits below', size: 18, 'aria-label': 'Plan credits below' }),
+      h('input', { name: 'allowance_used_percent', placeholder: '% of allowance used', size: 22, 'aria-label': 'Plan allowance used percent' }),
+      h('button', { type: 'submit', class: 'secondary' }, 'Set for the plan'));
+    const webhooksBody = h('tbody');
+    const deliveriesPanel = h('div', { id: 'deliveries-panel' });
 
     const grantForm = h('form', { id: 'grant-form' },
       h('input', { name: 'amount', type: 'number', min: 1, step: 1, required: true, placeholder: 'credits', 'aria-label': 'Amount' }),
@@ -241,6 +253,12 @@
         h('div', { class: 'panel' }, h('h2', {}, 'Limits'), limitsNow, limitsForm, limitsMsg),
         h('div', { class: 'panel' }, h('h2', {}, 'Keys'), keyForm, keyMsg, keyResult,
           h('table', { id: 'keys' }, h('thead', {}, h('tr', {}, ...['Key', 'Name', 'Kind', 'Created', ''].map((t) => h('th', {}, t)))), keysBody))),
+      h('div', { class: 'grid2' },
+        h('div', { class: 'panel' }, h('h2', {}, 'Alerts (credits.low)'), alertsNow, alertsForm,
+          h('p', { class: 'muted' }, 'For every org of its plan that sets none of its own:'), planAlertsForm, alertsMsg),
+        h('div', { class: 'panel' }, h('h2', {}, 'Webhooks'),
+          h('table', { id: 'webhooks' }, h('thead', {}, h('tr', {}, ...['Endpoint', 'Events', 'State', ''].map((t) => h('th', {}, t)))), webhooksBody))),
+      deliveriesPanel,
       h('h2', {}, 'Ledger'),
       h('table', { id: 'ledger' },
         h('thead', {}, h('tr', {}, h('th', { class: 'num' }, 'Seq'), h('th', {}, 'Type'), h('th', { class: 'num' }, 'Amount'), h('th', { class: 'num' }, 'Balance'), h('th', {}, 'Cause'), h('th', {}, 'Occurred'))),
@@ -355,6 +373,11 @@
         case 'create-key': return `${r.key_id} (${i.kind}, "${i.name}")`;
         case 'revoke-key': return `${i.key_id}${r.already_revoked ? ' (already revoked)' : ''}`;
         case 'grant-credits': return `+${fmt(i.amount)} "${i.reason}"${i.expires_at ? `, expires ${when(i.expires_at)}` : ''}`;
+        case 'set-alerts': return `below ${list(i.credits_below)} credits; at ${list(i.allowance_used_percent)}% used`;
+        case 'create-webhook': return `${r.webhook_id} → ${i.url} (${(i.events || []).join(', ')})`;
+        case 'resend-webhook': return `${i.webhook_id}: ${r.resent} message(s)${i.msg_id ? ` (${i.msg_id})` : ` since ${when(i.since)}`}`;
+        case 'rotate-webhook-secret': return `${i.webhook_id}: new secret${r.previous_secret_until ? `, old one signs until ${when(r.previous_secret_until)}` : ''}`;
+        case 'disable-webhook': return `${i.webhook_id} disabled after failing since ${when(i.failing_since)}`;
         default: return JSON.stringify(i);
       }
     }
@@ -389,6 +412,91 @@
           },
         }, 'Revoke')))));
       if (keys.length === 0) keysBody.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No keys.')));
+    }
+
+    const list = (v) => (v && v.length ? v.join(', ') : 'none');
+    async function loadAlerts() {
+      const a = await api('GET', `${base}/alerts`);
+      const applied = a.applied === 'org' ? 'the org\'s own apply' : a.applied === 'plan' ? `plan ${a.plan}'s apply` : 'none set';
+      alertsNow.textContent = `Org: below ${list(a.credits_below)} credits, at ${list(a.allowance_used_percent)}% of the allowance used. ` +
+        `Plan ${a.plan}: below ${list(a.plan_alerts.credits_below)}, at ${list(a.plan_alerts.allowance_used_percent)}%. (${applied})`;
+      alertsNow.dataset.applied = a.applied;
+      alertsForm.elements.credits_below.value = a.credits_below.join(',');
+      alertsForm.elements.allowance_used_percent.value = a.allowance_used_percent.join(',');
+      planAlertsForm.dataset.plan = a.plan;
+      planAlertsForm.elements.credits_below.value = a.plan_alerts.credits_below.join(',');
+      planAlertsForm.elements.allowance_used_percent.value = a.plan_alerts.allowance_used_percent.join(',');
+    }
+    // "100, 10" -> [100, 10]; a word that is not a whole number is refused before anything is sent.
+    function numbers(form, name) {
+      const parts = form.elements[name].value.split(/[\s,]+/).filter(Boolean);
+      const bad = parts.find((p) => !/^\d+$/.test(p));
+      if (bad !== undefined) throw new Error(`${name}: "${bad}" is not a whole number`);
+      return parts.map(Number);
+    }
+    async function submitAlerts(form, path) {
+      let body;
+      try {
+        body = { credits_below: numbers(form, 'credits_below'), allowance_used_percent: numbers(form, 'allowance_used_percent') };
+      } catch (e) {
+        alertsMsg.className = 'error';
+        alertsMsg.textContent = e.message;
+        return;
+      }
+      if (await act(alertsMsg, () => api('PUT', path, body), 'Alerts saved.')) await Promise.all([loadAlerts(), loadHistory()]);
+    }
+
+    async function loadWebhooks() {
+      const { webhooks } = await api('GET', `/admin/webhooks?org_id=${enc(orgId)}`);
+      webhooksBody.replaceChildren(...webhooks.map((w) => h('tr', { 'data-webhook': w.id },
+        h('td', {}, h('code', {}, w.url), h('br'), h('span', { class: 'muted' }, `${w.id}${w.org_id ? '' : ' (every org)'}`)),
+        h('td', { class: 'cause' }, w.events.join(', ')),
+        h('td', {}, w.disabled_at ? h('span', { class: 'neg' }, `disabled ${when(w.disabled_at)}`) : w.failing_since ? `failing since ${when(w.failing_since)}` : 'enabled'),
+        h('td', {}, h('button', { class: 'secondary', type: 'button', onclick: () => showDeliveries(w) }, 'Deliveries')))));
+      if (webhooks.length === 0) webhooksBody.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No endpoints (tollgate webhooks create).')));
+    }
+
+    // An endpoint's delivery log: every attempt (status, latency, the response's head), newest first, with a
+    // re-send of one message or of everything queued since a time.
+    async function showDeliveries(w) {
+      const body = h('tbody');
+      const info = h('p', { class: 'muted', id: 'deliveries-info' });
+      const resendMsg = message('resend-result');
+      const sinceForm = h('form', { id: 'resend-since-form' },
+        h('input', { name: 'since', type: 'datetime-local', step: 1, required: true, 'aria-label': 'Since (UTC)', title: 'Since, UTC' }),
+        h('button', { type: 'submit', class: 'secondary' }, 'Re-send everything since'));
+      async function load() {
+        const page = await api('GET', `/admin/webhooks/${enc(w.id)}/deliveries?limit=100`);
+        body.replaceChildren(...page.deliveries.map((d) => h('tr', { 'data-attempt': d.id, 'data-msg': d.msg_id, 'data-status': d.status === null ? 'none' : d.status },
+          h('td', {}, when(d.attempted_at)), h('td', {}, h('code', {}, d.msg_id)), h('td', {}, d.event_type),
+          h('td', { class: 'num' }, d.status === null ? '–' : String(d.status)), h('td', { class: 'num' }, fmt(d.latency_ms)),
+          h('td', { class: 'cause' }, d.response_head ? h('code', { class: 'head' }, d.response_head.slice(0, 200)) : '', d.error ? h('span', { class: 'neg' }, ` ${d.error}`) : ''),
+          h('td', {}, h('button', {
+            class: 'secondary', type: 'button',
+            onclick: async () => {
+              if (await act(resendMsg, () => api('POST', `/admin/webhooks/${enc(w.id)}/resend`, { msg_id: d.msg_id }), (r) => `Queued ${r.resent} message again.`)) await Promise.all([load(), loadHistory()]);
+            },
+          }, 'Re-send')))));
+        if (page.deliveries.length === 0) body.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No attempts yet.')));
+        info.textContent = `${page.pending} undelivered; the newest ${page.deliveries.length} attempts.`;
+      }
+      sinceForm.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        const v = sinceForm.elements.since.value;
+        const since = new Date(`${v.length === 16 ? `${v}:00` : v}Z`).toISOString();
+        if (await act(resendMsg, () => api('POST', `/admin/webhooks/${enc(w.id)}/resend`, { since }), (r) => `Queued ${r.resent} message(s) again${r.reenabled ? '; the endpoint is enabled again' : ''}.`)) {
+          await Promise.all([load(), loadWebhooks(), loadHistory()]);
+        }
+      });
+      deliveriesPanel.replaceChildren(
+        h('div', { class: 'toolbar' }, h('h2', {}, `Deliveries to ${w.url}`),
+          h('button', { class: 'secondary', type: 'button', id: 'deliveries-refresh', onclick: () => load().catch((e) => failed(info, e)) }, 'Refresh')),
+        sinceForm, resendMsg, info,
+        h('table', { id: 'deliveries' },
+          h('thead', {}, h('tr', {}, ...['Attempted', 'Message', 'Event', 'Status', 'Latency ms', 'Response head', ''].map((t) => h('th', { class: t === 'Status' || t === 'Latency ms' ? 'num' : '' }, t)))),
+          body));
+      deliveriesPanel.dataset.webhook = w.id;
+      await load();
     }
 
     async function act(msg, run, done) {
@@ -468,9 +576,17 @@
         await Promise.all([loadKeys(), loadHistory()]);
       }
     });
+    alertsForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      void submitAlerts(alertsForm, `${base}/alerts`);
+    });
+    planAlertsForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      void submitAlerts(planAlertsForm, `/admin/plans/${enc(planAlertsForm.dataset.plan || '')}/alerts`);
+    });
     bucketSelect.addEventListener('change', () => loadCharts().catch((e) => failed(callsChart, e)));
 
-    Promise.all([loadSummary(), loadCharts(), loadLedger(undefined), loadKeys(), loadHistory()]).catch((e) => {
+    Promise.all([loadSummary(), loadCharts(), loadLedger(undefined), loadKeys(), loadHistory(), loadAlerts(), loadWebhooks()]).catch((e) => {
       if (e.status !== 401) failed(summary, e);
     });
   }
