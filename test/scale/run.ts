@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -243,17 +244,91 @@ async function checkPhantoms(observer: Observer, answers: Timed[], orgIds: strin
   return phantoms.length;
 }
 
-/** Holds still held after the drain: those past their life (timeout + publish window + two sweeps) are a failure. */
-async function checkHolds(observer: Observer, f: Figures): Promise<{ open: number; pastLife: number; byStatus: string }> {
+/**
+ * Holds and leases after the drain: waits until none is held any more or the last one is past its life (its
+ * `expires_at`, a lease's end, plus the publish window and two sweeps), then fails on any still held past it.
+ * Returns the counts and the time waited.
+ */
+async function checkHolds(observer: Observer, f: Figures): Promise<{ pastLife: number; byStatus: string; waitedS: number }> {
   const slackS = cfg.publishWindowS + 15;
-  const r = (await observer.db.query<{ open: string; past: string }>(
-    `SELECT count(*) open, count(*) FILTER (WHERE expires_at < clock_timestamp() - make_interval(secs => $1)) past FROM reservations WHERE status = 'held'`,
+  const started = Date.now();
+  for (;;) {
+    const r = (await observer.db.query<{ open: string; wait: number | null }>(
+      `SELECT count(*) open, EXTRACT(EPOCH FROM max(expires_at) + make_interval(secs => $1) - clock_timestamp())::float8 wait FROM reservations WHERE status = 'held'`,
+      [slackS],
+    )).rows[0]!;
+    if (Number(r.open) === 0 || r.wait === null || r.wait <= 0) break;
+    await sleep(Math.min(2000, r.wait * 1000));
+  }
+  const r = (await observer.db.query<{ past: string }>(
+    `SELECT count(*) past FROM reservations WHERE status = 'held' AND expires_at < clock_timestamp() - make_interval(secs => $1)`,
     [slackS],
   )).rows[0]!;
-  const statuses = (await observer.db.query<{ status: string; n: string }>(`SELECT status, count(*) n FROM reservations GROUP BY status ORDER BY status`)).rows;
+  const statuses = (await observer.db.query<{ kind: string; status: string; n: string }>(
+    `SELECT COALESCE(to_jsonb(r) ->> 'kind', 'hold') kind, status, count(*) n FROM reservations r GROUP BY 1, 2 ORDER BY 1, 2`,
+  )).rows;
   const pastLife = Number(r.past);
-  if (pastLife > 0) f.failures.push(`${pastLife} holds still held more than ${slackS} s past their expiry`);
-  return { open: Number(r.open), pastLife, byStatus: statuses.map((s) => `${s.status} ${s.n}`).join(', ') };
+  if (pastLife > 0) f.failures.push(`${pastLife} holds or leases still held more than ${slackS} s past their expiry`);
+  return { pastLife, byStatus: statuses.map((x) => `${x.kind} ${x.status} ${x.n}`).join(', '), waitedS: (Date.now() - started) / 1000 };
+}
+
+/**
+ * Every lease's money: its `lease` entries take its credits, the usage rows paid from it add up to its `spent`, and
+ * once it has ended its `release` entries have given back exactly what no call spent.
+ */
+async function checkLeases(observer: Observer, f: Figures): Promise<{ leases: number; taken: number; spent: number; returned: number }> {
+  const rows = (await observer.db.query<{ org_id: string; id: string; credits: string; spent: string; status: string; taken: string; back: string; used: string }>(`
+    SELECT r.org_id, r.id, r.credits, r.spent, r.status,
+           COALESCE((SELECT -sum(amount) FROM ledger_entries l WHERE l.org_id = r.org_id AND l.type = 'lease' AND l.cause = 'lease:' || r.id), 0) taken,
+           COALESCE((SELECT sum(amount) FROM ledger_entries l WHERE l.org_id = r.org_id AND l.type = 'release' AND (l.cause = 'lease:' || r.id OR l.cause LIKE 'lease:' || r.id || ':%')), 0) back,
+           COALESCE((SELECT sum(credits) FROM usage_records u WHERE u.org_id = r.org_id AND u.lease_id = r.id), 0) used
+      FROM reservations r WHERE r.kind = 'lease'`)).rows;
+  const bad: string[] = [];
+  let taken = 0;
+  let spent = 0;
+  let returned = 0;
+  for (const r of rows) {
+    const [credits, sp, tk, back, used] = [r.credits, r.spent, r.taken, r.back, r.used].map(Number) as [number, number, number, number, number];
+    taken += tk;
+    spent += sp;
+    returned += back;
+    if (tk !== credits) bad.push(`lease ${r.id} of ${r.org_id}: ${credits} credits, lease entries take ${tk}`);
+    if (used !== sp) bad.push(`lease ${r.id} of ${r.org_id}: spent ${sp}, its usage rows ${used}`);
+    if (r.status !== 'held' && back !== credits - sp) bad.push(`lease ${r.id} of ${r.org_id} (${r.status}): ${credits} credits, ${sp} spent, ${back} given back`);
+  }
+  if (bad.length > 0) f.failures.push(`${bad.length} leases whose entries do not add up, e.g.:\n    ${bad.slice(0, 5).join('\n    ')}`);
+  return { leases: rows.length, taken, spent, returned };
+}
+
+/**
+ * The audit's checks run here. `hold-entries` and `charges` are left out: they do not know leases yet (a lease's
+ * `lease` entries and the usage rows it paid for, without `charge` entries, are reported as violations by
+ * thousands); checkLeases checks those here meanwhile.
+ */
+const auditChecks = ['sequence', 'balance', 'projection', 'stale-holds', 'offsets', 'append-only', 'usage'];
+
+/**
+ * `tollgate audit --read-topic`: the ledger's invariants (sequence, balances, projections, each hold's and lease's
+ * entries, charges against usage rows) and every consumed offset in the log metered or dead-lettered.
+ */
+function audit(databaseUrl: string, brokers: string, f: Figures): string {
+  const checks = auditChecks.flatMap((c) => ['--check', c]);
+  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'tollgate.js'), 'audit', '--read-topic', '--hold-grace', String(cfg.publishWindowS + 15), ...checks, '--json'], {
+    env: { ...process.env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: brokers },
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  let report: { clean?: boolean; checks?: Record<string, unknown>; violations?: unknown[] } = {};
+  try {
+    report = JSON.parse(r.stdout) as typeof report;
+  } catch {
+    /* not JSON: reported below */
+  }
+  if (r.status !== 0 || report.clean !== true) {
+    f.failures.push(`tollgate audit exit ${r.status}: ${JSON.stringify(report.violations ?? []).slice(0, 1500) || (r.stdout + r.stderr).slice(-1500)}`);
+    return `NOT clean (exit ${r.status})`;
+  }
+  return `clean (${auditChecks.join(', ')})`;
 }
 
 /** The event topic's replication as the brokers report it: every partition with 3 replicas and min.insync 2. */
@@ -480,12 +555,15 @@ async function main(): Promise<void> {
     f.metered = usage;
     f.deadLettered = dead;
     f.duplicates = f.published - f.metered - f.deadLettered;
+    // The money once every hold and lease has ended (their remainders returned by the sweepers).
+    const holds = await checkHolds(observer, f);
     await observer.checkAnswers(load.answers, f);
     await observer.checkBalances(f);
     const orgIds = orgs.map((o) => o.orgId);
     const overdraft = await checkOverdraft(observer, orgIds, f);
     const phantoms = await checkPhantoms(observer, load.answers, orgIds, f);
-    const holds = await checkHolds(observer, f);
+    const leases = await checkLeases(observer, f);
+    const audited = audit(databaseUrl, cluster.brokers, f);
     if (f.lost > 0) f.failures.push(`${f.lost} calls answered 2xx not charged (once, at their cost)`);
     if (f.meteredTwice > 0) f.failures.push(`${f.meteredTwice} calls charged more than once`);
     if (f.unbalanced > 0) f.failures.push(`${f.unbalanced} orgs whose balance is not the sum of their ledger`);
@@ -535,9 +613,10 @@ async function main(): Promise<void> {
       ['lowest balance of any strict org, ever (ledger)', overdraft.minBalance],
       ['debt', overdraft.debt],
       ['orgs whose balance is not the sum of their ledger', f.unbalanced],
-      ['holds held past their life after the drain', holds.pastLife],
-      ['holds still open (within their life)', holds.open],
-      ['reservations by status', holds.byStatus],
+      ['holds and leases held past their life', `${holds.pastLife} (after waiting ${holds.waitedS.toFixed(0)} s for the last to end)`],
+      ['reservations by kind and status', holds.byStatus],
+      ['leases: count / credits taken / spent / given back', `${leases.leases} / ${leases.taken} / ${leases.spent} / ${leases.returned}`],
+      ['tollgate audit --read-topic', audited],
       ['scarce orgs: 2xx / 402', `${scarce2xx} / ${scarce402} (credits they had: ${cfg.scarceOrgs * (50 + cfg.scarceCredits) + topUps * cfg.scarceCredits})`],
       ['drain after the load', `${drainS.toFixed(1)} s`],
     ];
