@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { v7 as uuidv7 } from 'uuid';
 import { MeteringConsumerGroup, Topics } from '@tollgate/contracts';
-import { repoRoot, Stack } from '../support/stack';
+import { freePort, repoRoot, Stack } from '../support/stack';
 import { Answer, emptyFigures, Figures, infra, Observer, paidOrg, PaidOrg, sleep } from '../faults/harness';
 
 /**
@@ -31,8 +31,8 @@ import { Answer, emptyFigures, Figures, infra, Observer, paidOrg, PaidOrg, sleep
  * ledger, no hold is still held past its life (timeout plus publish window), no event dead-lettered. Prints 2xx per
  * 5 s window (throughput before, during and after) and the figures; exit 1 when an invariant is broken.
  *
- * Ports: SCALE_KAFKA_PORT (39820: brokers 39820-39822, controllers 39823-39825), SCALE_APP_PORT (39830: the apps
- * on the ten ports from there).
+ * Ports: SCALE_KAFKA_PORT (39820: brokers 39820-39822, controllers 39823-39825); SCALE_APP_PORT puts the apps on the
+ * ten ports from there (default: each picked free, below the ephemeral range, where no outgoing connection takes it).
  */
 const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
 const say = (m: string) => process.stderr.write(`scale: ${m}\n`);
@@ -57,7 +57,8 @@ const cfg = {
   windowS: 5,
 };
 const kafkaPort = num('SCALE_KAFKA_PORT', 39820);
-const appPort = num('SCALE_APP_PORT', 39830);
+/** The apps' first port (ten in a row), or none: then each is picked free below the ephemeral range (freePort). */
+const appPort = process.env.SCALE_APP_PORT ? num('SCALE_APP_PORT', 0) : null;
 const database = process.env.SCALE_DATABASE ?? 'tollgate_scale';
 const work = join(repoRoot, '.tollgate', 'scale');
 
@@ -417,9 +418,18 @@ async function supervised<T>(f: Figures, name: string, start: () => Promise<T>):
       const why = (e as Error).message.split('\n').find((l) => /cannot start|exited|not ready/.test(l)) ?? (e as Error).message.split('\n')[0];
       if (attempt >= 3) throw e;
       f.notes.push(`${name} failed to start (attempt ${attempt}: ${why?.slice(0, 200)}); started again`);
-      say(`${name} failed to start (attempt ${attempt}); starting it again`);
+      say(`${name} failed to start (attempt ${attempt}: ${why?.slice(0, 200)}); starting it again`);
       await sleep(1000);
     }
+  }
+}
+
+const picked = new Set<number>();
+async function appPortAt(i: number): Promise<number> {
+  if (appPort !== null) return appPort + i;
+  for (;;) {
+    const p = await freePort();
+    if (!picked.has(p)) return picked.add(p), p;
   }
 }
 
@@ -435,16 +445,16 @@ async function main(): Promise<void> {
   if (!cluster.started || !cluster.nodes) throw new Error(`a broker already answers at ${cluster.brokers}: the scale test needs a cluster it starts itself (set SCALE_KAFKA_PORT)`);
   const stopCluster = () => cluster.stop().catch(() => undefined);
   const ports = {
-    upstream: appPort,
-    metering: appPort + 1,
-    meteringGrpc: appPort + 2,
-    metering2: appPort + 3,
-    metering2Grpc: appPort + 4,
-    query: appPort + 5,
-    queryGrpc: appPort + 6,
-    gateway: appPort + 7,
-    gateway2: appPort + 8,
-    gateway3: appPort + 9,
+    upstream: await appPortAt(0),
+    metering: await appPortAt(1),
+    meteringGrpc: await appPortAt(2),
+    metering2: await appPortAt(3),
+    metering2Grpc: await appPortAt(4),
+    query: await appPortAt(5),
+    queryGrpc: await appPortAt(6),
+    gateway: await appPortAt(7),
+    gateway2: await appPortAt(8),
+    gateway3: await appPortAt(9),
   };
   const both = (first: number, second: number) => `ipv4:127.0.0.1:${first},127.0.0.1:${second}`;
   const spool = (name: string) => join(work, 'spool', name);
@@ -621,7 +631,6 @@ async function main(): Promise<void> {
       ['drain after the load', `${drainS.toFixed(1)} s`],
     ];
     for (const [k, v] of rows) console.log(`| ${k} | ${v} |`);
-    for (const n of f.notes) console.log(`note: ${n}`);
   } catch (e) {
     f.failures.push(`the run failed: ${(e as Error).stack ?? (e as Error).message}`);
     if (stack) {
@@ -636,6 +645,7 @@ async function main(): Promise<void> {
     await observer.close();
     await stopCluster();
   }
+  for (const n of f.notes) console.log(`note: ${n}`);
   console.log(`\nscale test took ${((Date.now() - started) / 1000).toFixed(0)} s (${JSON.stringify(cfg)})`);
   if (f.failures.length > 0) {
     console.log(`FAILED:\n  ${f.failures.join('\n  ')}`);
