@@ -16,5 +16,7 @@ COPY --from=build /app/config ./config
 COPY --from=build /app/bin ./bin
 COPY --from=build /app/scripts/demo.js ./scripts/demo.js
 COPY package.json ./
+# The gateway's event spool (GATEWAY_SPOOL_DIR, default .tollgate/spool/<port>) must be the node user's to write.
+RUN mkdir -p /app/.tollgate/spool && chown -R node:node /app/.tollgate
 USER node
 CMD ["node", "dist/apps/gateway/src/main.js"]

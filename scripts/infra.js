@@ -329,4 +329,4 @@ async function ensureDatabase(url = process.env.DATABASE_URL || defaultDatabaseU
   return url;
 }
 
-module.exports = { ensureKafka, ensureDatabase, defaultDatabaseUrl, portOpen };
+module.exports = { ensureKafka, ensureDatabase, defaultDatabaseUrl, portOpen, kafkaJars };

@@ -149,6 +149,9 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
   try {
     const eventualPort = await freePort();
     await stack.startApp('gateway', 'gateway-eventual', { GATEWAY_PORT: String(eventualPort), TOLLGATE_PROFILES_DIR: dir });
+    // The strict gateway before leases (a hold per call), side by side with the one that spends leases.
+    const holdsPort = await freePort();
+    await stack.startApp('gateway', 'gateway-holds', { GATEWAY_PORT: String(holdsPort), GATEWAY_CREDIT_LEASES: '0' });
 
     const orgs = [];
     for (let i = 0; i < 101; i++) orgs.push(await stack.orgWithKey('pro', uniqueId(`bench-gw-${i}`)));
@@ -159,7 +162,7 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
     const hot = orgs.pop()!;
     const keys = orgs.map((o) => o.key);
     // Limit overrides reach every gateway within 5 s (key cache); wait until a call shows the lifted limit.
-    for (const port of [stack.ports.gateway, eventualPort]) {
+    for (const port of [stack.ports.gateway, eventualPort, holdsPort]) {
       await eventually(async () => {
         const res = await fetch(stack.gatewayUrl(`${base}/search`, port), { method: 'POST', headers: { authorization: `Bearer ${hot.key}`, 'content-type': 'application/json' }, body: '{"query":"x"}' });
         await res.arrayBuffer();
@@ -170,6 +173,7 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
     const pids: Record<string, number | undefined> = {
       gateway: stack.processes.get('gateway')?.pid,
       'gateway-eventual': stack.processes.get('gateway-eventual')?.pid,
+      'gateway-holds': stack.processes.get('gateway-holds')?.pid,
       metering: stack.processes.get('metering')?.pid,
       upstream: stack.processes.get('example-upstream')?.pid,
       broker: brokerPid(),
@@ -183,13 +187,15 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
     };
     const all = ['metering', 'query', 'broker', 'postgres', 'redis', 'upstream', 'loadgen', 'machine'];
     pids.query = stack.processes.get('query')?.pid;
-    // BENCH_PATHS=strict,eventual (any of strict, hot, eventual): only those gateway rows, after the direct one.
+    // BENCH_PATHS=strict,eventual (any of holds, holds-hot, strict, hot, eventual): only those gateway rows, after the direct one.
     const only = (process.env.BENCH_PATHS ?? '').split(',').map((p) => p.trim()).filter(Boolean);
     const picked = (name: string) => only.length === 0 || only.includes(name);
     const targets = [
       { row: 'direct', path: 'upstream, called directly', url: `http://127.0.0.1:${stack.ports.upstream}${base}/search`, keys: [], cpu: ['upstream', 'loadgen', 'machine'] },
-      { row: 'strict', path: 'gateway, strict, 100 orgs', url: stack.gatewayUrl(`${base}/search`), keys, cpu: ['gateway', ...all] },
-      { row: 'hot', path: 'gateway, strict, one hot org', url: stack.gatewayUrl(`${base}/search`), keys: [hot.key], cpu: ['gateway', ...all] },
+      { row: 'holds', path: 'gateway, strict with a hold per call, 100 orgs', url: stack.gatewayUrl(`${base}/search`, holdsPort), keys, cpu: ['gateway-holds', ...all] },
+      { row: 'holds-hot', path: 'gateway, strict with a hold per call, one hot org', url: stack.gatewayUrl(`${base}/search`, holdsPort), keys: [hot.key], cpu: ['gateway-holds', ...all] },
+      { row: 'strict', path: 'gateway, strict with leases, 100 orgs', url: stack.gatewayUrl(`${base}/search`), keys, cpu: ['gateway', ...all] },
+      { row: 'hot', path: 'gateway, strict with leases, one hot org', url: stack.gatewayUrl(`${base}/search`), keys: [hot.key], cpu: ['gateway', ...all] },
       { row: 'eventual', path: 'gateway, eventual, 100 orgs', url: stack.gatewayUrl(`${base}/search`, eventualPort), keys, cpu: ['gateway-eventual', ...all] },
     ].filter((t) => t.row === 'direct' || picked(t.row));
 
@@ -210,7 +216,7 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
       const light = await closedLoop(t.url, t.keys, 4, seconds);
       const ok = heavy['2xx'];
       if (t.keys.length > 0) answered2xx += heavy['2xx'] + light.ok;
-      const cpuMsPerCall = Object.fromEntries(t.cpu.map((n) => [n.replace('-eventual', ''), ok > 0 ? ((after[n]! - before[n]!) * 10) / ok : NaN]));
+      const cpuMsPerCall = Object.fromEntries(t.cpu.map((n) => [n.replace(/-(eventual|holds)$/, ''), ok > 0 ? ((after[n]! - before[n]!) * 10) / ok : NaN]));
       if (t.keys.length === 0) {
         directP50 = light.p50;
         directRps = heavy.requests.average;

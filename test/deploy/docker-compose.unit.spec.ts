@@ -50,11 +50,21 @@ describe('docker-compose.yml', () => {
     for (const app of ['metering', 'gateway']) expect(compose.services[app]?.healthcheck?.test.join(' ')).toContain('/health/ready');
   });
 
-  it('keeps Kafka and PostgreSQL data in named volumes', () => {
-    expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(['kafka-data', 'postgres-data']);
+  it("keeps Kafka's and PostgreSQL's data and the gateway's event spool in named volumes", () => {
+    expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(['gateway-spool', 'kafka-data', 'postgres-data']);
+    expect(compose.services.gateway?.volumes).toEqual(['gateway-spool:/app/.tollgate/spool']);
     expect(compose.services.kafka?.volumes).toEqual(['kafka-data:/var/lib/kafka/data']);
     expect(compose.services.kafka?.environment).toMatchObject({ KAFKA_LOG_DIRS: '/var/lib/kafka/data' });
     expect(compose.services.postgres?.volumes).toEqual(['postgres-data:/var/lib/postgresql/data']);
+  });
+
+  it('docker-compose.local.yml only swaps the images for the tollgate/*:local ones `npm run images` builds', () => {
+    const local = parse(readFileSync(join(repoRoot, 'docker-compose.local.yml'), 'utf8')) as { services: Record<string, Record<string, unknown>> };
+    expect(Object.keys(local.services).sort()).toEqual(Object.keys(compose.services).sort());
+    for (const [name, svc] of Object.entries(local.services)) {
+      expect([name, Object.keys(svc)]).toEqual([name, ['image']]);
+      expect(svc.image).toBe(['kafka', 'postgres', 'redis'].includes(name) ? `tollgate/${name}:local` : 'tollgate/app:local');
+    }
   });
 
   it('fronts UPSTREAM_URL when set, the example upstream otherwise', () => {

@@ -15,7 +15,8 @@ describe('audit after real traffic (trace profile)', () => {
   let db: Client;
 
   beforeAll(async () => {
-    stack = await Stack.start({ profile: 'trace' });
+    // A 3 s publish window: a lease's rest comes back within ~13 s, so the org's holds and leases close in the test.
+    stack = await Stack.start({ profile: 'trace', env: { RESERVATION_PUBLISH_WINDOW_SECONDS: '3' } });
     db = new Client({ connectionString: process.env.DATABASE_URL });
     await db.connect();
   }, 120_000);
@@ -35,12 +36,12 @@ describe('audit after real traffic (trace profile)', () => {
     const statuses = [];
     for (const path of ['/companies?limit=3', '/companies?limit=3', '/companies/does-not-exist-at-all']) statuses.push((await get(path)).status);
     expect(statuses.slice(0, 2)).toEqual([200, 200]);
-    await eventually(async () => Number((await db.query(`SELECT total FROM usage_totals WHERE org_id = $1`, [orgId])).rows[0]?.total ?? 0) === 3, 20_000);
-    await eventually(async () => (await db.query(`SELECT 1 FROM reservations WHERE org_id = $1 AND status = 'held'`, [orgId])).rowCount === 0, 20_000);
+    await eventually(async () => Number((await db.query(`SELECT total FROM usage_totals WHERE org_id = $1`, [orgId])).rows[0]?.total ?? 0) === 3, 40_000);
+    await eventually(async () => (await db.query(`SELECT 1 FROM reservations WHERE org_id = $1 AND status = 'held'`, [orgId])).rowCount === 0, 40_000);
 
     // Offsets of metering's own consumer group only: other suites sharing the database consume test topics of their own.
     const clean = audit('--org', orgId, '--group', MeteringConsumerGroup);
-    expect(clean.stdout).toContain('audit: clean: 9 check(s), 1 org(s)');
+    expect(clean.stdout).toContain('audit: clean: 10 check(s), 1 org(s)');
     expect(clean.status).toBe(0);
 
     await db.query(`UPDATE accounts SET debt = debt + 1, balance = balance - 1 WHERE org_id = $1`, [orgId]);

@@ -8,7 +8,7 @@ import { fuzzPlan } from '../fuzz/options';
  * FUZZ_SEED=<n> reruns one seed exactly.
  */
 describe('the money fuzzer (short run)', () => {
-  const plan = fuzzPlan({ seeds: 3, calls: 150, seedBase: 1, settleMs: 15_000 });
+  const plan = fuzzPlan({ seeds: 3, calls: 150, seedBase: 1, settleMs: 30_000 });
   let fuzzer: MoneyFuzzer;
 
   beforeAll(async () => {

@@ -32,7 +32,8 @@ describe('replay (ledger source)', () => {
   const orgs = { A: { id: '', key: '' }, S: { id: '', key: '' }, H: { id: '', key: '' }, T: { id: '' } };
 
   beforeAll(async () => {
-    stack = await Stack.start({ profile: 'trackyard' });
+    // A 3 s publish window: a gateway's lease closes within ~13 s of its last draw, so the org comes to rest.
+    stack = await Stack.start({ profile: 'trackyard', env: { RESERVATION_PUBLISH_WINDOW_SECONDS: '3' } });
     db = new Client({ connectionString: process.env.DATABASE_URL });
     await db.connect();
     ds = await connectDatabase({ migrate: false, poolSize: 2 });
@@ -86,12 +87,12 @@ describe('replay (ledger source)', () => {
   const companies = (org: string, at: number, entities: string[]) =>
     meter({ org_id: org, occurred_at: new Date(at).toISOString(), profile: 'trace', method: 'GET', route: '/companies', path: '/v1/companies', entities });
 
-  /** Every call answered so far is metered and no hold is open: the live projections are at rest. */
+  /** Every call answered so far is metered and no hold or lease is open: the live projections are at rest. */
   async function atRest(orgId: string) {
     await eventually(async () => {
       const open = await db.query(`SELECT 1 FROM reservations WHERE org_id = $1 AND status = 'held'`, [orgId]);
       return open.rowCount === 0;
-    }, 30_000);
+    }, 45_000);
   }
 
   const account = async (orgId: string) => (await db.query(`SELECT * FROM accounts WHERE org_id = $1`, [orgId])).rows[0];
@@ -101,8 +102,8 @@ describe('replay (ledger source)', () => {
     // A: trackyard starter through the stack.
     const a = await stack.orgWithKey('starter', uniqueId('replay-a'));
     orgs.A = { id: a.orgId, key: a.key };
-    for (let i = 0; i < 3; i++) expect((await search(a.key, `paid ${i}`)).status).toBe(200); // held, then settled by the event
-    expect((await search(a.key, null)).status).toBe(400); // held, released by the gateway: the upstream refused
+    for (let i = 0; i < 3; i++) expect((await search(a.key, `paid ${i}`)).status).toBe(200); // drawn from a lease, paid from it by the event
+    expect((await search(a.key, null)).status).toBe(400); // drawn, given back to the lease by the gateway: the upstream refused
     expect((await stack.admin('POST', `/admin/orgs/${a.orgId}/credits`, { amount: 20, reason: 'trial', idempotency_key: uniqueId('k'), expires_at: new Date(now + 10 * DayMs).toISOString() })).status).toBe(201);
     expect((await stack.admin('POST', `/admin/orgs/${a.orgId}/credits`, { amount: 5, reason: 'goodwill', idempotency_key: uniqueId('k') })).status).toBe(201);
     // A hold that no event settles, released by timeout.
@@ -118,7 +119,7 @@ describe('replay (ledger source)', () => {
     for (let i = 0; i < 2; i++) expect((await search(a.key, `later ${i}`)).status).toBe(200);
     await atRest(a.orgId);
     const types = (await db.query(`SELECT DISTINCT type FROM ledger_entries WHERE org_id = $1`, [a.orgId])).rows.map((r) => r.type).sort();
-    expect(types).toEqual(['adjustment', 'charge', 'expiry', 'grant', 'release', 'reservation', 'top_up']);
+    expect(types).toEqual(['adjustment', 'charge', 'expiry', 'grant', 'lease', 'release', 'reservation', 'top_up']);
 
     // T: trace, credits from top-ups; calls without holds go into debt, a top-up pays it; 30-day re-access.
     const admin = new AdminService(ds, catalog, () => now);

@@ -141,7 +141,8 @@ export function checkLane(f: LaneFacts): Violation[] {
   if (f.openHolds !== 0) v.push({ invariant: 'hold-left', orgId: f.orgId, detail: `${f.openHolds} hold(s) still open after the run settled` });
   const sum = f.ledger.reduce((s, e) => s + e.amount, 0);
   if (sum !== f.balance) v.push({ invariant: 'balance-not-ledger', orgId: f.orgId, detail: `balance ${f.balance}, Σ ledger ${sum}` });
-  const spentByLedger = -f.ledger.filter((e) => ['reservation', 'release', 'charge'].includes(e.type)).reduce((s, e) => s + e.amount, 0);
+  // Leases closed (the run settled), what they took less what they gave back is what their calls spent.
+  const spentByLedger = -f.ledger.filter((e) => ['reservation', 'lease', 'release', 'charge'].includes(e.type)).reduce((s, e) => s + e.amount, 0);
   const spentByUsage = f.usage.reduce((s, r) => s + r.credits_consumed, 0);
   if (spentByLedger !== spentByUsage) v.push({ invariant: 'ledger-not-usage', orgId: f.orgId, detail: `the ledger spent ${spentByLedger}, /usage charged ${spentByUsage}` });
   return v;

@@ -184,22 +184,26 @@ export class AdminViews {
     };
   }
 
-  /** The ledger newest first, each entry with what caused it: the call (event), the hold, or the admin command. */
+  /** The ledger newest first, each entry with what caused it: the call (event), the hold or lease, or the admin command. */
   async entries(orgId: string, before?: number, limit = 50) {
     await this.requireOrg(orgId);
     const rows: Array<{
       seq: string; type: string; amount: string; balance_after: string; cause: string; occurred_at: Date; recorded_at: Date;
       bucket_id: string | null; detail: unknown; method: string | null; path: string | null; status_code: number | null;
       cost_reason: string | null; request_id: string | null; hold_route: string | null; hold_status: string | null;
+      lease_id: string | null; lease_gateway: string | null; lease_credits: string | null; lease_spent: string | null; lease_returned: string | null; lease_status: string | null;
       command_id: string | null; command: string | null; command_actor: string | null; command_input: Record<string, unknown> | null;
     }> = await this.ds.query(
       `SELECT e.seq, e.type, e.amount, e.balance_after, e.cause, e.occurred_at, e.recorded_at, e.bucket_id, e.detail,
               u.method, u.path, u.status_code, u.cost_reason, u.request_id,
               h.route AS hold_route, h.status AS hold_status,
+              l.id AS lease_id, l.gateway AS lease_gateway, l.credits AS lease_credits, l.spent AS lease_spent, l.returned AS lease_returned, l.status AS lease_status,
               c.id AS command_id, c.command, c.actor AS command_actor, c.input AS command_input
          FROM ledger_entries e
          LEFT JOIN usage_records u ON e.cause LIKE 'event:%' AND u.org_id = e.org_id AND u.event_id = substr(e.cause, 7)
          LEFT JOIN reservations h ON e.cause LIKE 'reservation:%' AND h.org_id = e.org_id AND h.id = substr(e.cause, 13)
+         -- a lease's entries and the releases of what it did not spend name it in their detail
+         LEFT JOIN reservations l ON e.detail ? 'lease_id' AND l.org_id = e.org_id AND l.id = e.detail->>'lease_id'
          -- admin:<command id>; grants recorded before commands had ids: admin:grant:<idempotency key>
          LEFT JOIN admin_commands c ON e.cause LIKE 'admin:%' AND c.org_id = e.org_id
                AND (c.id = substr(e.cause, 7) OR (e.cause LIKE 'admin:grant:%' AND c.idempotency_key = substr(e.cause, 13)))
@@ -221,6 +225,9 @@ export class AdminViews {
         detail: r.detail,
         call: r.path ? { method: r.method, path: r.path, status_code: r.status_code, cost_reason: r.cost_reason, request_id: r.request_id } : null,
         hold: r.hold_route ? { route: r.hold_route, status: r.hold_status } : null,
+        lease: r.lease_id
+          ? { id: r.lease_id, gateway: r.lease_gateway, credits: Number(r.lease_credits), spent: Number(r.lease_spent), returned: Number(r.lease_returned), status: r.lease_status }
+          : null,
         command: r.command_id
           ? { id: r.command_id, command: r.command, actor: r.command_actor, reason: r.command_input?.reason ?? null, idempotency_key: r.command_input?.idempotency_key ?? null, input: r.command_input }
           : null,

@@ -34,6 +34,7 @@ interface Row {
  *   are paired exactly: same org, that event's usage row, the same credits. Holds settled before `closed_by` named
  *   the event (it said just 'event') are matched by what both record: org, `METHOD route`, occurred_at (the
  *   gateway dates the hold and the event with the same instant) and credits, by count per key.
+ * - paid from a lease (usage_records.lease_id): no entry names the event; the lease's books are `checkLeases`'.
  * Checked both ways: a usage row whose credits are not what its event's charge entries sum to; a charged usage row
  * with neither charge entries nor a matching settled hold; charge entries with no usage row of their org (or a
  * cause that is not an event); a hold settled at its price with no charged call matching it.
@@ -64,7 +65,7 @@ export async function checkHoldsAndCharges(sql: Sql, batch: OrgBatch, which: { h
      c AS (SELECT org_id, cause, SUM(amount) AS amount FROM x WHERE $3 AND type = 'charge' GROUP BY 1, 2),
      u AS (
        SELECT org_id, event_id, credits, method || ' ' || route AS route, occurred_at FROM usage_records
-        WHERE $3 AND org_id = ANY($1::text[])),
+        WHERE $3 AND org_id = ANY($1::text[]) AND lease_id IS NULL),
      paired AS (
        SELECT COALESCE(u.org_id, c.org_id) AS org_id, u.event_id, c.cause, u.credits, c.amount, u.route, u.occurred_at
          FROM u FULL JOIN c ON c.org_id = u.org_id AND c.cause = 'event:' || u.event_id),

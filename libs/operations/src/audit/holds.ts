@@ -34,7 +34,7 @@ export async function checkStaleHolds(sql: Sql, orgs: string[] | 'all', graceSec
 export async function checkHoldsWithoutEntries(sql: Sql, orgs: string[] | 'all'): Promise<Violation[]> {
   const rows = await sql<{ org_id: string; id: string; status: string; credits: string }>(
     `SELECT r.org_id, r.id, r.status, r.credits FROM reservations r
-      WHERE ($1::text[] IS NULL OR r.org_id = ANY($1::text[]))
+      WHERE ($1::text[] IS NULL OR r.org_id = ANY($1::text[])) AND r.kind = 'hold'
         AND NOT EXISTS (SELECT 1 FROM ledger_entries e
                          WHERE e.type = 'reservation' AND e.org_id = r.org_id AND e.cause = 'reservation:' || r.id
                            AND ($1::text[] IS NULL OR e.org_id = ANY($1::text[])))

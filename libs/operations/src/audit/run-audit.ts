@@ -4,6 +4,7 @@ import { checkAppendOnly } from './append-only';
 import { checkChain } from './chain';
 import { checkHoldsAndCharges } from './charges';
 import { checkHoldsWithoutEntries, checkStaleHolds } from './holds';
+import { checkLeases } from './leases';
 import { checkOffsets } from './offsets';
 import { checkProjection } from './projection';
 import { AccountRow, OrgBatch, Sql } from './sql';
@@ -106,6 +107,7 @@ export async function runAudit(ds: DataSource, opts: AuditOptions, deps: AuditDe
           chainDone(new Set(out.map((v) => v.org ?? '')));
         }
         out.push(...(await checkHoldsAndCharges(sql, b, { holds: on('hold-entries'), charges: on('charges') })));
+        if (on('leases')) out.push(...(await checkLeases(sql, b)));
         if (on('usage')) {
           const r = await checkUsage(sql, b);
           out.push(...r.violations);

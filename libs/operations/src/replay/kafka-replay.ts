@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { Account, projectAccount } from '@tollgate/billing';
+import { Account, Allocation, leaseSlice, projectAccount } from '@tollgate/billing';
 import { MeteringConsumerGroup, Topics } from '@tollgate/contracts';
 import { IncomingBatch, IncomingMessage, Messaging } from '@tollgate/messaging';
 import { ProfileCatalog, RequestCompletedConsumer, toAccount } from '@tollgate/ledger';
@@ -442,7 +442,14 @@ async function compare(
      UNION ALL
      SELECT 'replayed', a.org_id, a.plan, a.balance, a.debt, a.next_seq, a.allowance_month, a.allowance_spent, a.granted_one_time, a.buckets, o.plan FROM accounts a JOIN orgs o ON o.id = a.org_id`,
   );
-  const holds: Array<{ org_id: string; allocation: Array<{ bucketId: string; credits: number }> }> = await scratch.query(`SELECT org_id, allocation FROM live_holds`);
+  // What each still-held reservation holds: a hold all its allocation, a lease what its calls did not spend and its
+  // gateway did not return (leaseSlice).
+  const holds: Array<{ org_id: string; allocation: Allocation[] }> = (
+    await scratch.query(`SELECT org_id, allocation, kind, credits, spent, returned FROM live_holds`)
+  ).map((h: { org_id: string; allocation: Allocation[]; kind: string; credits: string; spent: string; returned: string }) => ({
+    org_id: h.org_id,
+    allocation: h.kind === 'lease' ? leaseSlice(h.allocation, Number(h.spent), Number(h.credits) - Number(h.returned)) : h.allocation,
+  }));
   const unreplayed: Array<{ org_id: string; credits: string }> = await scratch.query(
     `SELECT l.org_id, SUM(l.credits) AS credits FROM live_usage l
       WHERE NOT EXISTS (SELECT 1 FROM usage_records r WHERE r.org_id = l.org_id AND r.event_id = l.event_id)

@@ -40,7 +40,8 @@ export class ScratchSchema {
  * consumer has metered the replayed range, into the scratch schema (`live_*` tables, never touched by the
  * consumer): live usage rows can then be compared while live metering goes on.
  * - live_accounts: each org's projection (balance, buckets, plan) at the snapshot;
- * - live_holds: reservations still held at the snapshot (credits and the buckets they came from);
+ * - live_holds: reservations still held at the snapshot (credits and the buckets they came from; a lease's spent and
+ *   returned, for what it still holds);
  * - live_entity_holds: every per-entity reservation (any status), to explain per-entity price differences;
  * - live_usage: every usage row of the orgs at the snapshot.
  * `alsoRead` runs in the same snapshot (the operator's commands, so they are exactly those the balances include).
@@ -62,7 +63,7 @@ export async function snapshotLive<T>(
     );
     await m.query(
       `CREATE TABLE ${schema}.live_holds AS
-         SELECT id, org_id, credits, allocation FROM reservations WHERE status = 'held' AND org_id = ANY($1::text[])`,
+         SELECT id, org_id, credits, allocation, kind, spent, returned FROM reservations WHERE status = 'held' AND org_id = ANY($1::text[])`,
       [orgIds],
     );
     await m.query(

@@ -326,6 +326,10 @@
     function describe(e) {
       if (e.call) return `${e.call.method} ${e.call.path} → ${e.call.status_code} (${e.call.cost_reason})${e.call.request_id ? `, request ${e.call.request_id}` : ''}`;
       if (e.hold) return `hold for ${e.hold.route} (${e.hold.status})`;
+      if (e.lease) {
+        const l = e.lease;
+        return `lease of ${fmt(l.credits)} to ${l.gateway || 'a gateway'}: ${fmt(l.spent)} spent by calls, ${fmt(l.returned)} returned early (${l.status === 'held' ? 'open' : 'closed'})`;
+      }
       if (e.command) return describeCommand(e.command);
       // Entries written before every command was recorded name the command in their cause.
       if (e.cause.startsWith('admin:plan:')) return `admin: plan changed to ${e.cause.slice(11)}`;
