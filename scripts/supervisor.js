@@ -1,11 +1,19 @@
-// `npm run up`'s supervisor: keeps each thing it started running, the way an operator's process manager would, and
-// says what it does. The rules (printed by `up` at the first restart, documented in the README):
+// The one process supervisor, in two parts:
+// - launchApp: one built app (dist/apps/<app>) as a child process: its output line by line, a wait until it serves
+//   (GET /health/ready), and a stop (SIGTERM, SIGKILL after 10 s). `npm run up` (scripts/up.js) and the test stack
+//   (test/support/stack.ts) both start apps with it.
+// - Supervisor: `npm run up`'s restarts: keeps each thing it started running, the way an operator's process manager
+//   would, and says what it does. The test stack does not restart: its tests kill apps on purpose.
+// The restart rules The rules (printed by `up` at the first restart, documented in the README):
 // - an exit nobody asked for is restarted after a backoff: 0.5 s, doubling to at most 10 s;
 // - the backoff starts again at 0.5 s once the unit had stayed up 30 s before its exit;
 // - 5 exits within 60 s are a crash loop: the supervisor gives up (up stops everything, exit 1);
 // - the same holds during the first start (a broker still electing leaders can fail it; a configuration error
 //   crash-loops within seconds and stops everything, the app's own message printed above).
 // The policy is pure (time comes in), so it is unit-tested without processes (test/deploy/supervisor.unit.spec.ts).
+
+const { spawn } = require('node:child_process');
+const { join } = require('node:path');
 
 const defaultRules = Object.freeze({ firstDelayMs: 500, maxDelayMs: 10_000, stableAfterMs: 30_000, loopCrashes: 5, loopWindowMs: 60_000 });
 
@@ -134,4 +142,54 @@ class Supervisor {
   }
 }
 
-module.exports = { RestartPolicy, Supervisor, defaultRules };
+/**
+ * Starts `node [nodeArgs] <root>/dist/apps/<app>/src/main.js` with `env`. Each line it prints goes to `onLine`; the
+ * last `tailLines` are kept for the errors below. Returns `{ child, exited, gone, tail, ready, stop }`:
+ * `exited` resolves to `{ code, signal }`; `ready(timeoutMs)` resolves once `readyUrl` answers 200, and rejects
+ * with the app's last lines if it exits first or does not serve in time; `stop(signal)` ends it (SIGKILL after 10 s).
+ */
+function launchApp({ root, app, name = app, env, nodeArgs = [], readyUrl, onLine = () => undefined, tailLines = 50 }) {
+  const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'apps', app, 'src', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const tail = [];
+  const reader = () => {
+    let partial = '';
+    return (b) => {
+      const lines = (partial + b.toString('utf8')).split('\n');
+      partial = lines.pop();
+      for (const line of lines) {
+        if (!line) continue;
+        tail.push(line);
+        if (tail.length > tailLines) tail.shift();
+        onLine(line);
+      }
+    };
+  };
+  child.stdout.on('data', reader());
+  child.stderr.on('data', reader());
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const ready = async (timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (gone()) throw new Error(`${name} exited during start-up (${how({ code: child.exitCode, signal: child.signalCode })}):\n${tail.join('\n')}`);
+      try {
+        const res = await fetch(readyUrl, { signal: AbortSignal.timeout(2000) });
+        if (res.status === 200) return;
+      } catch {
+        /* not listening yet */
+      }
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    throw new Error(`${name} not ready at ${readyUrl} after ${timeoutMs / 1000} s:\n${tail.join('\n')}`);
+  };
+  const stop = async (signal = 'SIGTERM') => {
+    if (gone()) return;
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.kill(signal);
+    await exited;
+    clearTimeout(t);
+  };
+  return { child, exited, gone, tail, ready, stop };
+}
+
+module.exports = { RestartPolicy, Supervisor, defaultRules, launchApp };

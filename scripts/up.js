@@ -8,13 +8,12 @@
 // .env.example, NODE_ENV development unless set), on the documented ports. The example upstream starts only when
 // UPSTREAM_URL is not set; otherwise the gateway fronts that API. On a terminal the apps log readable text, each line
 // prefixed with its app; off a terminal (or with NODE_ENV=production) they log JSON, one object per line, as is.
-const { spawn } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
 const { existsSync } = require('node:fs');
 const { join } = require('node:path');
 const { createDemo } = require('./demo');
 const { ensureKafka, ensureDatabase } = require('./infra');
-const { Supervisor } = require('./supervisor');
+const { launchApp, Supervisor } = require('./supervisor');
 
 const root = join(__dirname, '..');
 const env = process.env;
@@ -39,60 +38,22 @@ const supervisor = new Supervisor({ say: (m) => say(paint('33', m)), onCrashLoop
 const urls = {};
 let appEnv;
 
-/** Launches `app` (again, on a restart); its output is printed as it comes, its last lines kept for errors. */
+/** Launches `app` (again, on a restart); its output is printed as it comes (launchApp keeps its last lines for errors). */
 function launcher(app, extraEnv, port, host) {
-  const tail = [];
   const label = paint('36', `[${app}]`.padEnd(19));
   const url = `http://${reach(host)}:${port}`;
   urls[app] = url;
   return async () => {
-    const child = spawn(process.execPath, [join(root, 'dist', 'apps', app, 'src', 'main.js')], {
+    const p = launchApp({
+      root,
+      app,
       env: { ...appEnv, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      readyUrl: `${url}/health/ready`,
+      // Text: prefixed with the app. JSON: untouched, so each line stays one parseable object.
+      onLine: (line) => process.stdout.write(text ? `${label} ${line}\n` : `${line}\n`),
     });
-    let partial = '';
-    const onData = (b) => {
-      const lines = (partial + b.toString('utf8')).split('\n');
-      partial = lines.pop();
-      for (const line of lines) {
-        if (!line) continue;
-        tail.push(line);
-        if (tail.length > 50) tail.shift();
-        // Text: prefixed with the app. JSON: untouched, so each line stays one parseable object.
-        process.stdout.write(text ? `${label} ${line}\n` : `${line}\n`);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    const gone = () => child.exitCode !== null || child.signalCode !== null;
-    return {
-      exited,
-      ready: () => ready(app, url, gone, tail),
-      stop: async () => {
-        if (gone()) return;
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        child.kill('SIGTERM');
-        await exited;
-        clearTimeout(t);
-      },
-    };
+    return { exited: p.exited, ready: () => p.ready(), stop: () => p.stop() };
   };
-}
-
-async function ready(app, url, gone, tail, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (gone()) throw new Error(`${app} exited during start-up:\n${tail.join('\n')}`);
-    try {
-      const res = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2000) });
-      if (res.status === 200) return;
-    } catch {
-      /* not listening yet */
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  throw new Error(`${app} not ready at ${url} after ${timeoutMs / 1000} s:\n${tail.join('\n')}`);
 }
 
 /**

@@ -1,12 +1,14 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { backOff } from 'exponential-backoff';
 
 /**
  * Starts the built apps (dist/) as real processes on free ports, against the Kafka and PostgreSQL of the
  * environment (KAFKA_BROKERS, DATABASE_URL: `npm test` provides both). Used by the e2e tests and the benchmarks
- * (`npm run up` has its own supervisor, scripts/up.js).
+ * (`npm run up` supervises with restarts; both launch apps with scripts/supervisor.js's launchApp, and this stack
+ * never restarts one: its tests kill apps on purpose).
  */
 export type AppName = 'gateway' | 'metering' | 'query' | 'example-upstream';
 
@@ -20,6 +22,10 @@ export interface StackPorts {
 }
 
 export const repoRoot = findRoot();
+
+// The supervisor's app launcher, shared with `npm run up` (plain JavaScript: loaded from the checkout, also from dist/).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { launchApp } = require(join(repoRoot, 'scripts', 'supervisor.js')) as typeof import('../../scripts/supervisor');
 
 function findRoot(): string {
   // Works from test/support (ts-jest) and from dist/test/support (compiled).
@@ -67,6 +73,7 @@ export interface StackOptions {
 export class Stack {
   readonly processes = new Map<string, ChildProcess>();
   readonly logs = new Map<string, string[]>();
+  private readonly launched = new Map<string, ReturnType<typeof launchApp>>();
   readonly adminToken: string;
   readonly internalToken: string;
   extraGatewayPorts: number[] = [];
@@ -106,15 +113,16 @@ export class Stack {
 
   /** A port picked free can be taken before the app binds it: then the app gets new ports and starts again. */
   private async startWithFreshPorts(app: AppName, ports: Array<keyof StackPorts>): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.startApp(app);
-      } catch (e) {
-        const fixed = ports.some((p) => this.opts.ports?.[p] !== undefined);
-        if (fixed || attempt >= 3 || !/EADDRINUSE/.test((e as Error).message)) throw e;
+    const fixed = ports.some((p) => this.opts.ports?.[p] !== undefined);
+    await backOff(() => this.startApp(app), {
+      numOfAttempts: 3,
+      startingDelay: 0,
+      retry: async (e: unknown) => {
+        if (fixed || !/EADDRINUSE/.test((e as Error).message)) return false;
         for (const p of ports) (this.ports as unknown as Record<string, number>)[p] = await freePort();
-      }
-    }
+        return true;
+      },
+    });
   }
 
   env(): Record<string, string> {
@@ -145,38 +153,28 @@ export class Stack {
     return `http://127.0.0.1:${port ?? ports[app]}/health/ready`;
   }
 
+  /** Starts `app` under `name` and waits until it serves; its output is kept in `logs` (one entry a line). */
   async startApp(app: AppName, name: string = app, extraEnv: Record<string, string> = {}): Promise<void> {
-    const child = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), join(repoRoot, 'dist', 'apps', app, 'src', 'main.js')], {
-      env: { ...this.env(), ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
     const log: string[] = [];
     this.logs.set(name, log);
-    const keep = (b: Buffer) => {
-      log.push(b.toString('utf8'));
-      if (log.length > 400) log.shift();
-      if (this.opts.streamLogs || process.env.STACK_LOGS) process.stderr.write(prefixLines(name, b.toString('utf8')));
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    this.processes.set(name, child);
     const port = extraEnv.GATEWAY_PORT ? Number(extraEnv.GATEWAY_PORT) : undefined;
-    await this.waitReady(name, this.healthUrl(app, port), child);
-  }
-
-  private async waitReady(name: string, url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${this.logs.get(name)?.join('')}`);
-      try {
-        const res = await fetch(url);
-        if (res.status === 200) return;
-      } catch {
-        /* not listening yet */
-      }
-      await new Promise((r) => setTimeout(r, 150));
-    }
-    throw new Error(`${name} not ready at ${url} after ${timeoutMs} ms:\n${this.logs.get(name)?.join('')}`);
+    const launched = launchApp({
+      root: repoRoot,
+      app,
+      name,
+      env: { ...this.env(), ...extraEnv },
+      nodeArgs: this.opts.nodeArgs,
+      readyUrl: this.healthUrl(app, port),
+      tailLines: 400,
+      onLine: (line) => {
+        log.push(`${line}\n`);
+        if (log.length > 2000) log.shift();
+        if (this.opts.streamLogs || process.env.STACK_LOGS) process.stderr.write(`[${name}] ${line}\n`);
+      },
+    });
+    this.processes.set(name, launched.child);
+    this.launched.set(name, launched);
+    await launched.ready();
   }
 
   /** SIGKILL: no shutdown hooks, no flush. For crash tests. */
@@ -185,16 +183,7 @@ export class Stack {
   }
 
   async stopProcess(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    const child = this.processes.get(name);
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      child.once('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      child.kill(signal);
-    });
+    await this.launched.get(name)?.stop(signal);
   }
 
   async stop(): Promise<void> {
@@ -235,10 +224,6 @@ export class Stack {
     if (key.status !== 201) throw new Error(`create key failed: ${key.status} ${JSON.stringify(key.body)}`);
     return { orgId: org.body.id, key: key.body.key, keyId: key.body.id };
   }
-}
-
-function prefixLines(name: string, text: string): string {
-  return text.split('\n').filter((l) => l.length > 0).map((l) => `[${name}] ${l}\n`).join('');
 }
 
 export function uniqueId(prefix: string): string {

@@ -1,10 +1,12 @@
 import 'reflect-metadata';
 import { createLogger, onShutdown, runMain } from '@tollgate/platform';
+import { exampleUpstreamConfig } from './config';
 import { createExampleUpstream } from './example-upstream';
 
 runMain('example-upstream', async () => {
-  const logger = createLogger('example-upstream');
-  const app = await createExampleUpstream(undefined, { logger });
+  const config = exampleUpstreamConfig();
+  const logger = createLogger('example-upstream', config.logging);
+  const app = await createExampleUpstream(config.port, { logger, host: config.host });
   app.enableShutdownHooks();
   logger.log(`example-upstream ready: ${await app.getUrl()} (trackyard /api/external/v1, beatpass /api/v1, trakt /, trace /v1)`);
   onShutdown(async () => {

@@ -4,31 +4,31 @@ import express from 'express';
 import Redis from 'ioredis';
 import { NestFactory } from '@nestjs/core';
 import { EventLimits } from '@tollgate/contracts';
-import { createKafkaMessaging, maxMessageBytesFromEnv } from '@tollgate/messaging';
+import { createKafkaMessaging } from '@tollgate/messaging';
 import { connectDatabase, KeyAuthenticator } from '@tollgate/persistence';
-import { ConfigError, configureHttp, createLogger, intFromEnv, metricsAccess, onShutdown, runMain, strFromEnv } from '@tollgate/platform';
+import { ConfigError, configureHttp, createLogger, metricsAccess, onShutdown, runMain } from '@tollgate/platform';
 import { loadProfile } from '@tollgate/profiles';
 import { CounterStore, MemoryCounterStore, systemClock } from '@tollgate/rate-limit';
 import { RedisCounterStore } from '@tollgate/rate-limit-redis';
 import { openEventSpool } from './clients/event-spool';
 import { GrpcMeteringClient } from './clients/metering-client';
 import { Upstream } from './clients/upstream';
+import { gatewayConfig } from './config';
 import { gatewayOpenApi } from './docs/gateway-openapi';
 import { GatewayModule } from './gateway.module';
-import { hostname } from 'node:os';
 import { LeasedCredits } from './pipeline/credit-leases';
 import { CreditPolicy, EventualCredits, StrictCredits } from './pipeline/credit-policy';
 import { GatewayPipeline } from './pipeline/gateway-pipeline';
 
 runMain('gateway', async () => {
-  const logger = createLogger('gateway');
-  const port = intFromEnv('GATEWAY_PORT', 8080);
-  const host = strFromEnv('GATEWAY_HOST', '127.0.0.1');
-  const profile = loadProfile(strFromEnv('TOLLGATE_PROFILE', 'trackyard'));
-  const trustedProxies = strFromEnv('TRUSTED_PROXIES', '').split(',').map((s) => s.trim()).filter(Boolean);
+  // Every setting, checked before anything starts (config.ts).
+  const config = gatewayConfig();
+  const { port, host, trustedProxies } = config;
+  const logger = createLogger('gateway', config.logging);
+  const profile = loadProfile(config.profile.name, config.profile.dir);
 
-  const ds = await connectDatabase({ migrate: false, poolSize: intFromEnv('GATEWAY_DB_POOL', 5) });
-  const messaging = createKafkaMessaging({ clientId: 'tollgate-gateway', log: (_l, message, extra) => logger.warn({ msg: message, ...extra }) });
+  const ds = await connectDatabase({ url: config.database.url, migrate: false, poolSize: config.database.poolSize });
+  const messaging = createKafkaMessaging({ clientId: 'tollgate-gateway', ...config.kafka, log: (_l, message, extra) => logger.warn({ msg: message, ...extra }) });
   // Events go through a durable spool on this gateway's disk when the broker can't acknowledge them in time, and
   // from the start when the broker is unreachable then: the topics are checked once it answers.
   let topicsChecked = false;
@@ -37,37 +37,34 @@ runMain('gateway', async () => {
     topicsChecked = true;
     return messaging.publisher();
   };
-  const events = await openEventSpool(connect, port, logger);
+  const events = await openEventSpool(connect, config.spool, config.kafka.maxMessageBytes, logger);
 
   let limits: CounterStore = new MemoryCounterStore();
   let redis: Redis | null = null;
-  if (process.env.REDIS_URL) {
-    redis = new Redis(process.env.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
+  if (config.redisUrl) {
+    redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2, enableAutoPipelining: true });
     try {
       await redis.connect();
     } catch (e) {
-      throw new ConfigError(`Redis is not reachable at REDIS_URL=${process.env.REDIS_URL} (${(e as Error).message})`);
+      throw new ConfigError(`Redis is not reachable at REDIS_URL=${config.redisUrl} (${(e as Error).message})`);
     }
     limits = new RedisCounterStore(redis, { prefix: 'tollgate:' });
   }
 
-  const metering = new GrpcMeteringClient(strFromEnv('METERING_GRPC_URL', '127.0.0.1:50052'));
+  const metering = new GrpcMeteringClient(config.meteringGrpcUrl, config.internalToken.token);
   // The credit policy is picked once, here: strict spends leases of credits held at metering (GATEWAY_CREDIT_LEASES=0:
   // a hold per call), eventual trusts the last known balance.
-  const leases = strFromEnv('GATEWAY_CREDIT_LEASES', '1');
-  if (leases !== '0' && leases !== '1') throw new ConfigError(`GATEWAY_CREDIT_LEASES must be 0 or 1 (got "${leases}")`);
-  const gatewayName = strFromEnv('GATEWAY_NAME', `${hostname()}:${port}`);
   const credits: CreditPolicy =
     profile.credits.enforcement === 'eventual'
       ? new EventualCredits(metering, systemClock)
-      : leases === '1'
-        ? new LeasedCredits(metering, systemClock, { gateway: gatewayName })
+      : config.creditLeases
+        ? new LeasedCredits(metering, systemClock, { gateway: config.gatewayName })
         : new StrictCredits(metering, systemClock);
-  const upstream = new Upstream(strFromEnv('UPSTREAM_URL', 'http://127.0.0.1:8090'), 30000, intFromEnv('GATEWAY_UPSTREAM_MAX_BODY_BYTES', 64 * 1024 * 1024));
-  const query = new Upstream(strFromEnv('QUERY_URL', 'http://127.0.0.1:8082'), 5000);
+  const upstream = new Upstream(config.upstream.url, 30000, config.upstream.maxBodyBytes);
+  const query = new Upstream(config.queryUrl, 5000);
   const pipeline = new GatewayPipeline({
     profile,
-    auth: new KeyAuthenticator(ds, intFromEnv('KEY_CACHE_TTL_MS', 2000)),
+    auth: new KeyAuthenticator(ds, config.keyCacheTtlMs),
     limits,
     credits,
     upstream,
@@ -75,12 +72,12 @@ runMain('gateway', async () => {
     events,
     trustedProxies,
     clock: systemClock,
-    serverTiming: process.env.GATEWAY_SERVER_TIMING === '1',
+    serverTiming: config.serverTiming,
     // An event and the record batch around it (its overhead is far below 4 KiB) must fit what the broker takes.
-    maxEventBytes: Math.min(EventLimits.eventBytes, maxMessageBytesFromEnv() - 4096),
+    maxEventBytes: Math.min(EventLimits.eventBytes, config.kafka.maxMessageBytes - 4096),
   });
 
-  const metricsOnPublicPort = metricsAccess(process.env, { publicPort: true });
+  const metricsOnPublicPort = metricsAccess(config.metrics, { publicPort: true });
   if (!metricsOnPublicPort.digest && !metricsOnPublicPort.openWithoutToken) {
     logger.warn('GET /metrics answers 401 on this public port until TOLLGATE_METRICS_TOKEN is set (Prometheus sends it as a bearer token)');
   }

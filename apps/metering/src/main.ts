@@ -1,23 +1,12 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { MeteringConsumerGroup, TopicPartitions, Topics } from '@tollgate/contracts';
+import { MeteringConsumerGroup, Topics } from '@tollgate/contracts';
 import { createKafkaMessaging } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
-import {
-  adminToken,
-  configureHttp,
-  consumerLag,
-  createLogger,
-  fieldValidationPipe,
-  internalToken,
-  intFromEnv,
-  onShutdown,
-  refuseUndecodablePaths,
-  runMain,
-  strFromEnv,
-} from '@tollgate/platform';
+import { configureHttp, consumerLag, createLogger, fieldValidationPipe, onShutdown, refuseUndecodablePaths, runMain } from '@tollgate/platform';
 import { AdminService } from './admin/admin.service';
+import { meteringConfig } from './config';
 import { DeadLetterRelay } from './dead-letters/dead-letter-relay';
 import { ConsumerStallWatch } from './ledger/consumer-stall';
 import { ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
@@ -26,25 +15,23 @@ import { LedgerOutboxRelay } from './outbox/ledger-outbox-relay';
 import { HoldSweeper } from './reservations/hold-sweeper';
 import { ReservationService } from './reservations/reservation.service';
 import { startReservationsThread } from './reservations/reservations-thread';
-import { DefaultPolicy, urlRulesFromEnv } from './webhooks/delivery-policy';
 import { Notifier } from './webhooks/notifier';
 import { WebhookSender } from './webhooks/webhook-sender';
 import { WebhooksService } from './webhooks/webhooks.service';
 
 runMain('metering', async () => {
-  const logger = createLogger('metering');
-  const port = intFromEnv('METERING_PORT', 8081);
-  const grpcPort = intFromEnv('METERING_GRPC_PORT', 50052);
-  const host = strFromEnv('METERING_HOST', '127.0.0.1');
-  const token = adminToken();
-  const internal = internalToken();
-  const catalog = ProfileCatalog.load(strFromEnv('TOLLGATE_PROFILE', 'trackyard'));
-  // A gateway's longest time from a granted hold to its event acknowledged by Kafka (HoldSweeper).
-  const publishWindowSeconds = intFromEnv('RESERVATION_PUBLISH_WINDOW_SECONDS', 120);
+  // Every setting, checked before anything starts (config.ts).
+  const config = meteringConfig();
+  const { port, grpcPort, host } = config;
+  const logger = createLogger('metering', config.logging);
+  const token = config.adminToken;
+  const internal = config.internalToken;
+  const catalog = ProfileCatalog.load(config.profile.name, config.profile.dir);
 
-  const ds = await connectDatabase({ migrate: true, poolSize: intFromEnv('METERING_DB_POOL', 10) });
+  const ds = await connectDatabase({ url: config.database.url, migrate: true, poolSize: config.database.poolSize });
   const messaging = createKafkaMessaging({
     clientId: 'tollgate-metering',
+    ...config.kafka,
     log: (level, message, extra) => (level === 'error' ? logger.error({ msg: message, ...extra }) : logger.warn({ msg: message, ...extra })),
   });
   await messaging.ensureTopics();
@@ -54,7 +41,7 @@ runMain('metering', async () => {
   const reservations = new ReservationService(ds, catalog);
   const admin = new AdminService(ds, catalog);
   const consumer = new RequestCompletedConsumer(ds, catalog);
-  const urlRules = urlRulesFromEnv();
+  const urlRules = config.webhooks.urlRules;
   const webhooks = new WebhooksService(ds, urlRules, catalog);
   const batches = messaging.batchConsumer({
     groupId: MeteringConsumerGroup,
@@ -63,21 +50,21 @@ runMain('metering', async () => {
     moveStoredOffset: (topic, partition, from, to) => consumer.moveStoredOffset(topic, partition, from, to),
     handle: (batch) => consumer.handle(batch),
     // Every partition of a fetch handed over at once: the consumer meters them in one transaction (see handle).
-    partitionsConsumedConcurrently: intFromEnv('METERING_PARTITIONS_CONCURRENTLY', TopicPartitions[Topics.RequestCompleted]),
+    partitionsConsumedConcurrently: config.partitionsConcurrently,
     // Crash tests only: die between the database commit and the Kafka offset commit.
-    afterStored: process.env.TOLLGATE_FAILPOINT === 'metering-after-db-commit' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
+    afterStored: config.failpoint === 'metering-after-db-commit' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
   });
   // Readiness: a consumer in its group whose partitions stay behind their log's end, offsets unmoved, is not ready.
   const stall = new ConsumerStallWatch({
     topic: Topics.RequestCompleted,
-    stallMs: intFromEnv('METERING_STALL_SECONDS', 120) * 1000,
+    stallMs: config.stallMs,
     assignment: () => batches.assignment(),
     storedOffsets: (topic, partitions) => consumer.storedOffsets(topic, partitions),
     broker: messaging,
   });
   // Reservations answer gateways from their own thread (see reservations-thread.ts); this one keeps the rest.
   const reservationsThread = await startReservationsThread(
-    { profile: catalog.active.name, url: `${host}:${grpcPort}`, bearerToken: internal.token, poolSize: intFromEnv('METERING_RESERVATIONS_DB_POOL', 4) },
+    { profile: catalog.active.name, url: `${host}:${grpcPort}`, bearerToken: internal.token, poolSize: config.database.reservationsPoolSize },
     (why) => {
       logger.error({ msg: `the reservations thread died (${why}); metering stops so that it is restarted whole` });
       process.exit(1);
@@ -103,20 +90,15 @@ runMain('metering', async () => {
   deadLetters.start();
   // Webhooks: derived from the ledger and the usage log, delivered from here (see README, "Webhooks"). A pool of
   // their own: a backlog of deliveries never waits for, nor keeps, the connections the consumer meters with.
-  const hooksDs = await connectDatabase({ migrate: false, poolSize: intFromEnv('WEBHOOK_DB_POOL', 4) });
-  const notifier = new Notifier(hooksDs, intFromEnv('WEBHOOK_NOTIFY_INTERVAL_MS', 250));
+  const hooksDs = await connectDatabase({ url: config.database.url, migrate: false, poolSize: config.database.webhooksPoolSize });
+  const notifier = new Notifier(hooksDs, config.webhooks.notifyIntervalMs);
   notifier.start();
-  const sender = new WebhookSender(hooksDs, {
-    retryBaseMs: intFromEnv('WEBHOOK_RETRY_BASE_MS', DefaultPolicy.retryBaseMs),
-    retryMaxMs: intFromEnv('WEBHOOK_RETRY_MAX_MS', DefaultPolicy.retryMaxMs),
-    disableAfterMs: intFromEnv('WEBHOOK_DISABLE_AFTER_MS', DefaultPolicy.disableAfterMs),
-    timeoutMs: intFromEnv('WEBHOOK_TIMEOUT_MS', DefaultPolicy.timeoutMs),
-  }, urlRules, intFromEnv('WEBHOOK_SEND_INTERVAL_MS', 250));
+  const sender = new WebhookSender(hooksDs, config.webhooks.policy, urlRules, config.webhooks.sendIntervalMs);
   sender.start();
   const holds = new HoldSweeper(ds, reservations, messaging, {
     groupId: MeteringConsumerGroup,
     topic: Topics.RequestCompleted,
-    publishWindowMs: publishWindowSeconds * 1000,
+    publishWindowMs: config.publishWindowMs,
   });
   const sweeper = setInterval(() => void holds.sweep().catch((e: Error) => logger.error({ msg: 'reservation sweep failed', error: e.message })), 5000);
   const lagProbe = setInterval(() => {

@@ -3,21 +3,22 @@ import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { ProtoFiles, ProtoPackages } from '@tollgate/contracts';
 import { connectDatabase, KeyAuthenticator } from '@tollgate/persistence';
-import { configureHttp, createLogger, grpcServerOptions, intFromEnv, onShutdown, runMain, strFromEnv } from '@tollgate/platform';
+import { ConfigError, configureHttp, createLogger, grpcServerOptions, onShutdown, runMain } from '@tollgate/platform';
 import { loadAllProfiles } from '@tollgate/profiles';
 import { AccountViews } from './account-views';
+import { queryConfig } from './config';
 import { QueryModule } from './query.module';
 
 runMain('query', async () => {
-  const logger = createLogger('query');
-  const port = intFromEnv('QUERY_PORT', 8082);
-  const grpcPort = intFromEnv('QUERY_GRPC_PORT', 50051);
-  const host = strFromEnv('QUERY_HOST', '127.0.0.1');
-  const profiles = loadAllProfiles();
-  const profile = profiles.get(strFromEnv('TOLLGATE_PROFILE', 'trackyard'));
-  if (!profile) throw new Error(`TOLLGATE_PROFILE names no profile in config/profiles`);
+  // Every setting, checked before anything starts (config.ts).
+  const config = queryConfig();
+  const { port, grpcPort, host } = config;
+  const logger = createLogger('query', config.logging);
+  const profiles = loadAllProfiles(config.profile.dir);
+  const profile = profiles.get(config.profile.name);
+  if (!profile) throw new ConfigError(`invalid configuration: TOLLGATE_PROFILE: names no profile in ${config.profile.dir ?? 'config/profiles'} (got "${config.profile.name}")`);
 
-  const ds = await connectDatabase({ migrate: true, poolSize: intFromEnv('QUERY_DB_POOL', 10) });
+  const ds = await connectDatabase({ url: config.database.url, migrate: true, poolSize: config.database.poolSize });
   const views = new AccountViews(ds, (name) => profiles.get(name));
   // No cache: a revoked key is refused by the query service at once.
   const auth = new KeyAuthenticator(ds, 0);

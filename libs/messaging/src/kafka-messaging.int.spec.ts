@@ -48,7 +48,7 @@ describe('ensureTopics creates topics as configured (real Kafka)', () => {
     try {
       const failure = messaging.ensureTopics();
       await expect(failure).rejects.toThrow(ConfigError);
-      await expect(failure).rejects.toThrow(/^environment: KAFKA_REPLICATION_FACTOR: 3 copies need as many brokers; the cluster at .* has 1$/);
+      await expect(failure).rejects.toThrow(/^invalid configuration: KAFKA_REPLICATION_FACTOR: 3 copies need as many brokers; the cluster at .* has 1$/);
     } finally {
       await messaging.close();
     }

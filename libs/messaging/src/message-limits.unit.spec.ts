@@ -1,5 +1,6 @@
 import { ConfigError } from '@tollgate/platform';
-import { DefaultMaxMessageBytes, maxMessageBytesFromEnv, messageRefusal } from './kafka-messaging';
+import { DefaultMaxMessageBytes, maxMessageBytesFromEnv } from './kafka-messaging';
+import { messageRefusal } from './kafka-publisher';
 import { MessageRefusedError, recordBatchBytesBound } from './messaging';
 
 describe('KAFKA_MAX_MESSAGE_BYTES', () => {

@@ -1,3 +1,4 @@
+import { backOff } from 'exponential-backoff';
 import { DeadLetterFile, deadLetterNotice, describeDeadLetter, LocalDeadLetter } from './dead-letter-file';
 import { MessageRefusedError, OutgoingMessage, Publisher, recordBatchBytesBound } from './messaging';
 import { SpoolBatch, SpoolLog } from './spool-log';
@@ -184,32 +185,39 @@ export class SpoolingPublisher implements Publisher {
   private keepConnecting(pending?: Promise<Publisher>): void {
     if (this.connecting || this.closed) return;
     this.connecting = true;
-    void (async () => {
-      let pause = this.opts.retryMs ?? 250;
-      let attempts = 0;
-      let next = pending;
-      while (!this.closed && !this.inner) {
+    let next = pending;
+    let failures = 0;
+    void backOff(
+      async () => {
+        if (this.closed || this.inner) return;
         const attempt = next ?? this.opts.connect?.();
         next = undefined;
-        if (!attempt) break;
-        try {
-          const fresh = await attempt;
-          if (this.closed) {
-            await fresh.close().catch(() => undefined);
-            break;
-          }
-          this.inner = fresh;
-          if (attempts > 0) this.opts.log?.('warn', `spool: connected to the broker; sending the ${this.spool.bytes()} bytes spooled meanwhile`);
-          this.kick();
-        } catch (e) {
-          if (attempts++ % 20 === 0) {
+        if (!attempt) return;
+        const fresh = await attempt;
+        if (this.closed) {
+          await fresh.close().catch(() => undefined);
+          return;
+        }
+        this.inner = fresh;
+        if (failures > 0) this.opts.log?.('warn', `spool: connected to the broker; sending the ${this.spool.bytes()} bytes spooled meanwhile`);
+        this.kick();
+      },
+      {
+        // Until it succeeds or the publisher closes: retryMs, doubling to maxRetryMs, between attempts.
+        numOfAttempts: Number.POSITIVE_INFINITY,
+        startingDelay: this.opts.retryMs ?? 250,
+        timeMultiple: 2,
+        maxDelay: this.opts.maxRetryMs ?? 5000,
+        retry: (e: unknown) => {
+          if (failures++ % 20 === 0) {
             this.opts.log?.('error', `spool: the broker is unreachable (${(e as Error).message}); paid calls go on, their events are spooled to ${this.spool.dir} until it answers`);
           }
-          await new Promise((r) => setTimeout(r, pause).unref());
-          pause = Math.min(this.opts.maxRetryMs ?? 5000, pause * 2);
-        }
-      }
-    })().finally(() => (this.connecting = false));
+          return !this.closed;
+        },
+      },
+    )
+      .catch(() => undefined)
+      .finally(() => (this.connecting = false));
   }
 
   /** Events appended to the spool by this process (metrics). */

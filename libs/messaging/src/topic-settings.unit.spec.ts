@@ -1,5 +1,6 @@
 import { ConfigError } from '@tollgate/platform';
-import { createKafkaMessaging, partitionOfKey, topicSettingsFromEnv } from './kafka-messaging';
+import { createKafkaMessaging, topicSettingsFromEnv } from './kafka-messaging';
+import { partitionOfKey } from './kafka-publisher';
 
 describe('topic settings from the environment', () => {
   it('defaults to one replica, the broker\'s min.insync.replicas and the project\'s partition counts', () => {
@@ -24,7 +25,7 @@ describe('topic settings from the environment', () => {
     ['KAFKA_PARTITIONS', '1e3'],
   ])('refuses %s=%s, naming the variable', (name, value) => {
     expect(() => topicSettingsFromEnv({ [name]: value })).toThrow(ConfigError);
-    expect(() => topicSettingsFromEnv({ [name]: value })).toThrow(new RegExp(`^environment: ${name}: must be a whole number`));
+    expect(() => topicSettingsFromEnv({ [name]: value })).toThrow(new RegExp(`^invalid configuration: ${name}: must be a whole number`));
   });
 
   it('refuses a min.insync.replicas above the replication factor: no acks=all write could succeed', () => {

@@ -1,10 +1,13 @@
 import { DataSource } from 'typeorm';
+import { DatabaseEnv, readConfig } from '@tollgate/platform';
+import { AdvisoryLocks } from './advisory-locks';
 import { migrations } from './migrations';
 
-export const DefaultDatabaseUrl = 'postgres://postgres@127.0.0.1:5432/tollgate';
+export { DefaultDatabaseUrl } from '@tollgate/platform';
 
+/** DATABASE_URL (checked: a postgres:// URL), for code without a config of its own; apps pass their config's. */
 export function databaseUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.DATABASE_URL || DefaultDatabaseUrl;
+  return readConfig(DatabaseEnv, env).DATABASE_URL;
 }
 
 /** The URL without its password, safe to print. */
@@ -58,10 +61,10 @@ export async function connectDatabase(opts: { url?: string; migrate: boolean; po
     // Several apps may start together: a session-level advisory lock makes migrations run once.
     const runner = ds.createQueryRunner();
     try {
-      await runner.query('SELECT pg_advisory_lock(727274)');
+      await runner.query('SELECT pg_advisory_lock($1)', [AdvisoryLocks.migrations]);
       await ds.runMigrations({ transaction: 'each' });
     } finally {
-      await runner.query('SELECT pg_advisory_unlock(727274)').catch(() => undefined);
+      await runner.query('SELECT pg_advisory_unlock($1)', [AdvisoryLocks.migrations]).catch(() => undefined);
       await runner.release();
     }
   }

@@ -1,3 +1,5 @@
+export * from './config';
+export * from './shared-config';
 export * from './env';
 export * from './metrics';
 export * from './metrics-access';

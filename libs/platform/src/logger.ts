@@ -1,9 +1,14 @@
-import { ConsoleLogger, LogLevel } from '@nestjs/common';
+import { ConsoleLogger } from '@nestjs/common';
+import { readConfig } from './config';
+import { LogLevels, RuntimeConfig, RuntimeEnv } from './shared-config';
 
-/** Structured JSON logs (one object per line) unless LOG_FORMAT=text. Secrets are never passed to it. */
-export function createLogger(app: string): ConsoleLogger {
-  const level = (process.env.LOG_LEVEL || 'log') as LogLevel;
-  const order: LogLevel[] = ['verbose', 'debug', 'log', 'warn', 'error', 'fatal'];
-  const from = Math.max(0, order.indexOf(level));
-  return new ConsoleLogger(app, { json: process.env.LOG_FORMAT !== 'text', logLevels: order.slice(from), colors: false });
+/**
+ * Structured JSON logs (one object per line) unless LOG_FORMAT=text. Secrets are never passed to it. An app passes
+ * its config's logging; without it, LOG_LEVEL and LOG_FORMAT are read (and checked) here.
+ */
+export function createLogger(app: string, logging?: RuntimeConfig['logging']): ConsoleLogger {
+  const { level, format } = logging ?? (({ LOG_LEVEL, LOG_FORMAT }) => ({ level: LOG_LEVEL, format: LOG_FORMAT }))(
+    readConfig({ LOG_LEVEL: RuntimeEnv.LOG_LEVEL, LOG_FORMAT: RuntimeEnv.LOG_FORMAT }),
+  );
+  return new ConsoleLogger(app, { json: format !== 'text', logLevels: LogLevels.slice(LogLevels.indexOf(level)), colors: false });
 }

@@ -1,9 +1,10 @@
 import { DataSource } from 'typeorm';
 import { createKafkaMessaging, Messaging } from '@tollgate/messaging';
-import { connectDatabase, databaseUrl, redactUrl } from '@tollgate/persistence';
-import { intFromEnv } from '@tollgate/platform';
+import { connectDatabase, redactUrl } from '@tollgate/persistence';
+import { ConfigError } from '@tollgate/platform';
 import { AuditResult, CheckDescriptions, CheckName, CheckNames, isCheckName, OffsetsScope, runAudit, Violation } from '@tollgate/operations';
 import { ExitCode, FlagValues } from '../args';
+import { CliConfig, cliConfig } from '../config';
 import { progress, Progress } from '../progress';
 import { operatorCommand, usageError } from './command';
 
@@ -54,17 +55,17 @@ export function parseAuditArgs(values: FlagValues<typeof flags>, positionals: st
   }
   const holdGrace = values['hold-grace'];
   if (holdGrace !== undefined && !/^\d{1,9}$/.test(holdGrace)) throw usageError('--hold-grace needs a whole number of seconds');
-  const readTopic = values['read-topic'] ?? false;
-  if (readTopic && !env.KAFKA_BROKERS) throw usageError('--read-topic reads the consumed topics back from Kafka: set KAFKA_BROKERS');
-  let grace = holdGrace === undefined ? null : Number(holdGrace);
-  if (grace === null) {
-    try {
-      // The sweeper's publish window: a hold may legitimately stay held that long past its timeout.
-      grace = intFromEnv('RESERVATION_PUBLISH_WINDOW_SECONDS', 120, env);
-    } catch (e) {
-      throw usageError((e as Error).message);
-    }
+  let config: CliConfig;
+  try {
+    config = cliConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) throw usageError(e.message);
+    throw e;
   }
+  const readTopic = values['read-topic'] ?? false;
+  if (readTopic && !config.kafkaBrokersSet) throw usageError('--read-topic reads the consumed topics back from Kafka: set KAFKA_BROKERS');
+  // Default: the sweeper's publish window (a hold may legitimately stay held that long past its timeout).
+  const grace = holdGrace === undefined ? config.publishWindowSeconds : Number(holdGrace);
   const orgs = values.org ?? [];
   return { orgs: orgs.length > 0 ? orgs : 'all', checks: checks.size > 0 ? checks : new Set(CheckNames), group: values.group ?? null, readTopic, holdGraceSeconds: grace };
 }
@@ -164,13 +165,14 @@ export async function runAuditCommand(
   json = false,
   stream?: NodeJS.WriteStream,
 ): Promise<number> {
-  const url = databaseUrl(env);
+  const config = cliConfig(env);
+  const url = config.databaseUrl;
   // Two readers sharing one snapshot, then the append-only probe.
   const ds: DataSource = await connectDatabase({ url, migrate: false, poolSize: 3 });
   let messaging: Messaging | null = null;
   try {
-    if (env.KAFKA_BROKERS && opts.checks.has('offsets')) {
-      messaging = createKafkaMessaging({ clientId: 'tollgate-audit', brokers: env.KAFKA_BROKERS.split(',').map((b) => b.trim()).filter(Boolean) });
+    if (config.kafkaBrokersSet && opts.checks.has('offsets')) {
+      messaging = createKafkaMessaging({ clientId: 'tollgate-audit', ...config.kafka });
     }
     const started = Date.now();
     let bar: Progress | undefined;

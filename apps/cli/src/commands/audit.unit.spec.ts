@@ -27,7 +27,7 @@ describe('tollgate audit: the report', () => {
       'check\torg\tsubject\texpected\tfound',
       'sequence\ta\tentry after seq 2\texpected=seq 3\tfound=seq 4 (gap of 1)',
       'usage\tb\tusage_totals.total\texpected=3 (usage rows)\tfound=4',
-      'audit: 2 violation(s) in sequence, usage: 9 check(s), 2 org(s), 10 entries in 1.0 s (10 entries/s)',
+      'audit: 2 violation(s) in sequence, usage: 10 check(s), 2 org(s), 10 entries in 1.0 s (10 entries/s)',
     ]);
     expect(text).toContain('# balance: ok');
   });

@@ -1,6 +1,8 @@
+import { ConfigError } from '@tollgate/platform';
 import { CliError, ExitCode, FlagSpecs, FlagValues, parseFlags } from '../args';
+import { CliConfig, cliConfig } from '../config';
 
-/** What an operator program gets from the process: output, environment. */
+/** What an operator program gets from the process: output, environment (read through cliConfig, config.ts). */
 export interface CommandIo {
   out: (s: string) => void;
   err: (s: string) => void;
@@ -17,13 +19,14 @@ const common = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' 
 /**
  * An operator program's shape, the same for replay, audit and dlq: `--help` prints its usage on stdout (exit 0);
  * a usage error prints "<name>: <what is wrong>" and the usage on stderr (exit 2); an unforeseen failure prints
- * "<name>: <message>" (exit 1); otherwise what it returns is its exit code.
+ * "<name>: <message>" (exit 1); otherwise what it returns is its exit code. The environment is checked (cliConfig)
+ * before the body runs: a bad variable is a usage error naming it (exit 2).
  */
 export function operatorCommand<S extends FlagSpecs>(
   name: string,
   usage: string,
   specs: S,
-  body: (flags: FlagValues<S & typeof common>, positionals: string[], io: CommandIo) => Promise<number>,
+  body: (flags: FlagValues<S & typeof common>, positionals: string[], io: CommandIo, config: CliConfig) => Promise<number>,
 ): OperatorCommand {
   return async (argv, io) => {
     if (argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') {
@@ -32,8 +35,12 @@ export function operatorCommand<S extends FlagSpecs>(
     }
     try {
       const { values, positionals } = parseFlags(argv, { ...common, ...specs } as S & typeof common);
-      return await body(values, positionals, io);
+      return await body(values, positionals, io, cliConfig(io.env));
     } catch (e) {
+      if (e instanceof ConfigError) {
+        io.err(`${name}: ${e.message}\n`);
+        return ExitCode.usage;
+      }
       // Anything unforeseen (the database or broker unreachable, a bug) ends the command with exit 1, saying what.
       if (!(e instanceof CliError)) {
         io.err(`${name}: ${(e as Error).message}\n`);

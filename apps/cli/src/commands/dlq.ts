@@ -1,7 +1,7 @@
 import { DataSource } from 'typeorm';
 import { DeadLetterHeaders, isGatewayDeadLetter } from '@tollgate/contracts';
 import { createKafkaMessaging, OutgoingMessage } from '@tollgate/messaging';
-import { connectDatabase, databaseUrl } from '@tollgate/persistence';
+import { connectDatabase } from '@tollgate/persistence';
 import { DeadLetter, DeadLetterSelection, findDeadLetters, markReplayed } from '@tollgate/ledger';
 import { ExitCode, FlagValues } from '../args';
 import { operatorCommand, usageError } from './command';
@@ -153,12 +153,12 @@ export async function replay(
   return 0;
 }
 
-export const dlq = operatorCommand('dlq', usage, flags, async (values, positionals, io) => {
+export const dlq = operatorCommand('dlq', usage, flags, async (values, positionals, io, config) => {
   const cmd = parseDlqArgs(values, positionals);
-  const ds = await connectDatabase({ url: databaseUrl(io.env), migrate: false, poolSize: 2 });
+  const ds = await connectDatabase({ url: config.databaseUrl, migrate: false, poolSize: 2 });
   try {
     if (cmd.command === 'list') return await list(ds, cmd.pending, cmd.json, io.out);
-    const messaging = createKafkaMessaging({ clientId: 'tollgate-dlq' });
+    const messaging = createKafkaMessaging({ clientId: 'tollgate-dlq', ...config.kafka });
     try {
       const publisher = await messaging.publisher();
       return await replay(ds, cmd.selection, (topic, messages) => publisher.publish(topic, messages), io.out, io.err);

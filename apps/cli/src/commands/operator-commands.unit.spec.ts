@@ -52,7 +52,7 @@ describe('tollgate replay: arguments', () => {
 describe('tollgate audit: arguments', () => {
   it('audits every org with every check by default, the hold grace being the publish window', () => {
     expect(auditArgs([])).toMatchObject({ orgs: 'all', group: null, readTopic: false, holdGraceSeconds: 120 });
-    expect(auditArgs([]).checks.size).toBe(9);
+    expect(auditArgs([]).checks.size).toBe(10);
     expect(auditArgs([], { RESERVATION_PUBLISH_WINDOW_SECONDS: '300' })).toMatchObject({ holdGraceSeconds: 300 });
   });
 

@@ -1,12 +1,12 @@
 import { Logger } from '@nestjs/common';
 import { createKafkaMessaging } from '@tollgate/messaging';
 import { connectDatabase } from '@tollgate/persistence';
-import { strFromEnv } from '@tollgate/platform';
 import { ProfileError } from '@tollgate/profiles';
 import { ProfileCatalog } from '@tollgate/ledger';
 import { kafkaReplay, KafkaReplayReport, whatIfCatalog } from '@tollgate/operations';
 import { ExitCode } from '../args';
 import { progress, Progress } from '../progress';
+import { CliConfig } from '../config';
 import { asJson, CommandIo } from './command';
 
 /**
@@ -15,13 +15,17 @@ import { asJson, CommandIo } from './command';
  * 0 no unexplained difference (a what-if run always), 1 an unexplained difference, 2 bad input (a profile file),
  * 130 interrupted (the scratch schema and consumer group dropped, live tables untouched).
  */
-export async function kafkaReplayCommand(opts: { orgs: string[] | 'all'; profile: string | null; json?: boolean }, io: CommandIo): Promise<number> {
-  const active = strFromEnv('TOLLGATE_PROFILE', 'trackyard', io.env);
+export async function kafkaReplayCommand(
+  opts: { orgs: string[] | 'all'; profile: string | null; json?: boolean },
+  io: CommandIo,
+  config: CliConfig,
+): Promise<number> {
+  const active = config.profile.name;
   let catalog: ProfileCatalog;
   let replaces: string | null = null;
   try {
     if (opts.profile) ({ catalog, replaces } = whatIfCatalog(opts.profile, active));
-    else catalog = ProfileCatalog.load(active);
+    else catalog = ProfileCatalog.load(active, config.profile.dir);
   } catch (e) {
     if (!(e instanceof ProfileError)) throw e;
     io.err(`replay: invalid profile: ${e.message}\n`);
@@ -30,8 +34,8 @@ export async function kafkaReplayCommand(opts: { orgs: string[] | 'all'; profile
   const say = (line: string) => io.err(`replay: ${line}\n`);
   // stdout is the report: the consumer's per-message warnings (events the scratch refused) are differences there.
   Logger.overrideLogger(['error']);
-  const live = await connectDatabase({ migrate: false, poolSize: 2 });
-  const messaging = createKafkaMessaging({ clientId: 'tollgate-replay', log: (level, message) => level === 'error' && say(message) });
+  const live = await connectDatabase({ url: config.databaseUrl, migrate: false, poolSize: 2 });
+  const messaging = createKafkaMessaging({ clientId: 'tollgate-replay', ...config.kafka, log: (level, message) => level === 'error' && say(message) });
   const stop = new AbortController();
   const onSigint = () => {
     say('interrupted: stopping, dropping the scratch schema and consumer group');

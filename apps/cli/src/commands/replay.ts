@@ -1,6 +1,7 @@
 import { ProfileError } from '@tollgate/profiles';
 import { connectDatabase } from '@tollgate/persistence';
 import { ProfileCatalog } from '@tollgate/ledger';
+import { CliConfig } from '../config';
 import { formatDifference, loadProfileFile, ReplayArgumentError, replayLedger, whatIf } from '@tollgate/operations';
 import { ExitCode, FlagValues } from '../args';
 import { progress, Progress } from '../progress';
@@ -58,11 +59,11 @@ export function parseReplayArgs(values: FlagValues<typeof flags> & { json?: bool
   return { orgs, source, apply, profile, json: values.json ?? false };
 }
 
-export const replay = operatorCommand('replay', usage, flags, async (values, positionals, io) => {
+export const replay = operatorCommand('replay', usage, flags, async (values, positionals, io, config) => {
   const opts = parseReplayArgs(values, positionals);
-  if (opts.source === 'kafka') return kafkaReplayCommand(opts, io);
+  if (opts.source === 'kafka') return kafkaReplayCommand(opts, io, config);
   try {
-    return opts.profile !== null ? await runWhatIf(opts, opts.profile, io) : await runLedger(opts, io);
+    return opts.profile !== null ? await runWhatIf(opts, opts.profile, io, config) : await runLedger(opts, io, config);
   } catch (e) {
     if (e instanceof ReplayArgumentError || e instanceof ProfileError) {
       io.err(`replay: ${e.message}\n`);
@@ -72,9 +73,9 @@ export const replay = operatorCommand('replay', usage, flags, async (values, pos
   }
 });
 
-async function runLedger(opts: Options, io: CommandIo): Promise<number> {
+async function runLedger(opts: Options, io: CommandIo, config: CliConfig): Promise<number> {
   const out = opts.json ? () => undefined : io.out;
-  const ds = await connectDatabase({ migrate: false, poolSize: 2 });
+  const ds = await connectDatabase({ url: config.databaseUrl, migrate: false, poolSize: 2 });
   // Ctrl-C stops between batches (the diff) or between orgs (--apply): each org's live rows are untouched or
   // repaired, never half-written. A second Ctrl-C exits at once (an open transaction rolls back).
   let stop = false;
@@ -99,7 +100,7 @@ async function runLedger(opts: Options, io: CommandIo): Promise<number> {
           (repairBar ??= progress('replay --apply', 'orgs', total)).update(done, total);
         },
         stopRequested: () => stop,
-        planTerms: (profile, plan) => (catalog ??= ProfileCatalog.load(io.env.TOLLGATE_PROFILE ?? 'trackyard')).plan(profile, plan),
+        planTerms: (profile, plan) => (catalog ??= ProfileCatalog.load(config.profile.name, config.profile.dir)).plan(profile, plan),
       },
     );
     bar?.finish();
@@ -138,10 +139,10 @@ async function runLedger(opts: Options, io: CommandIo): Promise<number> {
   }
 }
 
-async function runWhatIf(opts: Options, file: string, io: CommandIo): Promise<number> {
+async function runWhatIf(opts: Options, file: string, io: CommandIo, config: CliConfig): Promise<number> {
   const out = opts.json ? () => undefined : io.out;
   const profile = loadProfileFile(file);
-  const ds = await connectDatabase({ migrate: false, poolSize: 2 });
+  const ds = await connectDatabase({ url: config.databaseUrl, migrate: false, poolSize: 2 });
   try {
     let bar: Progress | undefined;
     const report = await whatIf(ds, profile, opts.orgs, (done, total) => (bar ??= progress('what-if', 'calls', total)).update(done, total));

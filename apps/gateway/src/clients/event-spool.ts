@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import { ConsoleLogger } from '@nestjs/common';
-import { DeadLetterFile, maxMessageBytesFromEnv, Publisher, SpoolingPublisher, SpoolLog } from '@tollgate/messaging';
-import { ConfigError, gatewayDeadLetters, intFromEnv, spoolBytes, spooledEvents, strFromEnv } from '@tollgate/platform';
+import { DeadLetterFile, Publisher, SpoolingPublisher, SpoolLog } from '@tollgate/messaging';
+import { ConfigError, gatewayDeadLetters, spoolBytes, spooledEvents } from '@tollgate/platform';
+import { GatewayConfig } from '../config';
 
 /** How long start-up waits for the broker before it goes on without it (events spooled meanwhile). */
 const BrokerWaitMs = 3000;
@@ -19,11 +20,14 @@ const BrokerWaitMs = 3000;
  * background. A configuration error the broker reveals (KAFKA_REPLICATION_FACTOR above its broker count) still
  * stops a start-up that saw it.
  */
-export async function openEventSpool(connect: () => Promise<Publisher>, port: number, logger: ConsoleLogger): Promise<SpoolingPublisher> {
-  const dir = resolve(strFromEnv('GATEWAY_SPOOL_DIR', `.tollgate/spool/${port}`));
-  const maxBytes = intFromEnv('GATEWAY_SPOOL_MAX_BYTES', 64 * 1024 * 1024);
-  if (maxBytes < 64 * 1024) throw new ConfigError(`environment: GATEWAY_SPOOL_MAX_BYTES: at least 65536 bytes (got ${maxBytes})`);
-  const maxMessageBytes = maxMessageBytesFromEnv();
+export async function openEventSpool(
+  connect: () => Promise<Publisher>,
+  settings: GatewayConfig['spool'],
+  maxMessageBytes: number,
+  logger: ConsoleLogger,
+): Promise<SpoolingPublisher> {
+  const dir = resolve(settings.dir);
+  const maxBytes = settings.maxBytes;
   const log = (level: 'error' | 'warn' | 'info', message: string, extra?: Record<string, unknown>) =>
     level === 'error' ? logger.error({ msg: message, ...extra }) : logger.warn({ msg: message, ...extra });
   let spool: SpoolLog;
@@ -50,7 +54,7 @@ export async function openEventSpool(connect: () => Promise<Publisher>, port: nu
     log('error', `spool: the broker did not answer within ${BrokerWaitMs} ms (${early instanceof Error ? early.message : 'still connecting'}); starting without it: paid calls go on, their events are spooled to ${dir} and sent once it answers`);
   }
   const publisher = new SpoolingPublisher(first, spool, deadLetters, {
-    deadlineMs: intFromEnv('GATEWAY_SPOOL_DEADLINE_MS', 1500),
+    deadlineMs: settings.deadlineMs,
     log,
     connect,
     maxMessageBytes,

@@ -5,6 +5,7 @@ import { leasedUnspentSql } from '@tollgate/ledger';
 import { OrgSort } from './admin-views.dto';
 import { toHistoryItem } from './admin-commands';
 import { readHistory } from './admin-command-store';
+import { ledgerEntryView } from './ledger-entry-view';
 
 /**
  * What an operator looks at (the CLI's `orgs list` and `usage`, the console's pages): read-only views over the
@@ -214,15 +215,7 @@ export class AdminViews {
     const last: Array<{ seq: string | null }> = await this.ds.query(`SELECT MAX(seq) AS seq FROM ledger_entries WHERE org_id = $1`, [orgId]);
     return {
       entries: rows.map((r) => ({
-        seq: Number(r.seq),
-        type: r.type,
-        amount: Number(r.amount),
-        balance_after: Number(r.balance_after),
-        cause: r.cause,
-        occurred_at: r.occurred_at.toISOString(),
-        recorded_at: r.recorded_at.toISOString(),
-        bucket_id: r.bucket_id,
-        detail: r.detail,
+        ...ledgerEntryView(r),
         call: r.path ? { method: r.method, path: r.path, status_code: r.status_code, cost_reason: r.cost_reason, request_id: r.request_id } : null,
         hold: r.hold_route ? { route: r.hold_route, status: r.hold_status } : null,
         lease: r.lease_id

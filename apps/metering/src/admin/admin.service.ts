@@ -7,6 +7,7 @@ import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto } from './ad
 import { fieldError } from '@tollgate/platform';
 import { answer, commandCause, DefaultActor, idempotencyKeyReused, sameGrant } from './admin-commands';
 import { recordCommand } from './admin-command-store';
+import { LedgerEntryRow, ledgerEntryView } from './ledger-entry-view';
 
 /** The seqs of the entries a command appended under its own cause (a plan change may also roll the month). */
 function causedBy(decided: { entries: ReadonlyArray<{ seq: number; cause: string }> }, cause: string): number[] {
@@ -227,24 +228,14 @@ export class AdminService {
 
   async ledger(orgId: string, after = 0, limit = 100) {
     await this.requireOrg(orgId);
-    const rows: Array<Record<string, unknown> & { seq: string; amount: string; balance_after: string; occurred_at: Date; recorded_at: Date }> =
+    const rows: LedgerEntryRow[] =
       await this.ds.query(
         `SELECT seq, type, amount, balance_after, cause, occurred_at, recorded_at, bucket_id, detail
            FROM ledger_entries WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
         [orgId, after, limit],
       );
     return {
-      entries: rows.map((r) => ({
-        seq: Number(r.seq),
-        type: r.type,
-        amount: Number(r.amount),
-        balance_after: Number(r.balance_after),
-        cause: r.cause,
-        occurred_at: r.occurred_at.toISOString(),
-        recorded_at: r.recorded_at.toISOString(),
-        bucket_id: r.bucket_id,
-        detail: r.detail,
-      })),
+      entries: rows.map(ledgerEntryView),
     };
   }
 

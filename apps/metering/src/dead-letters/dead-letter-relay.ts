@@ -1,8 +1,9 @@
 import { Logger } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { MaxDeadLetterBytes, Topics } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
-import { RelayLoop } from '../outbox/relay-loop';
+import { AdvisoryLocks } from '@tollgate/persistence';
+import { LockedRelay } from '../outbox/relay-loop';
 import { deadLetterMessage, markSent, unsentDeadLetters } from '@tollgate/ledger';
 
 /**
@@ -14,44 +15,24 @@ import { deadLetterMessage, markSent, unsentDeadLetters } from '@tollgate/ledger
  * acknowledged, before `sent_at` commits, they are sent again. The dead-letter topic is at-least-once; each
  * record carries its dead-letter id and original partition and offset, so a repeat is recognisable.
  */
-export class DeadLetterRelay {
-  private readonly log = new Logger('dead-letters');
-  private readonly loop: RelayLoop;
-
-  constructor(
-    private readonly ds: DataSource,
-    private readonly publisher: Publisher,
-    intervalMs = 500,
-    private readonly batchSize = 500,
-  ) {
-    this.loop = new RelayLoop(this.log, 'dead-letter publication', () => this.publishOnce(), intervalMs, (sent) => sent === batchSize);
+export class DeadLetterRelay extends LockedRelay {
+  constructor(ds: DataSource, private readonly publisher: Publisher, intervalMs = 500, batchSize = 500) {
+    super(ds, new Logger('dead-letters'), 'dead-letter publication', AdvisoryLocks.deadLetters, intervalMs, batchSize);
   }
 
-  start(): void {
-    this.loop.start();
-  }
-
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
-
-  /** Sends one batch of unsent dead letters; returns how many. */
-  async publishOnce(): Promise<number> {
-    return this.ds.transaction(async (m) => {
-      const [lock] = (await m.query(`SELECT pg_try_advisory_xact_lock(727276) AS ok`)) as Array<{ ok: boolean }>;
-      if (!lock?.ok) return 0;
-      const unsent = await unsentDeadLetters(m, this.batchSize);
-      if (unsent.length === 0) return 0;
-      // One record batch on the broker: at most ~512 KiB of (cut) values per send, the rest on the next round.
-      let bytes = 0;
-      const letters = unsent.filter((d, i) => {
-        bytes += Math.min(d.value?.length ?? 0, MaxDeadLetterBytes) + 2048;
-        return i === 0 || bytes <= 512 * 1024;
-      });
-      await this.publisher.publish(Topics.RequestCompletedDeadLetter, letters.map(deadLetterMessage));
-      await markSent(m, letters.map((d) => d.id));
-      // A full batch tells the loop to go again at once, as does a batch cut short by size.
-      return letters.length < unsent.length ? this.batchSize : letters.length;
+  /** Sends one batch of unsent dead letters (runOnce: under the relay's lock); returns how many. */
+  protected async round(m: EntityManager): Promise<number> {
+    const unsent = await unsentDeadLetters(m, this.batchSize);
+    if (unsent.length === 0) return 0;
+    // One record batch on the broker: at most ~512 KiB of (cut) values per send, the rest on the next round.
+    let bytes = 0;
+    const letters = unsent.filter((d, i) => {
+      bytes += Math.min(d.value?.length ?? 0, MaxDeadLetterBytes) + 2048;
+      return i === 0 || bytes <= 512 * 1024;
     });
+    await this.publisher.publish(Topics.RequestCompletedDeadLetter, letters.map(deadLetterMessage));
+    await markSent(m, letters.map((d) => d.id));
+    // A full batch tells the loop to go again at once, as does a batch cut short by size.
+    return letters.length < unsent.length ? this.batchSize : letters.length;
   }
 }

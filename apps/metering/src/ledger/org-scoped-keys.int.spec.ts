@@ -129,7 +129,7 @@ describe('keys scoped by org (real PostgreSQL)', () => {
       close: async () => undefined,
     };
     const relay = new LedgerOutboxRelay(ds, publisher, 200, 5);
-    while ((await relay.publishOnce()) > 0) {
+    while ((await relay.runOnce()) > 0) {
       /* drain */
     }
     sink.length = 0;
@@ -144,12 +144,12 @@ describe('keys scoped by org (real PostgreSQL)', () => {
     );
 
     // A batch of 5 over three orgs: cut mid-way, every org still gets a prefix of its entries.
-    expect(await relay.publishOnce()).toBe(5);
+    expect(await relay.runOnce()).toBe(5);
     const firstCut = new Map<string, number[]>();
     for (const m of sink) firstCut.set(m.key, [...(firstCut.get(m.key) ?? []), Number(m.headers?.seq)]);
     for (const seqs of firstCut.values()) expect(seqs).toEqual([1, 2, 3, 4].slice(0, seqs.length));
 
-    while ((await relay.publishOnce()) > 0) {
+    while ((await relay.runOnce()) > 0) {
       /* drain */
     }
     for (const org of orgs) expect(sink.filter((m) => m.key === org).map((m) => Number(m.headers?.seq))).toEqual([1, 2, 3, 4]);

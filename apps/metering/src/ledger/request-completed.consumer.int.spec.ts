@@ -189,7 +189,7 @@ describe('RequestCompletedConsumer (real PostgreSQL)', () => {
         },
         close: async () => undefined,
       };
-      const stuck = new DeadLetterRelay(ds, stalled).publishOnce().catch((e: Error) => e);
+      const stuck = new DeadLetterRelay(ds, stalled).runOnce().catch((e: Error) => e);
       await consumer.handle(batchOf(topic, 0, [notJson, json(requestCompleted({ org_id: orgId }))]));
       expect(await charges(orgId)).toBe(1);
       const locked = await db.query(`SELECT org_id FROM accounts WHERE org_id = $1 FOR UPDATE NOWAIT`, [orgId]);
@@ -203,7 +203,7 @@ describe('RequestCompletedConsumer (real PostgreSQL)', () => {
       expect(recorded!.reason).toMatch(/^value is not JSON/);
 
       const relay = new DeadLetterRelay(ds, publisher);
-      while ((await relay.publishOnce()) > 0) {
+      while ((await relay.runOnce()) > 0) {
         /* until every unsent dead letter is out */
       }
       expect((await deadLetters(topic))[0]!.sent_at).toBeInstanceOf(Date);

@@ -1,8 +1,9 @@
 import { Logger } from '@nestjs/common';
-import { RelayLoop } from './relay-loop';
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { Topics } from '@tollgate/contracts';
 import { Publisher } from '@tollgate/messaging';
+import { AdvisoryLocks } from '@tollgate/persistence';
+import { LockedRelay } from './relay-loop';
 
 /**
  * Publishes ledger entries on tollgate.ledger.v1 from the transactional outbox: entries and their outbox rows
@@ -22,55 +23,35 @@ import { Publisher } from '@tollgate/messaging';
  *   repeat. This is the one way a ledger message can appear twice; it needs a crash in a window of one
  *   DELETE round trip.
  */
-export class LedgerOutboxRelay {
-  private readonly log = new Logger('ledger-outbox');
-  private readonly loop: RelayLoop;
-
-  constructor(
-    private readonly ds: DataSource,
-    private readonly publisher: Publisher,
-    intervalMs = 200,
-    private readonly batchSize = 2000,
-  ) {
-    this.loop = new RelayLoop(this.log, 'ledger publication', () => this.publishOnce(), intervalMs, (sent) => sent === batchSize);
+export class LedgerOutboxRelay extends LockedRelay {
+  constructor(ds: DataSource, private readonly publisher: Publisher, intervalMs = 200, batchSize = 2000) {
+    super(ds, new Logger('ledger-outbox'), 'ledger publication', AdvisoryLocks.ledgerOutbox, intervalMs, batchSize);
   }
 
-  start(): void {
-    this.loop.start();
-  }
-
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
-
-  /** Sends one batch of pending entries; returns how many. */
-  async publishOnce(): Promise<number> {
-    return this.ds.transaction(async (m) => {
-      const [lock] = (await m.query(`SELECT pg_try_advisory_xact_lock(727275) AS ok`)) as Array<{ ok: boolean }>;
-      if (!lock?.ok) return 0;
-      // The orgs of the oldest pending rows; for each, its lowest seqs, an equal share of the batch (the (org_id, seq)
-      // unique index); then the first of every org, the second of every org, ... up to the batch size. Every org's
-      // part is a prefix of its pending entries by seq, whatever is cut.
-      const rows: Array<{ org_id: string; seq: string; payload: unknown }> = await m.query(
-        `SELECT o.org_id, o.seq, o.payload
-           FROM (SELECT org_id, count(*) OVER () AS orgs
-                   FROM (SELECT DISTINCT org_id FROM (SELECT org_id FROM ledger_outbox ORDER BY id LIMIT $1) oldest) d) orgs
-          CROSS JOIN LATERAL (
-                SELECT org_id, seq, payload, row_number() OVER (ORDER BY seq) AS rank
-                  FROM ledger_outbox WHERE org_id = orgs.org_id ORDER BY seq LIMIT ($1 + orgs.orgs - 1) / orgs.orgs) o
-          ORDER BY o.rank, o.org_id LIMIT $1`,
-        [this.batchSize],
-      );
-      if (rows.length === 0) return 0;
-      await this.publisher.publish(
-        Topics.Ledger,
-        rows.map((r) => ({ key: r.org_id, value: JSON.stringify(r.payload), headers: { seq: String(r.seq) } })),
-      );
-      await m.query(
-        `DELETE FROM ledger_outbox o USING unnest($1::text[], $2::bigint[]) AS d(org_id, seq) WHERE o.org_id = d.org_id AND o.seq = d.seq`,
-        [rows.map((r) => r.org_id), rows.map((r) => r.seq)],
-      );
-      return rows.length;
-    });
+  /** Sends one batch of pending entries (runOnce: under the relay's lock); returns how many. */
+  protected async round(m: EntityManager): Promise<number> {
+    // The orgs of the oldest pending rows; for each, its lowest seqs, an equal share of the batch (the (org_id, seq)
+    // unique index); then the first of every org, the second of every org, ... up to the batch size. Every org's
+    // part is a prefix of its pending entries by seq, whatever is cut.
+    const rows: Array<{ org_id: string; seq: string; payload: unknown }> = await m.query(
+      `SELECT o.org_id, o.seq, o.payload
+         FROM (SELECT org_id, count(*) OVER () AS orgs
+                 FROM (SELECT DISTINCT org_id FROM (SELECT org_id FROM ledger_outbox ORDER BY id LIMIT $1) oldest) d) orgs
+        CROSS JOIN LATERAL (
+              SELECT org_id, seq, payload, row_number() OVER (ORDER BY seq) AS rank
+                FROM ledger_outbox WHERE org_id = orgs.org_id ORDER BY seq LIMIT ($1 + orgs.orgs - 1) / orgs.orgs) o
+        ORDER BY o.rank, o.org_id LIMIT $1`,
+      [this.batchSize],
+    );
+    if (rows.length === 0) return 0;
+    await this.publisher.publish(
+      Topics.Ledger,
+      rows.map((r) => ({ key: r.org_id, value: JSON.stringify(r.payload), headers: { seq: String(r.seq) } })),
+    );
+    await m.query(
+      `DELETE FROM ledger_outbox o USING unnest($1::text[], $2::bigint[]) AS d(org_id, seq) WHERE o.org_id = d.org_id AND o.seq = d.seq`,
+      [rows.map((r) => r.org_id), rows.map((r) => r.seq)],
+    );
+    return rows.length;
   }
 }

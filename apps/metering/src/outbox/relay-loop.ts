@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
 
 /**
  * The loop every relay in metering runs (ledger outbox, dead letters, webhook notifications and deliveries): every
@@ -41,4 +42,44 @@ export class RelayLoop {
     this.timer = null;
     while (this.running) await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * A relay that runs once at a time across metering instances: each round is one transaction that first tries the
+ * relay's advisory lock (AdvisoryLocks in @tollgate/persistence) and, holding it, runs `round`; another instance's
+ * round meanwhile does nothing. A round returning `batchSize` (a full batch) is followed by another at once. The
+ * ledger outbox, the dead-letter relay and the webhook notifier are such relays.
+ */
+export abstract class LockedRelay {
+  private readonly loop: RelayLoop;
+
+  protected constructor(
+    protected readonly ds: DataSource,
+    log: Logger,
+    what: string,
+    private readonly lockKey: number,
+    intervalMs: number,
+    protected readonly batchSize: number,
+  ) {
+    this.loop = new RelayLoop(log, what, () => this.runOnce(), intervalMs, (done) => done === batchSize);
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  /** One round under the lock; returns what `round` did (0 when another instance holds the lock). */
+  runOnce(): Promise<number> {
+    return this.ds.transaction(async (m) => {
+      const [lock] = (await m.query(`SELECT pg_try_advisory_xact_lock($1) AS ok`, [this.lockKey])) as Array<{ ok: boolean }>;
+      return lock?.ok ? this.round(m) : 0;
+    });
+  }
+
+  /** The relay's work, in the transaction that holds its lock: returns how many it did. */
+  protected abstract round(m: EntityManager): Promise<number>;
 }

@@ -142,6 +142,24 @@ describe('credit leases at metering (real PostgreSQL)', () => {
     expect(await ledger(small)).toHaveLength(45);
   });
 
+  it('a plan change while a lease is open: its calls are still paid from it, its rest comes back, the books stay exact', async () => {
+    const org = await orgWith('starter');
+    const granted = await lease(org, 100);
+    const admin = new AdminService(ds, catalog, () => now);
+    await admin.changePlan(org, { plan: 'pro' });
+    const afterUpgrade = await shown(org);
+    await meter(org, [{ reservationId: granted.reservationId }, { reservationId: granted.reservationId }, { reservationId: granted.reservationId }]);
+    expect((await usage(org)).every((u) => u.lease_id === granted.reservationId)).toBe(true);
+    expect(await shown(org)).toBe(afterUpgrade - 3);
+    await admin.changePlan(org, { plan: 'free' });
+    const afterDowngrade = await shown(org);
+    now += 10_000;
+    await reservations.release(granted.reservationId, org, 'expired');
+    expect(await shown(org)).toBe(afterDowngrade);
+    expect(await balance(org)).toBe(afterDowngrade);
+    expect(await audit(org)).toEqual([]);
+  });
+
   it('never lives past its month, and a call of the next month is paid by that month\'s credits, not the lease', async () => {
     const org = await orgWith('starter');
     const late = utc('2026-01-31T23:59:58Z');

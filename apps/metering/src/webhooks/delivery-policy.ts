@@ -59,10 +59,6 @@ export interface UrlRules {
   allowPrivate: boolean;
 }
 
-export function urlRulesFromEnv(env: NodeJS.ProcessEnv = process.env): UrlRules {
-  return { production: env.NODE_ENV === 'production', allowPrivate: env.WEBHOOK_ALLOW_PRIVATE_NETWORKS === 'true' };
-}
-
 /** Whether endpoints' addresses must be checked (production, private networks not allowed). */
 export function guardsAddresses(rules: UrlRules): boolean {
   return rules.production && !rules.allowPrivate;

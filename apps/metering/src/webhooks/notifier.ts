@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
-import { RelayLoop } from '../outbox/relay-loop';
-import { newId } from '@tollgate/persistence';
+import { AdvisoryLocks, newId } from '@tollgate/persistence';
+import { LockedRelay } from '../outbox/relay-loop';
 import { recordCommand } from '../admin/admin-command-store';
 import { deriveFromEntries, deriveFromRefusal, initialState, LedgerEntryView, messageBody, messageId, Notification, NoThresholds, NotifierState, Thresholds } from './notifications';
 
@@ -11,7 +11,7 @@ export const SystemActor = 'tollgate';
 export const GlobalOrg = '*';
 
 /** The advisory lock of the notifier and of anything else that adds webhook messages (a re-send). */
-export const MessageQueueLock = 727277;
+export const MessageQueueLock = AdvisoryLocks.webhookMessages;
 
 /**
  * Derives notifications from what metering recorded and queues them, one webhook_messages row per matching
@@ -25,69 +25,49 @@ export const MessageQueueLock = 727277;
  * are handed out in order per (endpoint, org), and a round's messages and its positions commit together: a crash
  * either leaves both or neither.
  */
-export class Notifier {
-  private readonly log = new Logger('webhook-notifier');
-  private readonly loop: RelayLoop;
-
-  constructor(
-    private readonly ds: DataSource,
-    intervalMs = 250,
-    private readonly batchOrgs = 200,
-    private readonly entriesPerOrg = 2000,
-  ) {
-    this.loop = new RelayLoop(this.log, 'notification derivation', () => this.notifyOnce(), intervalMs, (orgs) => orgs === batchOrgs);
-  }
-
-  start(): void {
-    this.loop.start();
-  }
-
-  stop(): Promise<void> {
-    return this.loop.stop();
+export class Notifier extends LockedRelay {
+  constructor(ds: DataSource, intervalMs = 250, batchOrgs = 200, private readonly entriesPerOrg = 2000) {
+    super(ds, new Logger('webhook-notifier'), 'notification derivation', MessageQueueLock, intervalMs, batchOrgs);
   }
 
   /**
-   * One round: the endpoints disabled since the last round (endpoint.disabled), then the orgs with unread entries
-   * or an unread refusal; returns how many orgs and endpoints were read.
+   * One round (runOnce: under the lock): the endpoints disabled since the last round (endpoint.disabled), then the
+   * orgs with unread entries or an unread refusal; returns how many orgs and endpoints were read.
    */
-  async notifyOnce(): Promise<number> {
-    return this.ds.transaction(async (m) => {
-      const [lock] = (await m.query(`SELECT pg_try_advisory_xact_lock($1) AS ok`, [MessageQueueLock])) as Array<{ ok: boolean }>;
-      if (!lock?.ok) return 0;
-      const disabled = await announceDisabled(m);
-      const due: Array<{ org_id: string }> = await m.query(
-        `SELECT org_id FROM (
-           -- Unread entries, or an org not seen yet (one with no entries still needs a position for its refusals).
-           SELECT a.org_id FROM accounts a LEFT JOIN notifier_positions p USING (org_id)
-            WHERE p.org_id IS NULL OR a.next_seq - 1 > p.seq
-           UNION
-           SELECT p.org_id FROM notifier_positions p
-            WHERE NOT p.exhausted_fired AND EXISTS (SELECT 1 FROM usage_records u
-                    WHERE u.org_id = p.org_id AND u.decision = 'insufficient_credits' AND u.occurred_at > p.exhausted_armed_at)
-         ) d ORDER BY org_id LIMIT $1`,
-        [this.batchOrgs],
-      );
-      if (due.length === 0) return disabled;
-      const orgIds = due.map((d) => d.org_id);
-      const states = await readStates(m, orgIds);
-      const thresholds = await readThresholds(m, orgIds);
-      const entries = await this.readEntries(m, orgIds, states);
-      const derived = new Map<string, Notification[]>();
-      for (const org of orgIds) {
-        const r = deriveFromEntries(org, states.get(org)!, entries.get(org) ?? [], thresholds.get(org) ?? NoThresholds);
-        states.set(org, r.state);
-        derived.set(org, r.notifications);
-      }
-      const refusals = await readRefusals(m, orgIds.filter((o) => !states.get(o)!.exhaustedFired), states);
-      for (const [org, refusal] of refusals) {
-        const r = deriveFromRefusal(org, states.get(org)!, refusal);
-        states.set(org, r.state);
-        derived.get(org)!.push(...r.notifications);
-      }
-      await enqueue(m, orgIds, derived);
-      await saveStates(m, states);
-      return orgIds.length + disabled;
-    });
+  protected async round(m: EntityManager): Promise<number> {
+    const disabled = await announceDisabled(m);
+    const due: Array<{ org_id: string }> = await m.query(
+      `SELECT org_id FROM (
+         -- Unread entries, or an org not seen yet (one with no entries still needs a position for its refusals).
+         SELECT a.org_id FROM accounts a LEFT JOIN notifier_positions p USING (org_id)
+          WHERE p.org_id IS NULL OR a.next_seq - 1 > p.seq
+         UNION
+         SELECT p.org_id FROM notifier_positions p
+          WHERE NOT p.exhausted_fired AND EXISTS (SELECT 1 FROM usage_records u
+                  WHERE u.org_id = p.org_id AND u.decision = 'insufficient_credits' AND u.occurred_at > p.exhausted_armed_at)
+       ) d ORDER BY org_id LIMIT $1`,
+      [this.batchSize],
+    );
+    if (due.length === 0) return disabled;
+    const orgIds = due.map((d) => d.org_id);
+    const states = await readStates(m, orgIds);
+    const thresholds = await readThresholds(m, orgIds);
+    const entries = await this.readEntries(m, orgIds, states);
+    const derived = new Map<string, Notification[]>();
+    for (const org of orgIds) {
+      const r = deriveFromEntries(org, states.get(org)!, entries.get(org) ?? [], thresholds.get(org) ?? NoThresholds);
+      states.set(org, r.state);
+      derived.set(org, r.notifications);
+    }
+    const refusals = await readRefusals(m, orgIds.filter((o) => !states.get(o)!.exhaustedFired), states);
+    for (const [org, refusal] of refusals) {
+      const r = deriveFromRefusal(org, states.get(org)!, refusal);
+      states.set(org, r.state);
+      derived.get(org)!.push(...r.notifications);
+    }
+    await enqueue(m, orgIds, derived);
+    await saveStates(m, states);
+    return orgIds.length + disabled;
   }
 
   private async readEntries(m: EntityManager, orgIds: string[], states: Map<string, NotifierState>): Promise<Map<string, LedgerEntryView[]>> {

@@ -34,7 +34,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
 
   /** Derives until nothing is left, and delivers with `senders` racing each other until every message is delivered. */
   async function drain(endpointId: string, senders: WebhookSender[], deadlineMs = 30_000): Promise<void> {
-    while ((await notifier.notifyOnce()) > 0) {
+    while ((await notifier.runOnce()) > 0) {
       /* all orgs read */
     }
     const until = Date.now() + deadlineMs;
@@ -60,7 +60,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       const org = `${run}-a`;
       await admin.createOrg({ id: org, name: org, plan: 'starter' }); // 500 monthly credits
       // Derive the org's opening before the endpoint exists: only what follows is sent.
-      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      while ((await notifier.runOnce()) > 0) { /* caught up */ }
       const created = await hooks.create({ url: receiver.url, events: ['credits.low', 'credits.granted', 'allowance.reset'], org_id: org });
       secret = created.secret;
       expect(secret).toMatch(/^whsec_/);
@@ -170,7 +170,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       const elsewhere = await hooks.create({ url: watcher.url, events: ['endpoint.disabled'], org_id: `${org}-other` });
       receiver.answer = () => ({ status: 503 });
       const sender = new WebhookSender(ds, { ...policy, disableAfterMs: 300 }, dev);
-      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      while ((await notifier.runOnce()) > 0) { /* caught up */ }
       const until = Date.now() + 20_000;
       while (!(await hooks.list(org)).webhooks.find((w) => w.id === created.id)!.disabled_at) {
         if (Date.now() > until) throw new Error('never disabled');
@@ -181,7 +181,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       expect(Number((await webhookEndpointsDisabled.get()).values[0]!.value)).toBeGreaterThanOrEqual(1);
       const attempts = receiver.hits.length;
       await admin.grantCredits(org, { amount: 3, reason: 'while disabled', idempotency_key: `${org}-1` });
-      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      while ((await notifier.runOnce()) > 0) { /* caught up */ }
       await drain(watching.id, [sender]);
       expect(receiver.hits).toHaveLength(attempts);
       expect((await hooks.deliveries(created.id)).pending).toBe(1);
@@ -193,7 +193,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       }]);
       expect((await hooks.deliveries(elsewhere.id)).deliveries).toEqual([]);
       // Announced once, and recorded in the org's history as the system's command.
-      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      while ((await notifier.runOnce()) > 0) { /* caught up */ }
       const [recorded] = (await ds.query(`SELECT actor, input, result FROM admin_commands WHERE org_id = $1 AND command = 'disable-webhook'`, [org])) as Array<{ actor: string; input: Record<string, unknown>; result: Record<string, unknown> }>;
       expect(recorded).toMatchObject({ actor: 'tollgate', input: { webhook_id: created.id }, result: { webhook_id: created.id, disabled_at: disabledAt, notified: [watching.id] } });
       expect(((await ds.query(`SELECT count(*)::int AS n FROM webhook_messages WHERE event_type = 'endpoint.disabled' AND endpoint_id = $1`, [watching.id])) as Array<{ n: number }>)[0]!.n).toBe(1);
@@ -227,7 +227,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
         }]);
       await refuse(Date.now());
       await refuse(Date.now() + 1);
-      await notifier.notifyOnce();
+      await notifier.runOnce();
       await refuse(Date.now() + 2);
       await drain(created.id, [new WebhookSender(ds, policy, dev)]);
       expect(receiver.accepted().map((h) => h.body.type)).toEqual(['credits.exhausted']);
@@ -251,7 +251,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       const onPlan = `${run}-p1`;
       const own = `${run}-p2`;
       for (const org of [onPlan, own]) await admin.createOrg({ id: org, name: org, plan: 'starter' }); // 500 a month
-      while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+      while ((await notifier.runOnce()) > 0) { /* caught up */ }
       const created = await hooks.create({ url: receiver.url, events: ['credits.low'], org_id: null });
       secret = created.secret;
       await expect(hooks.setPlanAlerts('no-such-plan', { credits_below: [1] })).rejects.toThrow(/plan "no-such-plan" does not exist/);
@@ -331,7 +331,7 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
     await admin.createOrg({ id: org, name: org, plan: 'free' });
     // Accepted when it was created (as a name resolving to a public address would be), then rebound to loopback.
     const created = await hooks.create({ url: 'https://hooks.rebound.test:8443/x', events: ['credits.granted'], org_id: org });
-    while ((await notifier.notifyOnce()) > 0) { /* caught up */ }
+    while ((await notifier.runOnce()) > 0) { /* caught up */ }
     const asked: string[] = [];
     const sender = new WebhookSender(ds, policy, { production: true, allowPrivate: false }, 250, 16, Date.now, async (host) => {
       asked.push(host);

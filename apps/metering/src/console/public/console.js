@@ -2,6 +2,8 @@
 // The admin token lives in this tab's sessionStorage and travels only as an Authorization header; it is never put
 // in a URL. Every value from the API is written with textContent (never innerHTML), and the page is served with a
 // CSP that allows scripts from this origin only.
+// Over 400 lines on purpose: the browser loads this one classic script as it is (no bundler, no module loader);
+// its views share the closure's state and helpers, and splitting it would mean a build step or ordered globals.
 /* global uPlot */
 (function () {
   'use strict';
