@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run infra:kafka`: the local Kafka broker `npm run up` uses (scripts/infra.js: KRaft, Kafka 3.9.2, data in
-// .tollgate/kafka, TOLLGATE_KAFKA_PORT moves it), in the foreground until Ctrl-C, for running apps one by one with
-// `npm run start:<app>`. A broker already answering on that port (or KAFKA_BROKERS) is reported and left alone.
+// .tollgate/kafka, TOLLGATE_KAFKA_PORT moves it, TOLLGATE_KAFKA_BROKERS=3 makes it a three-node cluster), in the
+// foreground until Ctrl-C, for running apps one by one with `npm run start:<app>`. A broker already answering on that port (or KAFKA_BROKERS) is reported and left alone.
 const { ensureKafka } = require('./infra');
 
 const say = (m) => process.stderr.write(`kafka: ${m}\n`);
@@ -12,7 +12,8 @@ async function main() {
     say(`nothing started: a broker already answers at ${kafka.brokers}`);
     return;
   }
-  say(`running at ${kafka.brokers} (KAFKA_BROKERS=${kafka.brokers}); Ctrl-C stops it`);
+  const env = Object.entries(kafka.env).map(([k, v]) => `${k}=${v}`).join(' ');
+  say(`running at ${kafka.brokers} (${env}); Ctrl-C stops it`);
   let stopping = false;
   const stop = () => {
     if (stopping) return;
@@ -25,7 +26,7 @@ async function main() {
   // Stay up as long as the broker does; one that dies on its own ends this with an error.
   const { code, signal } = await kafka.exited;
   if (stopping) return;
-  say(`the broker exited (${signal ?? `exit ${code}`}); see .tollgate/kafka/server.log`);
+  say(`${kafka.nodes ? 'a node' : 'the broker'} exited (${signal ?? `exit ${code}`}); see .tollgate/kafka/${kafka.nodes ? 'node-*/' : ''}server.log`);
   process.exit(1);
 }
 

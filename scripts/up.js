@@ -85,6 +85,10 @@ process.on('SIGTERM', () => void shutdown(0));
 async function main() {
   const started = Date.now();
   if (!existsSync(join(root, 'dist', 'apps', 'gateway', 'src', 'main.js'))) throw new Error('no build in dist/: run `npm run build` (npm run up does)');
+  // up restarts the broker it started as one unit; a cluster's nodes are restarted one by one, which it does not do.
+  if (!env.KAFKA_BROKERS && Number(env.TOLLGATE_KAFKA_BROKERS || 1) !== 1) {
+    throw new Error('TOLLGATE_KAFKA_BROKERS: npm run up supervises one local broker; start a cluster with `TOLLGATE_KAFKA_BROKERS=3 npm run infra:kafka` and run up with the KAFKA_BROKERS, KAFKA_REPLICATION_FACTOR and KAFKA_MIN_INSYNC_REPLICAS it prints');
+  }
   if (production && !env.TOLLGATE_ADMIN_TOKEN) throw new Error('NODE_ENV=production: set TOLLGATE_ADMIN_TOKEN (e.g. export TOLLGATE_ADMIN_TOKEN=$(openssl rand -hex 24))');
   const ports = {
     gateway: num('GATEWAY_PORT', 8080),

@@ -46,7 +46,7 @@ async function main() {
   const child = spawn(cmd, args, {
     stdio: 'inherit',
     shell: false,
-    env: { ...process.env, KAFKA_BROKERS: kafka.brokers, DATABASE_URL: databaseUrl, ...extra },
+    env: { ...process.env, ...kafka.env, KAFKA_BROKERS: kafka.brokers, DATABASE_URL: databaseUrl, ...extra },
   });
   const forward = (sig) => child.kill(sig);
   process.on('SIGINT', forward);

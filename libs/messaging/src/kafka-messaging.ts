@@ -108,8 +108,10 @@ class KafkaMessaging implements Messaging {
       if (replicationFactor > brokers) {
         throw new ConfigError(`invalid configuration: KAFKA_REPLICATION_FACTOR: ${replicationFactor} copies need as many brokers; the cluster at ${this.brokers.join(',')} has ${brokers}`);
       }
+      // Not kafkajs's waitForLeaders: it asks one broker once the controller took the topics, and on a cluster a
+      // broker that has not applied them yet answers UNKNOWN_TOPIC_OR_PARTITION, which it gives up on.
       await admin.createTopics({
-        waitForLeaders: true,
+        waitForLeaders: false,
         topics: missing.map(({ topic, partitions }) => ({
           topic,
           numPartitions: partitions,
@@ -120,6 +122,7 @@ class KafkaMessaging implements Messaging {
         // Several apps start together: another one may have created them first.
         if (e.type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(e.message)) throw e;
       });
+      await this.awaitLeaders(admin, missing.map((t) => t.topic));
     }
     // Topics that were there already keep their settings: say so when they differ from what is configured.
     const present = wanted.filter((t) => existing.has(t.topic));
@@ -131,6 +134,27 @@ class KafkaMessaging implements Messaging {
       if (want && (t.partitions.length !== want.partitions || replicas !== replicationFactor)) {
         this.opts.log?.('warn', `kafka: topic ${t.name} exists with ${t.partitions.length} partitions and ${replicas} replicas; configured ${want.partitions} and ${replicationFactor} apply only to topics created now (change it with kafka-topics.sh / kafka-reassign-partitions.sh)`);
       }
+    }
+  }
+
+  /**
+   * Waits until every partition of `topics` has a leader, asking again while the broker asked has not learnt of
+   * them (UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE: a cluster's brokers apply a new topic one by one).
+   */
+  private async awaitLeaders(admin: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no metadata yet';
+    for (;;) {
+      try {
+        const meta = await admin.fetchTopicMetadata({ topics });
+        const waiting = meta.topics.filter((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0)).map((t) => t.name);
+        if (meta.topics.length === topics.length && waiting.length === 0) return;
+        last = `no leader yet for ${waiting.join(', ') || 'some topics'}`;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      if (Date.now() > deadline) throw new KafkaUnavailableError(`Kafka at ${this.brokers.join(',')}: topics ${topics.join(', ')} created, but without leaders after ${timeoutMs / 1000} s (${last})`);
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
 
