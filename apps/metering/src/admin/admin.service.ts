@@ -61,7 +61,7 @@ export class AdminService {
     const org = rows[0];
     if (!org) throw this.orgNotFound(orgId);
     const account = await readAccount(this.ds.manager, orgId);
-    const leased = Number(((await this.ds.query(`SELECT ${leasedUnspentSql('$1')} AS n`, [orgId])) as Array<{ n: string }>)[0]?.n ?? 0);
+    const leased = await leasedUnspent(this.ds.manager, orgId);
     return {
       id: org.id,
       name: org.name,
@@ -155,7 +155,7 @@ export class AdminService {
         reason: dto.reason,
         idempotency_key: dto.idempotency_key,
         expires_at: dto.expires_at ?? null,
-        balance: decided.account.balance,
+        balance: decided.account.balance + (await leasedUnspent(m, orgId)),
         seq: decided.entries[decided.entries.length - 1]?.seq ?? null,
       };
       await recordCommand(m, {
@@ -184,7 +184,7 @@ export class AdminService {
       await appendEntries(m, decided.entries);
       await saveAccounts(m, [decided.account]);
       await m.query(`UPDATE orgs SET plan = $2, updated_at = now() WHERE id = $1`, [orgId, plan.name]);
-      const result = { id: orgId, plan: plan.name, balance: decided.account.balance };
+      const result = { id: orgId, plan: plan.name, balance: decided.account.balance + (await leasedUnspent(m, orgId)) };
       await recordCommand(m, {
         id: commandId, orgId, command: 'change-plan', actor, at: now,
         input: { plan: plan.name }, idempotencyKey: null, result: { ...result, from_plan: fromPlan }, entrySeqs: causedBy(decided, cause),
@@ -261,4 +261,13 @@ export class AdminService {
   private orgNotFound(orgId: string): NotFoundException {
     return new NotFoundException({ error: 'not_found', message: `org "${orgId}" does not exist` });
   }
+}
+
+/**
+ * What the org's leases hold and no call has spent: still the org's (SPEC §4), so every balance the admin API shows
+ * adds it to the ledger's. Read under the account's lock by the commands, so it is the figure as of their entries.
+ */
+async function leasedUnspent(m: EntityManager, orgId: string): Promise<number> {
+  const rows: Array<{ n: string }> = await m.query(`SELECT ${leasedUnspentSql('$1')} AS n`, [orgId]);
+  return Number(rows[0]?.n ?? 0);
 }
