@@ -1,6 +1,6 @@
 import { Clock } from '@tollgate/rate-limit';
 import { CreditReservations } from '../clients/metering-client';
-import { BalanceCache, CreditPolicy, HoldOutcome, Need, PaidCall } from './credit-policy';
+import { BalanceCache, CreditPolicy, HoldOutcome, holdPerCall, Need, PaidCall } from './credit-policy';
 
 /** A block of an org's credits this gateway holds at metering and spends call by call (SPEC §4). */
 interface Lease {
@@ -78,7 +78,9 @@ export class LeasedCredits implements CreditPolicy {
     private readonly clock: Clock,
     private readonly opts: LeaseOptions,
   ) {
-    this.cache = new BalanceCache(clock, (orgId) => metering.balance(orgId));
+    // At most 2 s old: every lease granted refreshes it, so an org with traffic rarely needs a GetBalance of its own
+    // (measured: a 1 s bound made quiet orgs ask about once per call at 3 calls/s).
+    this.cache = new BalanceCache(clock, (orgId) => metering.balance(orgId), 2000);
     this.now = opts.monotonic ?? (() => performance.now());
     this.minimumCalls = opts.minimumCalls ?? 8;
     this.marginMs = opts.marginMs ?? 250;
@@ -173,7 +175,9 @@ export class LeasedCredits implements CreditPolicy {
   /** One ask per org at a time; resolves with the new lease, or null when metering refused one. */
   private ask(org: OrgLeases, call: PaidCall, price: number): Promise<Lease | null> {
     if (org.asking) return org.asking;
-    const wanted = Math.max(this.minimumCalls * price, org.demand.now, org.demand.before);
+    // The last second or two of the org's demand (this second so far and the one before): a lease renewed at half
+    // lasts about a second of steady traffic, and a quiet org still gets `minimumCalls` calls' worth.
+    const wanted = Math.max(this.minimumCalls * price, org.demand.now + org.demand.before);
     const startedAt = this.now();
     const id = `lease_${this.opts.gateway.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 60)}_${Date.now().toString(36)}_${(this.nextLease++).toString(36)}`;
     const asking = this.metering
@@ -248,8 +252,7 @@ export class LeasedCredits implements CreditPolicy {
    * gateway's leases have not drawn. Exact with one gateway; with several, the others' undrawn leases are missing.
    */
   private async shown(org: OrgLeases): Promise<number> {
-    // At most a second old: every lease granted refreshes it, so a busy org rarely asks; a quiet one asks once a
-    // second at most, and a top-up or a plan change shows within that.
+    // At most 2 s old (the cache's bound): a top-up or a plan change shows within that.
     const balance = await this.cache.get(org.orgId).catch(() => this.cache.peek(org.orgId) ?? 0);
     return balance + this.undrawn(org);
   }
@@ -257,19 +260,8 @@ export class LeasedCredits implements CreditPolicy {
   // ---- per-call holds (no lease: near a zero balance) --------------------------------------------------------
 
   private async holdPerCall(call: PaidCall, need: Need, reservationId: string): Promise<HoldOutcome> {
-    const r = await this.metering.reserve({
-      reservationId,
-      orgId: call.orgId,
-      profile: call.profile,
-      method: call.method,
-      route: call.route,
-      entities: need.kind === 'entities' ? need.ids : [],
-      occurredAt: new Date(call.nowMs).toISOString(),
-    });
-    this.cache.remember(call.orgId, r.balance);
-    const shown = r.balance + this.undrawn(this.orgs.get(call.orgId));
-    if (!r.granted) return { granted: false, requested: r.requested, shortfall: r.shortfall, balance: shown };
-    return { granted: true, reservationId: r.requested > 0 ? reservationId : null, held: r.requested, balance: shown };
+    const held = await holdPerCall(this.metering, this.cache, call, need, reservationId);
+    return { ...held, balance: (held.balance ?? 0) + this.undrawn(this.orgs.get(call.orgId)) };
   }
 }
 

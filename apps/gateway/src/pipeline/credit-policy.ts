@@ -97,19 +97,8 @@ export class StrictCredits implements CreditPolicy {
     this.cache = new BalanceCache(clock, (orgId) => metering.balance(orgId));
   }
 
-  async hold(call: PaidCall, need: Need, reservationId: string): Promise<HoldOutcome> {
-    const r = await this.metering.reserve({
-      reservationId,
-      orgId: call.orgId,
-      profile: call.profile,
-      method: call.method,
-      route: call.route,
-      entities: need.kind === 'entities' ? need.ids : [],
-      occurredAt: new Date(call.nowMs).toISOString(),
-    });
-    this.cache.remember(call.orgId, r.balance);
-    if (!r.granted) return { granted: false, requested: r.requested, shortfall: r.shortfall, balance: r.balance };
-    return { granted: true, reservationId: r.requested > 0 ? reservationId : null, held: r.requested, balance: r.balance };
+  hold(call: PaidCall, need: Need, reservationId: string): Promise<HoldOutcome> {
+    return holdPerCall(this.metering, this.cache, call, need, reservationId);
   }
 
   async giveBack(orgId: string, reservationId: string | null, credits: number): Promise<boolean> {
@@ -122,6 +111,25 @@ export class StrictCredits implements CreditPolicy {
   balance(orgId: string): Promise<number> {
     return this.cache.get(orgId);
   }
+}
+
+/**
+ * One call's credits held at metering (metering prices it: a fixed cost, or the entities new to the org), all or
+ * nothing; the balance it answers is remembered. `balance` in the outcome is the org's balance at metering after it.
+ */
+export async function holdPerCall(metering: CreditReservations, cache: BalanceCache, call: PaidCall, need: Need, reservationId: string): Promise<HoldOutcome> {
+  const r = await metering.reserve({
+    reservationId,
+    orgId: call.orgId,
+    profile: call.profile,
+    method: call.method,
+    route: call.route,
+    entities: need.kind === 'entities' ? need.ids : [],
+    occurredAt: new Date(call.nowMs).toISOString(),
+  });
+  cache.remember(call.orgId, r.balance);
+  if (!r.granted) return { granted: false, requested: r.requested, shortfall: r.shortfall, balance: r.balance };
+  return { granted: true, reservationId: r.requested > 0 ? reservationId : null, held: r.requested, balance: r.balance };
 }
 
 /**
