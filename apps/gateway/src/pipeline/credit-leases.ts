@@ -120,7 +120,7 @@ export class LeasedCredits implements CreditPolicy {
       if (released) this.cache.spend(orgId, -credits);
       return released;
     }
-    return true; // a lease this gateway has forgotten (retired and emptied): nothing is left to give back to
+    return true; // a lease this gateway forgot (ended over 30 s ago): its rest came back when the sweeper closed it
   }
 
   async balance(orgId: string): Promise<number> {
