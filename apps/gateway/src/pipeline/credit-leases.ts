@@ -6,10 +6,8 @@ import { BalanceCache, CreditPolicy, HoldOutcome, holdPerCall, Need, PaidCall } 
 interface Lease {
   id: string;
   size: number;
-  /** Credits not drawn yet. */
+  /** Credits not drawn yet; `size - left` were drawn for calls (less those given back). */
   left: number;
-  /** Credits drawn for calls, less those given back. */
-  drawn: number;
   /** On this gateway's monotonic clock: no call is drawn from it at or after this instant. */
   deadline: number;
   /** No more draws: its time is up (EndLease is on its way or done). An emptied lease lives on until then. */
@@ -99,7 +97,6 @@ export class LeasedCredits implements CreditPolicy {
     }
     if (!lease) return this.holdPerCall(call, need, reservationId);
     lease.left -= price;
-    lease.drawn += price;
     this.renewAhead(org, call, price);
     return { granted: true, reservationId: lease.id, held: price, balance: await this.shown(org) };
   }
@@ -111,7 +108,6 @@ export class LeasedCredits implements CreditPolicy {
       // An ended lease already told metering what it drew: these credits come back when the sweeper closes it.
       if (!leased.lease.ended) {
         leased.lease.left += credits;
-        leased.lease.drawn -= credits;
       }
       return true;
     }
@@ -167,7 +163,9 @@ export class LeasedCredits implements CreditPolicy {
   /** Asks for a lease ahead of need when the newest is half drawn or has less than a second left. */
   private renewAhead(org: OrgLeases, call: PaidCall, price: number): void {
     if (org.asking || this.closing) return;
-    const newest = org.leases.filter((l) => !l.ended).pop();
+    // The newest live lease, found without allocating (this runs on every paid call).
+    let newest: Lease | undefined;
+    for (let i = org.leases.length - 1; i >= 0 && !newest; i--) if (!org.leases[i]!.ended) newest = org.leases[i];
     if (newest && newest.left * 2 >= newest.size && newest.deadline - this.now() > 1000) return;
     void this.ask(org, call, price).catch(() => undefined);
   }
@@ -203,7 +201,7 @@ export class LeasedCredits implements CreditPolicy {
         }
         // The deadline counts from before the ask: the grant happened after startedAt, so no draw is later than
         // metering's own held_at + lease_ms.
-        const lease: Lease = { id, size, left: size, drawn: 0, deadline: startedAt + ms - this.marginMs, ended: false, timer: null };
+        const lease: Lease = { id, size, left: size, deadline: startedAt + ms - this.marginMs, ended: false, timer: null };
         lease.timer = setTimeout(() => void this.end(org, lease), Math.max(0, lease.deadline - this.now()));
         lease.timer.unref();
         org.leases.push(lease);
@@ -224,7 +222,7 @@ export class LeasedCredits implements CreditPolicy {
     if (lease.timer) clearTimeout(lease.timer);
     try {
       if (lease.left > 0) {
-        const returned = await this.metering.endLease(lease.id, org.orgId, lease.drawn);
+        const returned = await this.metering.endLease(lease.id, org.orgId, lease.size - lease.left);
         this.cache.spend(org.orgId, -returned);
       }
     } catch {
