@@ -64,7 +64,14 @@ runMain('metering', async () => {
   });
   // Reservations answer gateways from their own thread (see reservations-thread.ts); this one keeps the rest.
   const reservationsThread = await startReservationsThread(
-    { profile: catalog.active.name, url: `${host}:${grpcPort}`, bearerToken: internal.token, poolSize: config.database.reservationsPoolSize },
+    {
+      profile: config.profile,
+      databaseUrl: config.database.url,
+      logging: config.logging,
+      url: `${host}:${grpcPort}`,
+      bearerToken: internal.token,
+      poolSize: config.database.reservationsPoolSize,
+    },
     (why) => {
       logger.error({ msg: `the reservations thread died (${why}); metering stops so that it is restarted whole` });
       process.exit(1);

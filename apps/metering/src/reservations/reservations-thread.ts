@@ -5,7 +5,7 @@ import { DynamicModule, Logger, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ProtoFiles, ProtoPackages } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
-import { createLogger, grpcServerOptions, holdBatches, holdsDecided } from '@tollgate/platform';
+import { createLogger, grpcServerOptions, holdBatches, holdsDecided, RuntimeConfig } from '@tollgate/platform';
 import { ProfileCatalog } from '@tollgate/ledger';
 import { HoldTally, ReservationService } from './reservation.service';
 import { ReservationsGrpcController } from './reservations.grpc.controller';
@@ -19,9 +19,17 @@ import { ReservationsGrpcController } from './reservations.grpc.controller';
  * The thread is part of metering, not a service of its own: it starts before metering is ready, and metering exits
  * if it dies (a supervisor restarts the whole process), so there is never a metering without reservations.
  */
+/**
+ * Everything the thread needs, taken from metering's checked configuration (config.ts) and handed over whole: the
+ * thread reads no environment variable of its own, so it can't start with a database, profile directory or log
+ * format other than the ones metering validated.
+ */
 export interface ReservationsThreadOptions {
-  /** The active profile's name (ProfileCatalog.load). */
-  profile: string;
+  /** The active profile's name and the directory of profiles (ProfileCatalog.load; none: the shipped one). */
+  profile: { name: string; dir?: string };
+  /** PostgreSQL's URL, as metering uses it. */
+  databaseUrl: string;
+  logging: RuntimeConfig['logging'];
   /** host:port of the gRPC server. */
   url: string;
   /** Callers must present it as a bearer token (the gateways' internal token). */
@@ -78,9 +86,9 @@ class ReservationsModule {
 /** The thread itself: its own pool, catalog and Nest gRPC microservice. */
 async function runThread(opts: ReservationsThreadOptions): Promise<void> {
   const port = parentPort!;
-  const logger = createLogger('metering');
-  const ds = await connectDatabase({ migrate: false, poolSize: opts.poolSize });
-  const catalog = ProfileCatalog.load(opts.profile);
+  const logger = createLogger('metering', opts.logging);
+  const ds = await connectDatabase({ url: opts.databaseUrl, migrate: false, poolSize: opts.poolSize });
+  const catalog = ProfileCatalog.load(opts.profile.name, opts.profile.dir);
   const reservations = new ReservationService(ds, catalog);
   const app = await NestFactory.createMicroservice(
     ReservationsModule.register(reservations),
@@ -103,7 +111,7 @@ async function runThread(opts: ReservationsThreadOptions): Promise<void> {
   port.postMessage({ ready: true } satisfies FromThread);
 }
 
-if (!isMainThread && (workerData as { url?: unknown } | null)?.url) {
+if (!isMainThread && (workerData as { url?: unknown; databaseUrl?: unknown } | null)?.databaseUrl) {
   runThread(workerData as ReservationsThreadOptions).catch((e: Error) => {
     parentPort!.postMessage({ failed: e.message } satisfies FromThread);
     process.exit(1);
