@@ -119,6 +119,13 @@ describe('alerts and webhooks (trackyard)', () => {
     expect(JSON.stringify(history.body)).not.toContain(secret);
     expect(JSON.stringify(history.body)).not.toContain(newSecret);
 
+    // Clearing the org's own thresholds from the CLI puts it back on its plan's; a second clear finds none.
+    const clearedOwn = await cli(['alerts', 'clear', orgId]);
+    expect([clearedOwn.code, clearedOwn.stdout]).toEqual([0, `alerts of ${orgId}: its own thresholds removed; its plan's apply\n`]);
+    expect((await stack.admin('GET', `/admin/orgs/${orgId}/alerts`)).body).toMatchObject({ credits_below: [], allowance_used_percent: [], applied: 'none' });
+    expect(JSON.parse((await cli(['alerts', 'clear', orgId, '--json'])).stdout)).toEqual({ org_id: orgId, cleared: false });
+    expect((await cli(['alerts', 'clear'])).code).toBe(2);
+
     const deleted = await cli(['webhooks', 'delete', id]);
     expect(deleted.code).toBe(0);
     expect((await cli(['webhooks', 'deliveries', id])).code).toBe(4);

@@ -43,6 +43,7 @@ Usage: tollgate <command> [arguments] [--json]
                                                credits.low thresholds (the lists given replace the org's or the
                                                plan's); a plan's apply to its orgs that set none of their own
   alerts show (<org> | --plan PLAN)
+  alerts clear <org>                           removes the org's own thresholds: its plan's apply again
   webhooks list [--org ORG]                    endpoints (the org's and the global ones with --org)
   webhooks create <url> --events TYPE,TYPE... [--org ORG]
                                                an endpoint (without --org: every org's); its secret is shown once

@@ -280,6 +280,12 @@ export async function runAdmin(flags: Flags, args: string[], io: AdminIo, config
         });
         return ExitCode.ok;
       }
+      case 'alerts clear': {
+        const org = need(args, 2, 'the org id (tollgate alerts clear <org>)');
+        const cleared = await client.call<Json>('DELETE', `/admin/orgs/${seg(org)}/alerts`);
+        print(cleared, () => (cleared.cleared ? `alerts of ${org}: its own thresholds removed; its plan's apply\n` : `alerts of ${org}: it had none of its own\n`));
+        return ExitCode.ok;
+      }
       case 'webhooks rotate-secret': {
         const id = need(args, 2, 'the webhook id (tollgate webhooks rotate-secret <id> [--overlap SECONDS])');
         const overlap = int('overlap', flags.overlap, 0, 7 * 24 * 60 * 60);

@@ -14,6 +14,7 @@ import { fieldError } from '@tollgate/platform';
 export const CommandNames = [
   'create-org', 'change-plan', 'set-limits', 'create-key', 'revoke-key', 'grant-credits',
   'set-alerts', 'create-webhook', 'delete-webhook', 'resend-webhook', 'set-plan-alerts', 'rotate-webhook-secret', 'disable-webhook',
+  'clear-alerts',
 ] as const;
 export type CommandName = (typeof CommandNames)[number];
 

@@ -21,6 +21,13 @@ export class WebhooksController {
     return this.webhooks.setAlerts(org, dto, actor);
   }
 
+  /** The org's own thresholds removed: its plan's apply again. */
+  @Delete('orgs/:org/alerts')
+  @HttpCode(200)
+  clearAlerts(@PathId('org') org: string, @Actor() actor: string) {
+    return this.webhooks.clearAlerts(org, actor);
+  }
+
   @Get('orgs/:org/alerts')
   getAlerts(@PathId('org') org: string) {
     return this.webhooks.getAlerts(org);

@@ -274,6 +274,15 @@ describe('webhooks (real PostgreSQL, a real receiver verifying Standard Webhooks
       // Recorded: the plan's under '*', the org's in its history.
       const [planCmd] = (await ds.query(`SELECT input FROM admin_commands WHERE org_id = '*' AND command = 'set-plan-alerts' ORDER BY seq DESC LIMIT 1`)) as Array<{ input: Record<string, unknown> }>;
       expect(planCmd!.input).toMatchObject({ plan: 'starter', allowance_used_percent: [2, 4] });
+
+      // Clearing the org's own thresholds puts it back on its plan's, recorded with what was removed; a second
+      // clear finds none and records nothing; an unknown org is a 404.
+      expect(await hooks.clearAlerts(own, 'Ada Operator')).toMatchObject({ org_id: own, cleared: true });
+      expect(await hooks.getAlerts(own)).toMatchObject({ credits_below: [], allowance_used_percent: [], plan_alerts: { allowance_used_percent: [2, 4] }, applied: 'plan' });
+      expect(await hooks.clearAlerts(own)).toEqual({ org_id: own, cleared: false });
+      const cleared = (await ds.query(`SELECT actor, input, result FROM admin_commands WHERE org_id = $1 AND command = 'clear-alerts'`, [own])) as Array<{ actor: string; input: unknown; result: unknown }>;
+      expect(cleared).toEqual([{ actor: 'Ada Operator', input: { credits_below: [], allowance_used_percent: [3] }, result: { org_id: own, cleared: true } }]);
+      await expect(hooks.clearAlerts(`${run}-nobody`)).rejects.toThrow(/does not exist/);
       await hooks.setPlanAlerts('starter', {});
       await hooks.remove(created.id);
     } finally {

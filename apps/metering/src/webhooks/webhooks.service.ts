@@ -86,6 +86,30 @@ export class WebhooksService {
   }
 
   /**
+   * Removes the org's own thresholds, so its plan's apply again (an org that set empty lists has opted out; this
+   * opts it back in). Recorded as `clear-alerts` with what was removed; clearing an org that has none records
+   * nothing and answers `cleared: false`.
+   */
+  async clearAlerts(orgId: string, actor = DefaultActor) {
+    const commandId = newId('cmd');
+    return this.ds.transaction(async (m) => {
+      await this.requireOrg(m, orgId);
+      // TypeORM answers a DELETE with [rows, count].
+      const [[removed]]: [Array<{ credits_below: string[]; allowance_used_percent: number[] }>, number] = await m.query(
+        `DELETE FROM alert_thresholds WHERE org_id = $1 RETURNING credits_below, allowance_used_percent`,
+        [orgId],
+      );
+      const result = { org_id: orgId, cleared: removed !== undefined };
+      if (!removed) return result;
+      await recordCommand(m, {
+        id: commandId, orgId, command: 'clear-alerts', actor, at: this.clock(),
+        input: { credits_below: removed.credits_below.map(Number), allowance_used_percent: removed.allowance_used_percent }, idempotencyKey: null, result, entrySeqs: [],
+      });
+      return answer(result, commandId);
+    });
+  }
+
+  /**
    * The org's own thresholds and which apply (`applied`): its own when it set any (even empty lists), else its
    * plan's (`plan_alerts`), else none.
    */

@@ -7,6 +7,7 @@ import { UsageChargedEntities1796194700000 } from './1796194700000-UsageChargedE
 import { OptimisticWriteGuard1796215499771 } from './1796215499771-OptimisticWriteGuard';
 import { Webhooks1796619983943 } from './1796619983943-Webhooks';
 import { CreditLeases1796629446925 } from './1796629446925-CreditLeases';
+import { ClearAlerts1796700000000 } from './1796700000000-ClearAlerts';
 import { WebhookAlertsRotation1796630655981 } from './1796630655981-WebhookAlertsRotation';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
@@ -21,4 +22,5 @@ export const migrations = [
   Webhooks1796619983943,
   CreditLeases1796629446925,
   WebhookAlertsRotation1796630655981,
+  ClearAlerts1796700000000,
 ];

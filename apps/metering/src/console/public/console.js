@@ -380,6 +380,7 @@
         case 'revoke-key': return `${i.key_id}${r.already_revoked ? ' (already revoked)' : ''}`;
         case 'grant-credits': return `+${fmt(i.amount)} "${i.reason}"${i.expires_at ? `, expires ${when(i.expires_at)}` : ''}`;
         case 'set-alerts': return `below ${list(i.credits_below)} credits; at ${list(i.allowance_used_percent)}% used`;
+        case 'clear-alerts': return `own thresholds removed (were below ${list(i.credits_below)} credits; at ${list(i.allowance_used_percent)}% used): the plan's apply`;
         case 'create-webhook': return `${r.webhook_id} → ${i.url} (${(i.events || []).join(', ')})`;
         case 'resend-webhook': return `${i.webhook_id}: ${r.resent} message(s)${i.msg_id ? ` (${i.msg_id})` : ` since ${when(i.since)}`}`;
         case 'rotate-webhook-secret': return `${i.webhook_id}: new secret${r.previous_secret_until ? `, old one signs until ${when(r.previous_secret_until)}` : ''}`;
