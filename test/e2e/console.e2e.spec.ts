@@ -244,6 +244,13 @@ describe('operator console (trackyard, headless Chromium)', () => {
     await page.click('#plan-alerts-form button[type=submit]');
     await page.waitForSelector('#alerts-now:has-text("Plan starter: below none, at 75%")');
     expect((await stack.admin('GET', '/admin/plans/starter/alerts')).body).toEqual({ plan: 'starter', credits_below: [], allowance_used_percent: [75] });
+
+    // Back on the plan's: the org's own are removed, recorded with who did it.
+    await page.click('#alerts-clear');
+    await page.waitForSelector('#alerts-result:has-text("its plan\'s apply")');
+    await page.waitForSelector('#alerts-now[data-applied=plan]');
+    expect((await stack.admin('GET', `/admin/orgs/${orgId}/alerts`)).body).toMatchObject({ credits_below: [], allowance_used_percent: [], applied: 'plan' });
+    await page.waitForSelector('#history tbody tr[data-command=clear-alerts]:has-text("Ada Operator")');
     expect((await stack.admin('PUT', '/admin/plans/starter/alerts', {})).status).toBe(200);
   });
 

@@ -220,7 +220,8 @@
     const alertsForm = h('form', { id: 'alerts-form' },
       h('input', { name: 'credits_below', placeholder: 'credits below: 100,10', size: 18, 'aria-label': 'Credits below' }),
       h('input', { name: 'allowance_used_percent', placeholder: '% of allowance used: 80,95', size: 22, 'aria-label': 'Allowance used percent' }),
-      h('button', { type: 'submit' }, 'Set org alerts'));
+      h('button', { type: 'submit' }, 'Set org alerts'),
+      h('button', { type: 'button', id: 'alerts-clear', class: 'secondary' }, "Use the plan's"));
     const planAlertsForm = h('form', { id: 'plan-alerts-form' },
       h('input', { name: 'credits_below', placeholder: 'credits below', size: 18, 'aria-label': 'Plan credits below' }),
       h('input', { name: 'allowance_used_percent', placeholder: '% of allowance used', size: 22, 'aria-label': 'Plan allowance used percent' }),
@@ -586,6 +587,10 @@
     alertsForm.addEventListener('submit', (ev) => {
       ev.preventDefault();
       void submitAlerts(alertsForm, `${base}/alerts`);
+    });
+    alertsForm.querySelector('#alerts-clear').addEventListener('click', async () => {
+      const r = await act(alertsMsg, () => api('DELETE', `${base}/alerts`), (c) => (c.cleared ? "The org's own alerts are removed: its plan's apply." : 'The org had no alerts of its own.'));
+      if (r) await Promise.all([loadAlerts(), loadHistory()]);
     });
     planAlertsForm.addEventListener('submit', (ev) => {
       ev.preventDefault();
