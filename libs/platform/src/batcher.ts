@@ -5,7 +5,12 @@
  */
 export type BatchOutcomes<R> = ReadonlyArray<R | Error> | (R extends void ? void : never);
 
-export type Flush<T, R> = (items: T[]) => Promise<BatchOutcomes<R>>;
+/**
+ * Flushes one batch. `settle(i, outcome)` hands item i its outcome before the flush is over (a slow path that
+ * decides items one by one need not keep the first ones waiting for the last); an item settled early keeps that
+ * outcome, whatever the flush returns or throws afterwards.
+ */
+export type Flush<T, R> = (items: T[], settle: (index: number, outcome: R | Error) => void) => Promise<BatchOutcomes<R>>;
 
 export interface BatcherOptions<T> {
   /** Most items in one flush (default: no limit). */
@@ -203,9 +208,15 @@ export class Batcher<T, R = void> {
   private run(batch: Array<Waiting<T, R>>): void {
     const items = batch.map((w) => w.item);
     this.flying.add(items);
+    const early = (i: number, o: R | Error) => {
+      const w = batch[i];
+      if (!w) return;
+      if (o instanceof Error) w.reject(o);
+      else w.resolve(o);
+    };
     let flushed: Promise<BatchOutcomes<R>>;
     try {
-      flushed = Promise.resolve(this.flush(items));
+      flushed = Promise.resolve(this.flush(items, early));
     } catch (e) {
       flushed = Promise.reject(asError(e));
     }

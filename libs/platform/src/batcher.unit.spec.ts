@@ -175,6 +175,28 @@ describe('Batcher: errors reach their callers and nowhere else', () => {
     expect(await Promise.all(s)).toEqual([{ e: 'odd 1' }, { v: 2 }, { e: 'odd 3' }, { v: 4 }]);
   });
 
+  it('a flush may settle items early, one by one; an item settled early keeps its outcome whatever follows', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const b = new Batcher<number, number>(async (items, settle) => {
+      settle(0, items[0]! * 2);
+      settle(1, new Error('refused alone'));
+      settle(7, 0); // no such item: ignored
+      await gate;
+      throw new Error('the rest failed');
+    });
+    const s = [1, 2, 3].map((n) => track(b.add(n)));
+    await turn();
+    await turn();
+    expect(s.map((x) => x.state)).toEqual(['resolved', 'rejected', 'pending']);
+    expect(s[0]!.value).toBe(2);
+    release();
+    await turn();
+    expect(s.map((x) => x.state)).toEqual(['resolved', 'rejected', 'rejected']);
+    expect(s[1]!.error!.message).toBe('refused alone');
+    expect(s[2]!.error!.message).toBe('the rest failed');
+  });
+
   it('a flush that rejects fails every item of its batch with its error, and the next batch goes on', async () => {
     const boom = new Error('broker away');
     let n = 0;
