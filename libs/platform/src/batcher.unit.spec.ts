@@ -383,6 +383,23 @@ describe('Batcher: linger and admit', () => {
     await batcher.close();
   });
 
+  it("admit can pass over an item too heavy for the batch so far, letting lighter ones join (the consumer's group cap)", async () => {
+    type B = { partition: number; messages: number };
+    const calls: number[][] = [];
+    const b = new Batcher<B>(
+      async (items) => {
+        calls.push(items.map((i) => i.partition));
+      },
+      {
+        concurrency: 2,
+        admit: (item, group) => !group.some((g) => g.partition === item.partition) && group.reduce((s, g) => s + g.messages, 0) + item.messages <= 100,
+      },
+    );
+    await Promise.all([{ partition: 0, messages: 60 }, { partition: 1, messages: 70 }, { partition: 2, messages: 30 }, { partition: 3, messages: 20 }].map((x) => b.add(x)));
+    // 0 (60) + 2 (30) fit under 100; 1 (70) is passed over and heads the next group with 3 (20).
+    expect(calls).toEqual([[0, 2], [1, 3]]);
+  });
+
   it('with nothing in flight the first item always goes, even one admit would refuse', async () => {
     const calls: number[][] = [];
     const b = new Batcher<number>(
