@@ -1,3 +1,4 @@
+// Over 400 lines: the one coalescer four hot paths rely on, tested case by case (order, caps, slots, errors, shutdown, linger, admit).
 import { Batcher, BatcherClosedError, BatcherOptions, BatchOutcomes } from './batcher';
 
 /** One turn of the event loop (what the default linger waits for). */
