@@ -1,4 +1,5 @@
 import { Partitioners, Producer } from 'kafkajs';
+import { Batcher } from '@tollgate/platform';
 import { MessageRefusedError, OutgoingMessage, Publisher, recordBatchBytesBound } from './messaging';
 
 /** kafkajs's producer behind the Publisher port: one send at a time, calls coalesced (kafka-messaging.ts makes it). */
@@ -37,79 +38,63 @@ interface QueuedPublish {
   topic: string;
   messages: OutgoingMessage[];
   bytes: number;
-  resolve: () => void;
-  reject: (e: Error) => void;
 }
 
 /**
  * An idempotent producer must not have two sends in flight (kafkajs can then fail with out-of-order
- * sequence errors), so sends are serialised. Calls made while a send is in flight are coalesced into the
- * next send, and so are the calls made in the same turn of the event loop (the send starts on setImmediate, after
- * every socket the loop found ready has been handled): under load this batches naturally, and an idle gateway pays
- * no linger delay (a few microseconds, not a timer).
+ * sequence errors), so sends are serialised: a Batcher with one flush in flight. Calls made while a send is in
+ * flight are coalesced into the next send, and so are the calls made in the same turn of the event loop (the send
+ * starts on setImmediate, after every socket the loop found ready has been handled): under load this batches
+ * naturally, and an idle gateway pays no linger delay (a few microseconds, not a timer). A call resolves only once
+ * the broker acknowledged its send (acks: -1), so the gateway never answers ahead of the ack.
  *
  * A send is kept within `maxBatchBytes` (the broker's limit on a record batch): coalesced calls beyond it wait for
  * the next send, so calls that fit alone are never refused for being sent together. A send the broker refuses for
  * its messages (MessageRefusedError) may have been written on the other partitions of the same request while
  * kafkajs rolls every partition's sequence back; the producer's next sends there would be refused for good
  * (out-of-order sequence), so after such a refusal of several messages the producer is replaced (a new producer
- * id; its copies of what was written are duplicates, deduped by event_id).
+ * id; its copies of what was written are duplicates, deduped by event_id) before the next send starts.
  */
 export class SerialisedPublisher implements Publisher {
-  private queue: QueuedPublish[] = [];
-  private sending = false;
+  private readonly sends: Batcher<QueuedPublish>;
   private closed = false;
   private producer: Producer | null;
 
   constructor(
     producer: Producer,
     private readonly connect: () => Promise<Producer>,
-    private readonly maxBatchBytes: number,
+    maxBatchBytes: number,
   ) {
     this.producer = producer;
+    this.sends = new Batcher((pending) => this.send(pending), { concurrency: 1, maxWeight: maxBatchBytes, weigh: (p) => p.bytes });
   }
 
   publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('publisher is closed'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ topic, messages, bytes: recordBatchBytesBound(messages), resolve, reject });
-      if (!this.sending) {
-        this.sending = true;
-        setImmediate(() => void this.drain());
-      }
-    });
+    return this.sends.add({ topic, messages, bytes: recordBatchBytesBound(messages) });
   }
 
-  private async drain(): Promise<void> {
-    this.sending = true;
-    while (this.queue.length > 0) {
-      // The calls that fit in one send (the first one always goes, alone if it is larger than the limit).
-      let bytes = 0;
-      let n = 0;
-      while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.bytes <= this.maxBatchBytes)) bytes += this.queue[n++]!.bytes;
-      const pending = this.queue.splice(0, n);
-      const byTopic = new Map<string, OutgoingMessage[]>();
-      let messages = 0;
-      for (const p of pending) {
-        const list = byTopic.get(p.topic) ?? [];
-        for (const m of p.messages) list.push(m);
-        messages += p.messages.length;
-        byTopic.set(p.topic, list);
-      }
-      try {
-        this.producer ??= await this.connect();
-        await this.producer.sendBatch({
-          acks: -1,
-          topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-        });
-        for (const p of pending) p.resolve();
-      } catch (e) {
-        const refused = messageRefusal(e);
-        if (refused && messages > 1) await this.renewProducer();
-        for (const p of pending) p.reject(refused ?? (e as Error));
-      }
+  /** One send of the coalesced calls (the first always goes, alone if it is larger than the limit). */
+  private async send(pending: QueuedPublish[]): Promise<void> {
+    const byTopic = new Map<string, OutgoingMessage[]>();
+    let messages = 0;
+    for (const p of pending) {
+      const list = byTopic.get(p.topic) ?? [];
+      for (const m of p.messages) list.push(m);
+      messages += p.messages.length;
+      byTopic.set(p.topic, list);
     }
-    this.sending = false;
+    try {
+      this.producer ??= await this.connect();
+      await this.producer.sendBatch({
+        acks: -1,
+        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+      });
+    } catch (e) {
+      const refused = messageRefusal(e);
+      if (refused && messages > 1) await this.renewProducer();
+      throw refused ?? e;
+    }
   }
 
   /** A new producer (new producer id, sequences from 0) for the next send; made at that send if the broker is away. */
@@ -120,9 +105,10 @@ export class SerialisedPublisher implements Publisher {
     this.producer = await this.connect().catch(() => null);
   }
 
+  /** Sends what was published before it (the calls wait for their acks), then disconnects. */
   async close(): Promise<void> {
     this.closed = true;
-    while (this.sending) await new Promise((r) => setTimeout(r, 5));
+    await this.sends.close();
     await this.producer?.disconnect();
   }
 }

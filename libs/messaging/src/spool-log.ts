@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { Batcher } from '@tollgate/platform';
 import { OutgoingMessage } from './messaging';
 
 /**
@@ -55,12 +56,6 @@ export interface SpoolBatch {
   end: number;
 }
 
-interface QueuedAppend {
-  frame: Buffer;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
 /** Encodes one message as a framed record. */
 export function encodeRecord(topic: string, m: OutgoingMessage): Buffer {
   const binary = Buffer.isBuffer(m.value);
@@ -106,9 +101,13 @@ export function decodeRecords(buf: Buffer, from = 0, limitBytes = Infinity): { r
 export class SpoolLog {
   private readonly segments: Segment[] = [];
   private active: { seq: number; fh: fs.FileHandle } | null = null;
-  private queue: QueuedAppend[] = [];
+  /**
+   * The group commit: one write and one fdatasync per batch of frames, one batch at a time. `linger: 'none'`: an
+   * append to an idle spool is written at once; those made while a write is in flight go together in the next.
+   */
+  private readonly appends = new Batcher<Buffer>((frames) => this.writeFrames(frames), { linger: 'none' });
+  /** Bytes appended and not yet written (queued, or in the write in flight). */
   private queuedBytes = 0;
-  private writing: Promise<void> | null = null;
   /** Serialises segment creation, writes and deletion. */
   private lock: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -173,7 +172,7 @@ export class SpoolLog {
 
   /** True while anything is spooled or being appended that the broker has not acknowledged. */
   holdsAny(): boolean {
-    return this.queue.length > 0 || this.writing !== null || this.segments.some((s) => s.readPos < s.size);
+    return !this.appends.idle || this.segments.some((s) => s.readPos < s.size);
   }
 
   private pendingRecordsBytes(): number {
@@ -187,28 +186,17 @@ export class SpoolLog {
     if (this.bytes() + frame.length + headerBytes > this.opts.maxBytes) {
       return Promise.reject(new SpoolFullError(`the gateway's event spool is full (${this.bytes()} of ${this.opts.maxBytes} bytes)`));
     }
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ frame, resolve, reject });
-      this.queuedBytes += frame.length;
-      if (!this.writing) this.writing = this.writeLoop();
-    });
+    this.queuedBytes += frame.length;
+    return this.appends.add(frame);
   }
 
-  private async writeLoop(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue;
-      this.queue = [];
-      const bytes = batch.reduce((s, a) => s + a.frame.length, 0);
-      try {
-        await this.exclusive(() => this.writeDurably(Buffer.concat(batch.map((a) => a.frame))));
-        for (const a of batch) a.resolve();
-      } catch (e) {
-        for (const a of batch) a.reject(e as Error);
-      } finally {
-        this.queuedBytes -= bytes;
-      }
+  private async writeFrames(frames: Buffer[]): Promise<void> {
+    const buf = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
+    try {
+      await this.exclusive(() => this.writeDurably(buf));
+    } finally {
+      this.queuedBytes -= buf.length;
     }
-    this.writing = null;
   }
 
   private async writeDurably(buf: Buffer): Promise<void> {
@@ -281,7 +269,7 @@ export class SpoolLog {
       if (seg.readPos < seg.size) return;
       if (this.active?.seq === seg.seq) {
         // The active segment is finished only if no append is waiting for it; the next append starts a new one.
-        if (this.queue.length > 0) return;
+        if (this.appends.queued > 0) return;
         await this.active.fh.close();
         this.active = null;
       }
@@ -293,7 +281,7 @@ export class SpoolLog {
 
   async close(): Promise<void> {
     this.closed = true;
-    while (this.writing) await this.writing;
+    await this.appends.close();
     await this.exclusive(async () => {
       await this.active?.fh.close();
       this.active = null;

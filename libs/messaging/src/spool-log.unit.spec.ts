@@ -71,6 +71,38 @@ describe('SpoolLog', () => {
     await spool.close();
   });
 
+  it('group-commits appends: those made while a write is in flight go in one write and one fdatasync, each resolving once synced', async () => {
+    const dir = await tempDir();
+    const spool = await SpoolLog.open(dir, { maxBytes: 1024 * 1024 });
+    await spool.append('t', [msg(0)]); // the segment exists from here on
+    const probe = await fs.open(join(dir, 'probe'), 'w');
+    const syncs = jest.spyOn(Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }, 'datasync');
+    await probe.close();
+    try {
+      const appends = Array.from({ length: 50 }, (_, i) => spool.append('t', [msg(i + 1)]));
+      expect(spool.holdsAny()).toBe(true);
+      await Promise.all(appends);
+      // The first append is written at once, alone; the 49 made while it was being written go together.
+      expect(syncs).toHaveBeenCalledTimes(2);
+    } finally {
+      syncs.mockRestore();
+    }
+    expect(await drainAll(spool)).toEqual(Array.from({ length: 51 }, (_, i) => String(msg(i).value)));
+    await spool.close();
+  });
+
+  it('close waits for the appends under way: each one that resolved is on disk for the next start', async () => {
+    const dir = await tempDir();
+    const spool = await SpoolLog.open(dir, { maxBytes: 1024 * 1024 });
+    const appends = Array.from({ length: 5 }, (_, i) => spool.append('t', [msg(i)]));
+    await spool.close();
+    await Promise.all(appends);
+    await expect(spool.append('t', [msg(9)])).rejects.toThrow('spool is closed');
+    const again = await SpoolLog.open(dir, { maxBytes: 1024 * 1024 });
+    expect(await drainAll(again)).toEqual(Array.from({ length: 5 }, (_, i) => String(msg(i).value)));
+    await again.close();
+  });
+
   it('recovers what a previous process left, in order, and sends a partly drained segment again from its start', async () => {
     const dir = await tempDir();
     const first = await SpoolLog.open(dir, { maxBytes: 1024 * 1024 });

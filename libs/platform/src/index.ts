@@ -9,3 +9,4 @@ export * from './validation';
 export * from './grpc';
 export * from './http-app';
 export * from './bootstrap';
+export * from './batcher';

@@ -68,6 +68,47 @@ describe('GrpcMeteringClient over ReserveStream (real gRPC)', () => {
     }
   });
 
+  it('has at most two batches out: holds asked for meanwhile wait for an answer, then go together in one batch of at most 500', async () => {
+    const seen: ReserveStreamRequest[] = [];
+    const held: Array<() => void> = [];
+    onStream = (call) =>
+      call.on('data', (req: ReserveStreamRequest) => {
+        seen.push(req);
+        held.push(() => call.write({ id: req.id, results: req.requests.map(granted) }));
+      });
+    const client = new GrpcMeteringClient(address, 'token');
+    const arrived = async (n: number) => {
+      for (let i = 0; i < 100 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(seen).toHaveLength(n);
+    };
+    try {
+      const first = client.reserve(hold('a'));
+      await arrived(1);
+      const second = client.reserve(hold('b'));
+      await arrived(2);
+      // Two batches out: these 600 wait.
+      const waiting = Array.from({ length: 600 }, (_, i) => client.reserve(hold(`w${i}`)));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(seen).toHaveLength(2);
+      held[0]!();
+      await first;
+      // One answer frees one slot: the 600 go in one batch of 500 now, the last 100 once another answer comes.
+      await arrived(3);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(seen.map((b) => b.requests.length)).toEqual([1, 1, 500]);
+      held[1]!();
+      await second;
+      await arrived(4);
+      held[2]!();
+      held[3]!();
+      const replies = await Promise.all(waiting);
+      expect(replies.map((r) => r.reservationId)).toEqual(Array.from({ length: 600 }, (_, i) => `r-w${i}`));
+      expect(seen.map((b) => b.requests.length)).toEqual([1, 1, 500, 100]);
+    } finally {
+      client.close();
+    }
+  });
+
   it('fails the holds metering refuses one by one, with its code and message', async () => {
     onStream = (call) =>
       call.on('data', (req: ReserveStreamRequest) =>

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { EndLeaseRequest, ProtoFiles, ReserveReply, ReserveRequest, ReserveStreamReply, ReserveStreamRequest } from '@tollgate/contracts';
-import { bearerMetadata, grpcLoaderOptions, internalToken } from '@tollgate/platform';
+import { Batcher, bearerMetadata, grpcLoaderOptions, internalToken } from '@tollgate/platform';
 
 /** The gateway's port to metering: credit holds and balances. */
 export interface CreditReservations {
@@ -15,7 +15,6 @@ export interface CreditReservations {
 
 type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, opts: { deadline: number }, cb: (err: grpc.ServiceError | null, res: Res) => void) => void;
 type HoldStream = grpc.ClientDuplexStream<ReserveStreamRequest, ReserveStreamReply>;
-type Queued = { req: ReserveRequest; resolve: (r: ReserveReply) => void; reject: (e: Error) => void };
 
 const failure = (message: string, code: grpc.status) => Object.assign(new Error(message), { code });
 
@@ -26,14 +25,12 @@ const failure = (message: string, code: grpc.status) => Object.assign(new Error(
 export class GrpcMeteringClient implements CreditReservations {
   private readonly client: grpc.Client & Record<string, Unary<unknown, unknown>>;
   private readonly metadata: grpc.Metadata;
-  private readonly queued: Queued[] = [];
-  private inFlight = 0;
-  private scheduled = false;
-  private readonly maxInFlight = 2;
+  /** Holds coalesced into batches of up to 500, two batches out at most (see reserve). */
+  private readonly holds = new Batcher<ReserveRequest, ReserveReply>((requests) => this.sendHolds(requests), { maxItems: 500, concurrency: 2 });
   /** The ReserveStream the holds go on (opened on first use, again after it failed), and its unanswered batches. */
   private stream: HoldStream | null = null;
   private nextId = 1;
-  private readonly awaiting = new Map<number, { batch: Queued[]; stream: HoldStream; timer: NodeJS.Timeout }>();
+  private readonly awaiting = new Map<number, { answer: (outcome: ReserveStreamReply | Error) => void; stream: HoldStream; timer: NodeJS.Timeout }>();
 
   constructor(address: string, token: string = internalToken().token, private readonly timeoutMs = 3000) {
     this.metadata = bearerMetadata(token);
@@ -61,33 +58,33 @@ export class GrpcMeteringClient implements CreditReservations {
    * trailers each way, which measured 4-5x the CPU of a message on an open stream, on both sides.
    */
   reserve(req: ReserveRequest): Promise<ReserveReply> {
-    return new Promise((resolve, reject) => {
-      this.queued.push({ req, resolve, reject });
-      if (this.inFlight < this.maxInFlight && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => {
-          this.scheduled = false;
-          if (this.inFlight < this.maxInFlight) this.sendQueued();
-        });
-      }
-    });
+    return this.holds.add(req);
   }
 
-  private sendQueued(): void {
-    if (this.queued.length === 0) return;
-    const batch = this.queued.splice(0, 500);
-    const id = this.nextId++;
-    const stream = this.openStream();
-    this.inFlight++;
-    // No answer in time: the batch fails (its calls answer 503), and the stream is cancelled so that the next batch
-    // goes on a new one rather than behind a metering or a connection that stopped answering. A hold metering
-    // still decides later is settled or released like one whose unary call passed its deadline.
-    const timer = setTimeout(() => {
-      this.finish(id, failure(`metering did not answer a hold within ${this.timeoutMs} ms`, grpc.status.DEADLINE_EXCEEDED));
-      stream.cancel();
-    }, this.timeoutMs);
-    this.awaiting.set(id, { batch, stream, timer });
-    stream.write({ id, requests: batch.map((q) => q.req) } satisfies ReserveStreamRequest);
+  /** One batch of holds as one message on the stream; resolves with each hold's reply or error, in order. */
+  private sendHolds(requests: ReserveRequest[]): Promise<Array<ReserveReply | Error>> {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      const stream = this.openStream();
+      // No answer in time: the batch fails (its calls answer 503), and the stream is cancelled so that the next
+      // batch goes on a new one rather than behind a metering or a connection that stopped answering. A hold
+      // metering still decides later is settled or released like one whose unary call passed its deadline.
+      const timer = setTimeout(() => {
+        this.finish(id, failure(`metering did not answer a hold within ${this.timeoutMs} ms`, grpc.status.DEADLINE_EXCEEDED));
+        stream.cancel();
+      }, this.timeoutMs);
+      const answer = (outcome: ReserveStreamReply | Error) => {
+        if (outcome instanceof Error) return reject(outcome);
+        resolve(
+          requests.map((_, i) => {
+            const r = outcome.results[i];
+            return r?.reply && r.errorCode === 0 ? r.reply : failure(r?.errorMessage || 'no answer for this hold', r?.errorCode || grpc.status.INTERNAL);
+          }),
+        );
+      };
+      this.awaiting.set(id, { answer, stream, timer });
+      stream.write({ id, requests } satisfies ReserveStreamRequest);
+    });
   }
 
   private openStream(): HoldStream {
@@ -110,14 +107,7 @@ export class GrpcMeteringClient implements CreditReservations {
     if (!pending) return;
     this.awaiting.delete(id);
     clearTimeout(pending.timer);
-    pending.batch.forEach((q, i) => {
-      if (outcome instanceof Error) return q.reject(outcome);
-      const r = outcome.results[i];
-      if (r?.reply && r.errorCode === 0) q.resolve(r.reply);
-      else q.reject(failure(r?.errorMessage || 'no answer for this hold', r?.errorCode || grpc.status.INTERNAL));
-    });
-    this.inFlight--;
-    this.sendQueued();
+    pending.answer(outcome);
   }
 
   async release(reservationId: string, orgId: string): Promise<void> {

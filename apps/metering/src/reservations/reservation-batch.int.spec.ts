@@ -69,6 +69,11 @@ describe('group-committed reservations (real PostgreSQL)', () => {
       calls.map((c) => reservations.reserve({ ...c, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: now })),
     );
 
+    // Group commit: the 1,000 holds asked for in one turn were decided in batches of at most 256 (4), each once.
+    const tally = reservations.takeTally();
+    expect(tally.batches.optimistic + tally.batches.locked + tally.batches.locked_after_conflict).toBe(4);
+    expect(tally.holds).toEqual({ granted: outcomes.filter((r) => r.granted).length, refused: outcomes.filter((r) => !r.granted).length, failed: 0 });
+
     // Exactly as many granted per org as it had credits: the batching neither overdraws nor refuses a payable hold.
     for (const o of orgs) {
       const granted = outcomes.filter((r, i) => r.granted && calls[i]!.orgId === o.id).length;
@@ -222,6 +227,8 @@ describe('group-committed reservations (real PostgreSQL)', () => {
     const bad = reservations.reserve({ reservationId: `nul\u0000${uuidv7()}`, orgId: id, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: Date.now() });
     await expect(bad).rejects.toThrow();
     for (const r of await Promise.all(good)) expect(r.granted).toBe(true);
+    // One batch of six failed, then each tried alone (its own transaction): five granted, one failed.
+    expect(reservations.takeTally().holds).toEqual({ granted: 5, refused: 0, failed: 1 });
     expect((await ledgerSums(id)).held).toBe(5);
   });
 });

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
+import { Batcher } from '@tollgate/platform';
 import { Allocation, leaseSlice, release } from '@tollgate/billing';
 import { MaxClockSkewMs } from '@tollgate/contracts';
 import { appendEntries, closeReservations, lockAccounts, optimisticConflict, ProfileCatalog, saveAccounts } from '@tollgate/ledger';
@@ -20,29 +21,27 @@ export interface HoldTally {
 
 const emptyTally = (): HoldTally => ({ batches: { optimistic: 0, locked_after_conflict: 0, locked: 0 }, holds: { granted: 0, refused: 0, failed: 0 } });
 
-interface Queued {
-  cmd: ReserveCommand;
-  resolve: (o: ReserveOutcome) => void;
-  reject: (e: Error) => void;
-}
-
 /**
  * Credit holds for strict enforcement, group-committed: Reserve calls that arrive while a batch is being written
- * wait for it, then go together in the next one (one transaction, one commit; see reserveBatch). An idle metering
- * adds no delay; a busy one amortises the round trips and the commit over every hold of the batch. Holds of one org
- * are decided one after another under its row lock, so concurrent calls can never together overdraw a balance.
+ * wait for it, then go together in the next one (one transaction, one commit; see reserveBatch). The calls that
+ * arrive in one turn of the event loop go in one batch (the first batch starts on setImmediate, once every gRPC
+ * stream the loop found ready has been read). An idle metering adds no delay; a busy one amortises the round trips
+ * and the commit over every hold of the batch. One batch is written at a time (a Batcher with one flush in flight).
+ * Holds of one org are decided one after another under its row lock, so concurrent calls can never together
+ * overdraw a balance. A call is answered only after its batch committed (or failed, writing nothing).
  */
 export class ReservationService {
   private readonly log = new Logger('reservations');
-  private queue: Queued[] = [];
-  private writing = false;
+  private readonly holds: Batcher<ReserveCommand, ReserveOutcome>;
 
   constructor(
     private readonly ds: DataSource,
     private readonly catalog: ProfileCatalog,
     private readonly clock: () => number = Date.now,
-    private readonly maxBatch = 256,
-  ) {}
+    maxBatch = 256,
+  ) {
+    this.holds = new Batcher((cmds, settle) => this.decide(cmds, settle), { maxItems: maxBatch });
+  }
 
   private tally = emptyTally();
 
@@ -58,29 +57,30 @@ export class ReservationService {
     if (Math.abs(skew) > MaxClockSkewMs) {
       return Promise.reject(new ClockSkewError(`occurred_at ${new Date(cmd.occurredAt).toISOString()} is more than 5 minutes ${skew > 0 ? 'ahead of' : 'behind'} metering's clock`));
     }
-    return new Promise((resolve, reject) => {
-      this.queue.push({ cmd, resolve, reject });
-      if (!this.writing) {
-        // The calls that arrive in one turn of the event loop go in one batch: the drain starts on setImmediate,
-        // once every gRPC stream the loop found ready has been read.
-        this.writing = true;
-        setImmediate(() => void this.drain());
-      }
-    });
+    return this.holds.add(cmd);
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      try {
-        this.settle(batch, await this.write(batch.map((q) => q.cmd)));
-      } catch (e) {
-        if (batch.length === 1) this.settle(batch, [e as Error]);
-        // One command's bad data must not refuse the others: each is tried alone.
-        else for (const q of batch) await this.write([q.cmd]).then((o) => this.settle([q], o), (err: Error) => this.settle([q], [err]));
+  /**
+   * One batch's outcomes, in order. One command's bad data must not refuse the others: when the batch fails, each
+   * command is tried alone (its own transaction), and answered as soon as it is decided.
+   */
+  private async decide(cmds: ReserveCommand[], settle: (i: number, o: ReserveOutcome | Error) => void): Promise<Array<ReserveOutcome | Error>> {
+    let outcomes: Array<ReserveOutcome | Error>;
+    try {
+      outcomes = await this.write(cmds);
+    } catch (e) {
+      if (cmds.length === 1) outcomes = [e as Error];
+      else {
+        outcomes = [];
+        for (const [i, cmd] of cmds.entries()) {
+          const o = await this.write([cmd]).then((r) => r[0]!, (err: Error) => err);
+          outcomes.push(o);
+          settle(i, o);
+        }
       }
     }
-    this.writing = false;
+    for (const o of outcomes) this.tally.holds[o instanceof Error ? 'failed' : o.granted ? 'granted' : 'refused']++;
+    return outcomes;
   }
 
   /**
@@ -99,15 +99,6 @@ export class ReservationService {
     }
     // PostgreSQL's default isolation (READ COMMITTED) is what this needs: the row locks serialise each org.
     return this.ds.transaction((m) => reserveBatch(m, this.catalog, cmds, expiresAt));
-  }
-
-  private settle(batch: Queued[], outcomes: Array<ReserveOutcome | Error>): void {
-    batch.forEach((q, i) => {
-      const o = outcomes[i]!;
-      this.tally.holds[o instanceof Error ? 'failed' : o.granted ? 'granted' : 'refused']++;
-      if (o instanceof Error) q.reject(o);
-      else q.resolve(o);
-    });
   }
 
   async balance(orgId: string): Promise<number | null> {
