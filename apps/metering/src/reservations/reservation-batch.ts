@@ -1,4 +1,5 @@
 import { EntityManager } from 'typeorm';
+import { ReserveReply } from '@tollgate/contracts';
 import { Account, lease, LedgerEntryDraft, leaseSize, priceCall, reserve, rollForward, startOfNextMonth } from '@tollgate/billing';
 import { pricingOf, ProfileCatalog } from '@tollgate/ledger';
 import {
@@ -25,16 +26,8 @@ export interface ReserveCommand {
   lease?: { wanted: number; minimum: number; gateway: string };
 }
 
-export interface ReserveOutcome {
-  granted: boolean;
-  reservationId: string;
-  requested: number;
-  shortfall: number;
-  balance: number;
-  /** A lease: the credits it holds and for how many milliseconds from now the gateway may draw from it. */
-  leaseCredits?: number;
-  leaseMs?: number;
-}
+/** What a hold or lease decided: the gRPC reply itself (a lease: its credits and how long it may be drawn from). */
+export type ReserveOutcome = ReserveReply;
 
 /**
  * How long a gateway may draw from a lease: long enough that an org's steady traffic renews it about once a second
