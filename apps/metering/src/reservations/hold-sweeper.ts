@@ -88,6 +88,8 @@ export class HoldSweeper {
           ORDER BY expires_at, org_id, id LIMIT $5`,
         [now, after?.expiresAt.toISOString() ?? null, after?.orgId ?? '', after?.id ?? '', pageSize],
       );
+      // A page's due reservations are released together: the service group-commits them (one transaction a batch).
+      const due: Array<Promise<boolean>> = [];
       for (const r of rows) {
         const partition = this.broker.partitionOf(r.org_id, horizons.partitions);
         // held_at has microseconds, a Date keeps milliseconds: +1 rounds it up rather than down. A lease's calls are
@@ -97,12 +99,13 @@ export class HoldSweeper {
         const lastCallAt = heldAt + Number(r.lease_ms);
         const settledBefore = horizons.settledBefore(partition, heldAt);
         if (settledBefore !== null && lastCallAt + publishWindowMs < settledBefore) {
-          if (await this.reservations.release(r.id, r.org_id, 'expired')) released++;
+          due.push(this.reservations.release(r.id, r.org_id, 'expired'));
         } else {
           kept++;
           lagging.add(partition);
         }
       }
+      for (const closed of await Promise.all(due)) if (closed) released++;
       const last = rows[rows.length - 1];
       if (!last || rows.length < pageSize) break;
       after = { expiresAt: last.expires_at, orgId: last.org_id, id: last.id };

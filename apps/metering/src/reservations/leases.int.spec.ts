@@ -117,6 +117,34 @@ describe('credit leases at metering (real PostgreSQL)', () => {
     expect(await audit(org)).toEqual([]);
   });
 
+  it('give-backs arriving together go in one batch, each decided against what the ones before it left: an EndLease and its lease\'s release, a hold, a repeat, an unknown id, several orgs', async () => {
+    const [a, b] = [await orgWith('starter'), await orgWith('starter')];
+    const leaseA = await lease(a, 100);
+    const leaseB = await lease(b, 40);
+    const hold = await reservations.reserve({ reservationId: `hold_t_${uuidv7()}`, orgId: b, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: now });
+    expect([leaseA.granted, leaseB.granted, hold.granted]).toEqual([true, true, true]);
+    await meter(a, [{ reservationId: leaseA.reservationId }, { reservationId: leaseA.reservationId }]);
+    now += 10_000;
+    // Issued in one turn of the event loop: one group commit.
+    const outcomes = await Promise.all([
+      reservations.endLease(leaseA.reservationId, a, 5), // 100 - 5 drawn = 95 back
+      reservations.release(leaseA.reservationId, a, 'expired'), // then the 3 drawn but not spent
+      reservations.release(leaseA.reservationId, a, 'expired'), // already closed
+      reservations.endLease(leaseB.reservationId, b, 40), // all drawn: nothing back
+      reservations.release(hold.reservationId, b),
+      reservations.release('no-such-hold', b),
+      reservations.endLease(hold.reservationId, b, 0), // a hold is not a lease (and it is closed by then)
+    ]);
+    expect(outcomes).toEqual([95, true, false, 0, true, false, 0]);
+    expect(await ledger(a)).toEqual([['grant', 500], ['lease', -100], ['release', 95], ['release', 3]]);
+    expect(await row(a, leaseA.reservationId)).toMatchObject({ status: 'expired', spent: 2, returned: 95 });
+    expect(await ledger(b)).toEqual([['grant', 500], ['lease', -40], ['reservation', -1], ['release', 1]]);
+    expect(await row(b, hold.reservationId)).toMatchObject({ status: 'released' });
+    expect([await balance(a), await balance(b)]).toEqual([498, 460]);
+    expect(await audit(a)).toEqual([]);
+    expect(await audit(b)).toEqual([]);
+  });
+
   it('an event the lease can no longer cover is charged on its own (a lease never pays more than it holds)', async () => {
     const org = await orgWith('starter');
     const granted = await lease(org, 2);

@@ -1,9 +1,9 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { Batcher } from '@tollgate/platform';
-import { Allocation, leaseSlice, release } from '@tollgate/billing';
+import { Allocation, LedgerEntryDraft, leaseSlice, release } from '@tollgate/billing';
 import { MaxClockSkewMs } from '@tollgate/contracts';
-import { appendEntries, closeReservations, lockAccounts, optimisticConflict, ProfileCatalog, saveAccounts } from '@tollgate/ledger';
+import { appendEntries, closeReservations, lockAccounts, optimisticConflict, ProfileCatalog, ReservationRef, reservationKey, saveAccounts } from '@tollgate/ledger';
 import { NeedsLocks, ReserveCommand, ReserveOutcome, reserveBatch } from './reservation-batch';
 
 export type { ReserveCommand, ReserveOutcome } from './reservation-batch';
@@ -33,6 +33,7 @@ const emptyTally = (): HoldTally => ({ batches: { optimistic: 0, locked_after_co
 export class ReservationService {
   private readonly log = new Logger('reservations');
   private readonly holds: Batcher<ReserveCommand, ReserveOutcome>;
+  private readonly giveBacks: Batcher<GiveBack, GivenBack>;
 
   constructor(
     private readonly ds: DataSource,
@@ -41,6 +42,7 @@ export class ReservationService {
     maxBatch = 256,
   ) {
     this.holds = new Batcher((cmds, settle) => this.decide(cmds, settle), { maxItems: maxBatch });
+    this.giveBacks = new Batcher((cmds, settle) => this.giveBackBatch(cmds, settle), { maxItems: maxBatch });
   }
 
   private tally = emptyTally();
@@ -108,31 +110,11 @@ export class ReservationService {
 
   /**
    * Gives a hold back now (the gateway's cancel, or HoldSweeper once the hold can no longer be settled). Returns
-   * false when it was not held (unknown, settled or already released).
+   * false when it was not held (unknown, settled or already released). A lease gives back what its calls did not
+   * spend and its gateway did not return already (leaseSlice), and closes.
    */
   async release(reservationId: string, orgId: string, status: 'released' | 'expired' = 'released'): Promise<boolean> {
-    return this.ds.transaction((m) => this.releaseIn(m, reservationId, orgId, status));
-  }
-
-  private async releaseIn(m: EntityManager, reservationId: string, orgId: string, status: 'released' | 'expired'): Promise<boolean> {
-    const locked = (await lockAccounts(m, [orgId])).get(orgId);
-    if (!locked) return false;
-    const rows: Array<{ allocation: Allocation[]; kind: 'hold' | 'lease'; credits: string; spent: string; returned: string }> = await m.query(
-      `SELECT allocation, kind, credits, spent, returned FROM reservations WHERE id = $1 AND org_id = $2 AND status = 'held' FOR UPDATE`,
-      [reservationId, orgId],
-    );
-    const row = rows[0];
-    if (!row) return false;
-    // A lease gives back what its calls did not spend and its gateway did not return already (leaseSlice).
-    const isLease = row.kind === 'lease';
-    const allocation = isLease ? leaseSlice(row.allocation, Number(row.spent), Number(row.credits) - Number(row.returned)) : row.allocation;
-    const cause = isLease ? `lease:${reservationId}:${status}` : `reservation:${reservationId}:${status}`;
-    // The clock only dates the entries: a release does not roll the account's month (see libs/billing).
-    const decided = release(locked.account, reservationId, allocation, this.clock(), cause, isLease ? { lease_id: reservationId } : undefined);
-    await appendEntries(m, decided.entries);
-    await saveAccounts(m, [decided.account]);
-    await closeReservations(m, [{ orgId, id: reservationId }], status, [status === 'expired' ? 'timeout' : 'gateway']);
-    return true;
+    return (await this.giveBacks.add({ kind: 'release', id: reservationId, orgId, status })).closed;
   }
 
   /**
@@ -143,27 +125,105 @@ export class ReservationService {
    * lease by the org's account lock.
    */
   async endLease(leaseId: string, orgId: string, drawn: number): Promise<number> {
-    return this.ds.transaction(async (m) => {
-      const locked = (await lockAccounts(m, [orgId])).get(orgId);
-      if (!locked) return 0;
-      const rows: Array<{ allocation: Allocation[]; credits: string; spent: string; returned: string }> = await m.query(
-        `SELECT allocation, credits, spent, returned FROM reservations
-          WHERE id = $1 AND org_id = $2 AND status = 'held' AND kind = 'lease' FOR UPDATE`,
-        [leaseId, orgId],
-      );
-      const row = rows[0];
-      if (!row) return 0;
-      const credits = Number(row.credits);
-      const returned = Number(row.returned);
-      const kept = Math.max(drawn, Number(row.spent));
-      const give = credits - returned - kept;
-      if (give <= 0) return 0;
-      const allocation = leaseSlice(row.allocation, kept, credits - returned);
-      const decided = release(locked.account, leaseId, allocation, this.clock(), `lease:${leaseId}:returned`, { lease_id: leaseId, drawn });
-      await appendEntries(m, decided.entries);
-      await saveAccounts(m, [decided.account]);
-      await m.query(`UPDATE reservations SET returned = returned + $3 WHERE id = $1 AND org_id = $2`, [leaseId, orgId, give]);
-      return give;
-    });
+    return (await this.giveBacks.add({ kind: 'end', id: leaseId, orgId, drawn })).given;
   }
+
+  /**
+   * One batch of give-backs, group-committed like holds: the gateways' EndLease calls (one per lease, every few
+   * seconds per org and gateway) and the sweeper's releases (a page at a time) each cost one transaction per batch
+   * instead of one each. Should the batch fail, each is tried alone, as holds are.
+   */
+  private async giveBackBatch(cmds: GiveBack[], settle: (i: number, o: GivenBack | Error) => void): Promise<Array<GivenBack | Error>> {
+    try {
+      return await this.ds.transaction((m) => this.giveBackIn(m, cmds));
+    } catch (e) {
+      if (cmds.length === 1) return [e as Error];
+      const outcomes: Array<GivenBack | Error> = [];
+      for (const [i, cmd] of cmds.entries()) {
+        const o = await this.ds.transaction((m) => this.giveBackIn(m, [cmd])).then((r) => r[0]!, (err: Error) => err);
+        outcomes.push(o);
+        settle(i, o);
+      }
+      return outcomes;
+    }
+  }
+
+  /**
+   * Under the orgs' account locks (taken in org order, as every writer does) and the reservations' row locks, each
+   * give-back is decided in arrival order against the state the ones before it left (an EndLease and the lease's
+   * release in one batch: the release gives back only what the EndLease did not); then one statement per table.
+   */
+  private async giveBackIn(m: EntityManager, cmds: GiveBack[]): Promise<GivenBack[]> {
+    const accounts = new Map([...(await lockAccounts(m, [...new Set(cmds.map((c) => c.orgId))]))].map(([org, l]) => [org, l.account]));
+    const rows: Array<{ org_id: string; id: string; allocation: Allocation[]; kind: 'hold' | 'lease'; credits: string; spent: string; returned: string }> = await m.query(
+      `SELECT org_id, id, allocation, kind, credits, spent, returned FROM reservations
+        WHERE (org_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND status = 'held'
+        ORDER BY org_id, id FOR UPDATE`,
+      [cmds.map((c) => c.orgId), cmds.map((c) => c.id)],
+    );
+    const held = new Map(rows.map((r) => [reservationKey(r.org_id, r.id), { ...r, credits: Number(r.credits), spent: Number(r.spent), returned: Number(r.returned), open: true }]));
+    const entries: LedgerEntryDraft[] = [];
+    const changed = new Set<string>();
+    const closed: Record<'released' | 'expired', ReservationRef[]> = { released: [], expired: [] };
+    const returned = new Map<string, { orgId: string; id: string; credits: number }>();
+    const now = this.clock();
+    const outcomes = cmds.map((cmd): GivenBack => {
+      const account = accounts.get(cmd.orgId);
+      const row = held.get(reservationKey(cmd.orgId, cmd.id));
+      if (!account || !row?.open) return { closed: false, given: 0 };
+      const isLease = row.kind === 'lease';
+      let allocation: Allocation[];
+      let cause: string;
+      let given: number;
+      if (cmd.kind === 'end') {
+        if (!isLease) return { closed: false, given: 0 };
+        const kept = Math.max(cmd.drawn, row.spent);
+        given = row.credits - row.returned - kept;
+        if (given <= 0) return { closed: false, given: 0 };
+        allocation = leaseSlice(row.allocation, kept, row.credits - row.returned);
+        cause = `lease:${cmd.id}:returned`;
+        row.returned += given;
+        const key = reservationKey(cmd.orgId, cmd.id);
+        returned.set(key, { orgId: cmd.orgId, id: cmd.id, credits: (returned.get(key)?.credits ?? 0) + given });
+      } else {
+        allocation = isLease ? leaseSlice(row.allocation, row.spent, row.credits - row.returned) : row.allocation;
+        cause = isLease ? `lease:${cmd.id}:${cmd.status}` : `reservation:${cmd.id}:${cmd.status}`;
+        given = allocation.reduce((sum, a) => sum + a.credits, 0);
+        row.open = false;
+        closed[cmd.status].push({ orgId: cmd.orgId, id: cmd.id });
+      }
+      // The clock only dates the entries: a release does not roll the account's month (see libs/billing).
+      const detail = isLease ? (cmd.kind === 'end' ? { lease_id: cmd.id, drawn: cmd.drawn } : { lease_id: cmd.id }) : undefined;
+      const decided = release(account, cmd.id, allocation, now, cause, detail);
+      entries.push(...decided.entries);
+      accounts.set(cmd.orgId, decided.account);
+      changed.add(cmd.orgId);
+      return { closed: cmd.kind === 'release', given };
+    });
+    await appendEntries(m, entries);
+    await saveAccounts(m, [...changed].map((org) => accounts.get(org)!));
+    for (const status of ['released', 'expired'] as const) {
+      if (closed[status].length > 0) await closeReservations(m, closed[status], status, closed[status].map(() => (status === 'expired' ? 'timeout' : 'gateway')));
+    }
+    if (returned.size > 0) {
+      const r = [...returned.values()];
+      await m.query(
+        `UPDATE reservations SET returned = reservations.returned + u.credits FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(org_id, id, credits)
+          WHERE reservations.org_id = u.org_id AND reservations.id = u.id`,
+        [r.map((x) => x.orgId), r.map((x) => x.id), r.map((x) => x.credits)],
+      );
+    }
+    return outcomes;
+  }
+}
+
+/** A give-back: a hold or lease released (gateway cancel or sweeper), or a lease ended by its gateway (EndLease). */
+type GiveBack =
+  | { kind: 'release'; id: string; orgId: string; status: 'released' | 'expired' }
+  | { kind: 'end'; id: string; orgId: string; drawn: number };
+
+/** `closed`: the reservation was held and is now closed (a release); `given`: the credits that came back. */
+interface GivenBack {
+  closed: boolean;
+  given: number;
 }
