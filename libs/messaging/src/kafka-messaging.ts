@@ -46,6 +46,8 @@ export interface KafkaMessagingOptions {
   topics?: Readonly<Record<string, number>>;
   /** Default: KAFKA_MAX_MESSAGE_BYTES (maxMessageBytesFromEnv). */
   maxMessageBytes?: number;
+  /** Default: KAFKA_LINGER_MS. */
+  lingerMs?: number;
 }
 
 export function createKafkaMessaging(opts: KafkaMessagingOptions): Messaging {
@@ -57,15 +59,17 @@ class KafkaMessaging implements Messaging {
   private readonly brokers: string[];
   private readonly topicSettings: TopicSettings;
   private readonly maxMessageBytes: number;
+  private readonly lingerMs: number;
   private admin: Admin | null = null;
   private readonly closers: Array<() => Promise<void>> = [];
 
   constructor(private readonly opts: KafkaMessagingOptions) {
     // An app passes its config's Kafka settings; whatever is left out is read from the environment (checked).
-    const fromEnv = opts.brokers && opts.topicSettings && opts.maxMessageBytes ? null : kafkaFromEnv();
+    const fromEnv = opts.brokers && opts.topicSettings && opts.maxMessageBytes && opts.lingerMs !== undefined ? null : kafkaFromEnv();
     this.brokers = opts.brokers ?? fromEnv!.brokers;
     this.topicSettings = opts.topicSettings ?? fromEnv!.topicSettings;
     this.maxMessageBytes = opts.maxMessageBytes ?? fromEnv!.maxMessageBytes;
+    this.lingerMs = opts.lingerMs ?? fromEnv!.lingerMs;
     const log = opts.log;
     this.kafka = new Kafka({
       clientId: opts.clientId,
@@ -173,7 +177,7 @@ class KafkaMessaging implements Messaging {
       }
       return producer;
     };
-    const publisher = new SerialisedPublisher(await connect(), connect, this.maxMessageBytes);
+    const publisher = new SerialisedPublisher(await connect(), connect, this.maxMessageBytes, this.lingerMs);
     this.closers.push(() => publisher.close());
     return publisher;
   }

@@ -64,9 +64,11 @@ export class SerialisedPublisher implements Publisher {
     producer: Producer,
     private readonly connect: () => Promise<Producer>,
     maxBatchBytes: number,
+    /** KAFKA_LINGER_MS: 0 gathers one event-loop turn (no timer); more waits that long for a send to fill. */
+    lingerMs = 0,
   ) {
     this.producer = producer;
-    this.sends = new Batcher((pending) => this.send(pending), { concurrency: 1, maxWeight: maxBatchBytes, weigh: (p) => p.bytes });
+    this.sends = new Batcher((pending) => this.send(pending), { concurrency: 1, maxWeight: maxBatchBytes, weigh: (p) => p.bytes, linger: lingerMs > 0 ? lingerMs : 'turn' });
   }
 
   publish(topic: string, messages: OutgoingMessage[]): Promise<void> {

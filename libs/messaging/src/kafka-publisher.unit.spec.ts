@@ -43,6 +43,22 @@ function tracked(p: Promise<void>) {
 }
 
 describe('SerialisedPublisher: one send in flight, calls coalesced', () => {
+  it('with KAFKA_LINGER_MS, waits that long for a send to fill: calls of several turns go together', async () => {
+    const p = fakeProducer('p1');
+    const pub = new SerialisedPublisher(p.producer, () => Promise.reject(new Error('not needed')), 1024 * 1024, 30);
+    const a = tracked(pub.publish('t1', [msg(1)]));
+    await turn();
+    await new Promise((r) => setTimeout(r, 5));
+    const b = tracked(pub.publish('t1', [msg(2)]));
+    await turn();
+    expect(p.sends).toHaveLength(0);
+    await new Promise((r) => setTimeout(r, 40));
+    expect(p.sent()).toEqual(['t1:k1,k2']);
+    p.sends[0]!.ack();
+    await turn();
+    expect([a.state, b.state]).toEqual(['acked', 'acked']);
+  });
+
   it('sends the calls of one turn together; calls made while it is in flight wait, then go in one send; each resolves on its own ack', async () => {
     const p = fakeProducer('p1');
     const pub = new SerialisedPublisher(p.producer, () => Promise.reject(new Error('not needed')), 1024 * 1024);

@@ -64,6 +64,12 @@ export const KafkaEnv = {
   KAFKA_MIN_INSYNC_REPLICAS: optionalWhole({ min: 1, max: 32767 }),
   KAFKA_PARTITIONS: optionalWhole({ min: 1, max: 10000 }),
   KAFKA_MAX_MESSAGE_BYTES: whole(DefaultMaxMessageBytes, { min: 65536, max: 1024 * 1024 * 1024 }),
+  /**
+   * How long a publisher waits to gather more messages into one produce request, in ms. 0 (the default, chosen
+   * from the gateway bench: docs/BENCHMARKS.md): the calls of one event-loop turn, and those made while a send is
+   * in flight, go together, with no timer.
+   */
+  KAFKA_LINGER_MS: whole(0, { min: 0, max: 1000 }),
 };
 
 /** No acks=all write could succeed with fewer replicas than min.insync.replicas. */
@@ -82,6 +88,8 @@ export interface KafkaConfig {
   topicSettings: { replicationFactor: number; minInsyncReplicas: number | null; partitions: number | null };
   /** The largest record batch the brokers take: sends are kept within it. */
   maxMessageBytes: number;
+  /** How long a publisher gathers messages for a send (0: one event-loop turn, no timer). */
+  lingerMs: number;
 }
 
 export function kafkaConfig(c: Cleaned<typeof KafkaEnv>): KafkaConfig {
@@ -89,6 +97,7 @@ export function kafkaConfig(c: Cleaned<typeof KafkaEnv>): KafkaConfig {
     brokers: c.KAFKA_BROKERS,
     topicSettings: { replicationFactor: c.KAFKA_REPLICATION_FACTOR, minInsyncReplicas: c.KAFKA_MIN_INSYNC_REPLICAS ?? null, partitions: c.KAFKA_PARTITIONS ?? null },
     maxMessageBytes: c.KAFKA_MAX_MESSAGE_BYTES,
+    lingerMs: c.KAFKA_LINGER_MS,
   };
 }
 
