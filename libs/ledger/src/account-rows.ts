@@ -187,18 +187,22 @@ export async function appendEntries(m: EntityManager, entries: LedgerEntryDraft[
   await writeAll(m, entriesParts(entries));
 }
 
-/** The entries and, reading what was inserted, their outbox rows: two parts that go together, in this order. */
+/**
+ * The entries and their outbox rows: two parts that go together. An outbox row only names its entry (org_id, seq);
+ * the relay reads the entry itself when it publishes (see LedgerOutboxRelay), so the write path stores each entry
+ * once instead of once more as a JSON copy.
+ */
 export function entriesParts(entries: LedgerEntryDraft[]): Array<WritePart | null> {
   if (entries.length === 0) return [];
+  const orgIds = entries.map((e) => e.orgId);
+  const seqs = entries.map((e) => e.seq);
   return [
     {
-      name: 'appended',
       sql: `INSERT INTO ledger_entries (org_id, seq, type, amount, balance_after, cause, occurred_at, bucket_id, detail)
-            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::timestamptz[], $8::text[], $9::jsonb[])
-            RETURNING org_id, seq, type, amount, balance_after, cause, occurred_at, recorded_at, bucket_id, detail`,
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::timestamptz[], $8::text[], $9::jsonb[])`,
       params: [
-        entries.map((e) => e.orgId),
-        entries.map((e) => e.seq),
+        orgIds,
+        seqs,
         entries.map((e) => e.type),
         entries.map((e) => e.amount),
         entries.map((e) => e.balanceAfter),
@@ -208,13 +212,6 @@ export function entriesParts(entries: LedgerEntryDraft[]): Array<WritePart | nul
         entries.map((e) => JSON.stringify(e.detail)),
       ],
     },
-    {
-      sql: `INSERT INTO ledger_outbox (org_id, seq, payload)
-            SELECT org_id, seq, jsonb_build_object('org_id', org_id, 'seq', seq, 'type', type, 'amount', amount,
-                     'balance_after', balance_after, 'cause', cause, 'occurred_at', occurred_at, 'recorded_at', recorded_at,
-                     'bucket_id', bucket_id, 'detail', detail)
-              FROM appended`,
-      params: [],
-    },
+    { sql: `INSERT INTO ledger_outbox (org_id, seq) SELECT * FROM unnest($1::text[], $2::bigint[])`, params: [orgIds, seqs] },
   ];
 }
