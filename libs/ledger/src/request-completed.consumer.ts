@@ -49,10 +49,11 @@ export interface RequestCompletedConsumerOptions {
  *
  * The batches of several partitions handed over together share one transaction (a group commit, see handle).
  * Each transaction first locks the stored offset of each of its partitions (the fence: messages below it were
- * metered by another consumer, after a rebalance, and are dropped), then writes the usage rows, ledger entries,
- * projections, re-access windows, the dead letters of the messages it refused and each partition's new offset,
- * which never moves back here (only moveStoredOffset moves one back: to the start of a log that replaced the one
- * it was stored for).
+ * metered by another consumer, after a rebalance, and are dropped), loads what the events need (loadMeterState),
+ * meters them with billing's pure meterBatch, then writes the usage rows, ledger entries, projections, re-access
+ * windows, the dead letters of the messages it refused and each partition's new offset in one statement; the offset
+ * never moves back here (only moveStoredOffset moves one back: to the start of a log that replaced the one it was
+ * stored for).
  *
  * Poison: an event the validation lets through but PostgreSQL refuses (a data error, SQLSTATE class 22/23) would
  * fail its whole batch on every retry and stop the partition. So a group refused for its data is metered again
@@ -68,8 +69,9 @@ export interface RequestCompletedConsumerOptions {
  *    are fetched again.
  * 2. after the commit, before the Kafka offset commit: the database holds the new offset; on re-assignment the
  *    consumer seeks to it, and the fence drops anything below it that is fetched anyway. Were an event ever
- *    redelivered at another offset, `usage_records (org_id, event_id)` (unique) marks it as metered: no double
- *    charge.
+ *    redelivered at another offset, `usage_records (org_id, event_id)` (unique) refuses the write that would meter
+ *    it again (the whole transaction rolls back), and the batch is metered again with the probe, which drops it as
+ *    a duplicate: no double charge.
  * 3. dead letters are only recorded here; DeadLetterRelay sends them after the commit (at-least-once, see there).
  *    No Kafka send happens while this transaction holds org rows.
  * 4. after the Kafka commit: nothing is pending.
