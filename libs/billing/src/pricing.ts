@@ -64,3 +64,24 @@ export function applyCharges(windows: Map<string, number>, entities: readonly st
     if (last === undefined || at > last) windows.set(entity, at);
   }
 }
+
+/** A held per-entity reservation: a 2xx call paying for `entities` (only those it charges), its event on the way. */
+export interface PendingEntityHold {
+  id: string;
+  orgId: string;
+  entities: string[];
+  occurredAt: number;
+}
+
+/**
+ * `windows` plus the entities `holds` are paying for, as if charged when their calls happened: for pricing
+ * only (the holder's own settlement charges them and records the window). An entity another still-held call is
+ * paying for is free to a second call, so the org pays once and never goes below zero. A copy; `windows` is
+ * untouched (and returned as it is when there are no holds).
+ */
+export function withPendingCharges(windows: ReadonlyMap<string, number>, holds: readonly PendingEntityHold[]): ReadonlyMap<string, number> {
+  if (holds.length === 0) return windows;
+  const out = new Map(windows);
+  for (const h of holds) applyCharges(out, h.entities, h.occurredAt);
+  return out;
+}

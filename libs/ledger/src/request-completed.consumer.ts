@@ -1,39 +1,16 @@
 import { Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
-import { Account, applyCharges, LedgerEntryDraft } from '@tollgate/billing';
+import { meterBatch } from '@tollgate/billing';
 import { DeadLetterHeaders, EventValidation, MeteringConsumerGroup, parseRequestCompleted, printable, RequestCompletedV1 } from '@tollgate/contracts';
 import { IncomingBatch, IncomingMessage } from '@tollgate/messaging';
 import { databaseFailure } from '@tollgate/persistence';
 import { creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
 import { deadLettersPart } from './dead-letter-store';
 import { ProfileCatalog, pricingOf } from './profile-catalog';
-import {
-  accountsPart,
-  alreadyMetered,
-  closeReservationsPart,
-  entriesParts,
-  eventKey,
-  givenBackReservations,
-  leaseSpentPart,
-  loadWindows,
-  lockAccounts,
-  lockHeldReservations,
-  lockOffsets,
-  moveStoredOffset,
-  offsetsPart,
-  pendingEntityHolds,
-  ReservationRef,
-  reservationKey,
-  storedOffsets,
-  usageCountPart,
-  usagePart,
-  UsageRow,
-  windowsPart,
-  withPendingCharges,
-  WritePart,
-  writeAll,
-} from './ledger-store';
-import { meterEvent } from './meter-event';
+import { loadMeterState, meteredBatchParts } from './metering-store';
+import { lockOffsets, moveStoredOffset, offsetsPart, storedOffsets } from './offset-rows';
+import { WritePart, writeAll } from './sql';
+import { alreadyMetered, duplicateEvent, eventKey } from './usage-rows';
 
 /** A message metering will not meter, the batch it came in, and why: it becomes a dead letter. */
 interface Refusal {
@@ -72,10 +49,11 @@ export interface RequestCompletedConsumerOptions {
  *
  * The batches of several partitions handed over together share one transaction (a group commit, see handle).
  * Each transaction first locks the stored offset of each of its partitions (the fence: messages below it were
- * metered by another consumer, after a rebalance, and are dropped), then writes the usage rows, ledger entries,
- * projections, re-access windows, the dead letters of the messages it refused and each partition's new offset,
- * which never moves back here (only moveStoredOffset moves one back: to the start of a log that replaced the one
- * it was stored for).
+ * metered by another consumer, after a rebalance, and are dropped), loads what the events need (loadMeterState),
+ * meters them with billing's pure meterBatch, then writes the usage rows, ledger entries, projections, re-access
+ * windows, the dead letters of the messages it refused and each partition's new offset in one statement; the offset
+ * never moves back here (only moveStoredOffset moves one back: to the start of a log that replaced the one it was
+ * stored for).
  *
  * Poison: an event the validation lets through but PostgreSQL refuses (a data error, SQLSTATE class 22/23) would
  * fail its whole batch on every retry and stop the partition. So a group refused for its data is metered again
@@ -91,8 +69,9 @@ export interface RequestCompletedConsumerOptions {
  *    are fetched again.
  * 2. after the commit, before the Kafka offset commit: the database holds the new offset; on re-assignment the
  *    consumer seeks to it, and the fence drops anything below it that is fetched anyway. Were an event ever
- *    redelivered at another offset, `usage_records (org_id, event_id)` (unique) marks it as metered: no double
- *    charge.
+ *    redelivered at another offset, `usage_records (org_id, event_id)` (unique) refuses the write that would meter
+ *    it again (the whole transaction rolls back), and the batch is metered again with the probe, which drops it as
+ *    a duplicate: no double charge.
  * 3. dead letters are only recorded here; DeadLetterRelay sends them after the commit (at-least-once, see there).
  *    No Kafka send happens while this transaction holds org rows.
  * 4. after the Kafka commit: nothing is pending.
@@ -108,6 +87,8 @@ export class RequestCompletedConsumer {
   private readonly writing = new Set<string>();
   private scheduled = false;
   private readonly groupMessages: number;
+  /** Probe for events metered before (see fold): set by a duplicate, cleared by a probed batch without one. */
+  private probing = false;
 
   constructor(
     private readonly ds: DataSource,
@@ -250,8 +231,44 @@ export class RequestCompletedConsumer {
         validation: validationOf(message, slice.refusedBecause, () => this.parse(message.value, now)),
       })),
     );
+    // Optimistic by default: no probe for events metered before, the unique (org_id, event_id) of usage_records
+    // refuses the write if one was, and the batch is metered again with the probe. The fence already drops what a
+    // restart fetches again, so duplicates are rare (a producer's retry, a replaced log); once one is seen, batches
+    // are probed until a probed one finds none.
+    // Crash window: the refused write rolled back whole (usage, entries, projections, offsets); nothing of it stays.
+    const probe = this.probing;
+    let result;
+    try {
+      result = await this.transact(slices, parsed, probe);
+    } catch (e) {
+      if (probe || !duplicateEvent(e)) throw e;
+      this.probing = true;
+      result = await this.transact(slices, parsed, true);
+    }
+    if (probe) this.probing = result.probedDuplicates > 0;
+    for (const f of result.fenced) {
+      this.log.warn({
+        msg: 'skipped messages below the stored offset: another consumer metered them (rebalance)',
+        topic,
+        partition: f.partition,
+        stored: f.stored.toString(),
+        skipped: f.below,
+      });
+    }
+    for (const r of result.refused) {
+      this.log.warn({ msg: 'dead-lettered', partition: r.batch.partition, offset: r.message.offset, reason: printable(r.reason) });
+    }
+    eventsMetered.inc({ result: 'metered' }, result.metered);
+    eventsMetered.inc({ result: 'duplicate' }, result.duplicates);
+    eventsMetered.inc({ result: 'dead_lettered' }, result.refused.length);
+    creditsCharged.inc(result.credits);
+  }
+
+  /** One transaction of `fold`: the fence, the metering of the live messages, and one composed write. */
+  private transact(slices: Slice[], parsed: Array<{ slice: Slice; message: IncomingMessage; validation: EventValidation }>, probe: boolean) {
+    const topic = slices[0]!.batch.topic;
     // PostgreSQL's default isolation, READ COMMITTED (named, it would cost a SET TRANSACTION round trip).
-    const result = await this.ds.transaction(async (m) => {
+    return this.ds.transaction(async (m) => {
       const stored = await lockOffsets(m, this.groupId, topic, slices.map((s) => s.batch.partition));
       const live = parsed.filter((p) => BigInt(p.message.offset) >= stored.get(p.slice.batch.partition)!);
       const liveIn = new Map<Slice, number>();
@@ -274,7 +291,7 @@ export class RequestCompletedConsumer {
         }
       }
       const writes: Array<WritePart | null> = [];
-      const outcome = events.length > 0 ? await this.meter(m, events, refused, writes) : { metered: 0, duplicates: 0, credits: 0 };
+      const outcome = events.length > 0 ? await this.meter(m, events, refused, writes, probe) : { metered: 0, duplicates: 0, credits: 0 };
       // Everything the transaction changes, its dead letters and its offsets: one statement (one round trip), then commit.
       writes.push(
         deadLettersPart(
@@ -295,141 +312,33 @@ export class RequestCompletedConsumer {
         ),
       );
       await writeAll(m, writes);
-      return { ...outcome, duplicates: outcome.duplicates + repeated, refused, fenced };
+      return { ...outcome, duplicates: outcome.duplicates + repeated, probedDuplicates: outcome.duplicates, refused, fenced };
     });
-    for (const f of result.fenced) {
-      this.log.warn({
-        msg: 'skipped messages below the stored offset: another consumer metered them (rebalance)',
-        topic,
-        partition: f.partition,
-        stored: f.stored.toString(),
-        skipped: f.below,
-      });
-    }
-    for (const r of result.refused) {
-      this.log.warn({ msg: 'dead-lettered', partition: r.batch.partition, offset: r.message.offset, reason: printable(r.reason) });
-    }
-    eventsMetered.inc({ result: 'metered' }, result.metered);
-    eventsMetered.inc({ result: 'duplicate' }, result.duplicates);
-    eventsMetered.inc({ result: 'dead_lettered' }, result.refused.length);
-    creditsCharged.inc(result.credits);
   }
 
+  /**
+   * The batch's events, deduplicated, metered by billing's meterBatch on the state loaded under their locks; the
+   * writes go into `writes` for the caller to send as one statement. With `probe`, events metered before are looked
+   * up first and dropped as duplicates; without, a duplicate makes the write fail (see fold).
+   */
   private async meter(
     m: EntityManager,
     batchEvents: Array<{ event: RequestCompletedV1; message: IncomingMessage; batch: IncomingBatch }>,
     refused: Refusal[],
     writes: Array<WritePart | null>,
+    probe: boolean,
   ): Promise<{ metered: number; duplicates: number; credits: number }> {
-    const seen = await alreadyMetered(m, batchEvents.map((e) => ({ orgId: e.event.org_id, eventId: e.event.event_id })));
-    const events = batchEvents.filter((e) => !seen.has(eventKey(e.event.org_id, e.event.event_id)));
+    const seen = probe ? await alreadyMetered(m, batchEvents.map((e) => ({ orgId: e.event.org_id, eventId: e.event.event_id }))) : new Set<string>();
+    const events = seen.size === 0 ? batchEvents : batchEvents.filter((e) => !seen.has(eventKey(e.event.org_id, e.event.event_id)));
     if (events.length === 0) return { metered: 0, duplicates: seen.size, credits: 0 };
-
-    const accounts = await lockAccounts(m, [...new Set(events.map((e) => e.event.org_id))]);
-    // A reservation is named by the event's org and its id: an event settles only a hold of its own org.
-    const named: ReservationRef[] = events.flatMap((e) => (e.event.reservation_id === null ? [] : [{ orgId: e.event.org_id, id: e.event.reservation_id }]));
-    const reservations = await lockHeldReservations(m, named);
-    // Holds named by an event but no longer held: only those the gateway gave back matter (see meterEvent).
-    const givenBack = await givenBackReservations(m, named.filter((r) => !reservations.has(reservationKey(r.orgId, r.id))));
-    const pairs = events.flatMap((e) => e.event.entities.map((entity) => [e.event.org_id, entity] as const));
-    const windows = await loadWindows(m, pairs.map((p) => p[0]), pairs.map((p) => p[1]));
-    // Holds of other calls that are paying for entities these events returned (see ReservationService.reserve).
-    const pending = await pendingEntityHolds(m, pairs.map((p) => p[0]), pairs.map((p) => p[1]));
-
-    const touched = new Map<string, Account>();
-    const entries: LedgerEntryDraft[] = [];
-    const usage: UsageRow[] = [];
-    const windowWrites: Array<{ orgId: string; entityId: string; at: number }> = [];
-    const settled: ReservationRef[] = [];
-    // Which event settled each hold (closed_by `event:<event_id>`): a hold settled at its price has no entry naming
-    // the event, so this is how the ledger's reader (npm run audit) pairs the call with the hold that paid for it.
-    const settledBy: string[] = [];
-    // Leases the batch's events drew on, with what they spent so far (a lease stays held: the sweeper closes it).
-    const leasesDrawn = new Map<string, { orgId: string; id: string; spent: number }>();
-    let credits = 0;
-
-    for (const { event, message, batch } of events) {
-      const locked = accounts.get(event.org_id);
-      if (!locked) {
-        refused.push({ message, batch, reason: `unknown org_id "${event.org_id}"` });
-        continue;
-      }
-      if (locked.profile !== event.profile) {
-        refused.push({ message, batch, reason: `profile "${event.profile}" does not match org ${event.org_id}'s profile "${locked.profile}"` });
-        continue;
-      }
+    const calls = events.map((e) => e.event);
+    const metered = meterBatch(await loadMeterState(m, calls), calls, (event) => {
       const route = this.catalog.route(event.profile, event.method, event.route);
-      if (!route) {
-        refused.push({ message, batch, reason: `route "${event.method} ${event.route}" is not in profile "${event.profile}"` });
-        continue;
-      }
-      const reservation = (event.reservation_id && reservations.get(reservationKey(event.org_id, event.reservation_id))) || null;
-      const orgWindows = windows.get(event.org_id) ?? new Map<string, number>();
-      windows.set(event.org_id, orgWindows);
-      const account = touched.get(event.org_id) ?? locked.account;
-      // An entity another still-held call is paying for is free here, as it was when that call's reservation
-      // priced this one: its holder's settlement charges it, so the org pays once and never goes below zero.
-      // A call drawn from a lease is priced in arrival order only: its lease covers its every id, so it pays what is
-      // new now, and a held call paying for the same entity finds it charged when it settles (and gives it back).
-      const others = reservation?.lease
-        ? []
-        : pending.filter((h) => h.orgId === event.org_id && h.id !== event.reservation_id && !settled.some((s) => s.orgId === h.orgId && s.id === h.id));
-      const pricingWindows = withPendingCharges(orgWindows, others);
-      let metered;
-      try {
-        const wasGivenBack = !reservation && event.reservation_id !== null && givenBack.has(reservationKey(event.org_id, event.reservation_id));
-        metered = meterEvent(account, event, pricingOf(route), pricingWindows, reservation, wasGivenBack);
-        if (pricingWindows !== orgWindows) applyCharges(orgWindows, metered.priced.chargedEntities, Date.parse(event.occurred_at));
-      } catch (e) {
-        refused.push({ message, batch, reason: `cannot be metered: ${(e as Error).message}` });
-        continue;
-      }
-      touched.set(event.org_id, metered.account);
-      entries.push(...metered.entries);
-      if (reservation?.lease) {
-        if (metered.fromLease > 0) {
-          reservation.lease.spent += metered.fromLease;
-          leasesDrawn.set(reservationKey(event.org_id, reservation.id), { orgId: event.org_id, id: reservation.id, spent: reservation.lease.spent });
-        }
-      } else if (reservation) {
-        settled.push({ orgId: event.org_id, id: reservation.id });
-        settledBy.push(`event:${event.event_id}`);
-        reservations.delete(reservationKey(event.org_id, reservation.id));
-      }
-      const at = Date.parse(event.occurred_at);
-      for (const entityId of metered.priced.chargedEntities) windowWrites.push({ orgId: event.org_id, entityId, at });
-      credits += metered.priced.credits;
-      usage.push({
-        eventId: event.event_id,
-        orgId: event.org_id,
-        occurredAt: event.occurred_at,
-        method: event.method,
-        route: event.route,
-        path: event.path,
-        statusCode: event.status_code,
-        credits: metered.priced.credits,
-        costReason: metered.reason,
-        responseTimeMs: event.response_time_ms,
-        requestId: event.request_id ?? null,
-        decision: event.decision ?? 'forwarded',
-        apiKeyId: event.api_key_id,
-        entities: event.entities.length,
-        chargedEntities: metered.priced.chargedEntities,
-        leaseId: metered.fromLease > 0 ? reservation!.id : null,
-      });
-    }
-
-    // The batch's writes, returned for the caller to send as one statement with its offset and dead letters.
-    writes.push(
-      ...entriesParts(entries),
-      accountsPart([...touched.values()]),
-      usagePart(usage),
-      usageCountPart(usage),
-      windowsPart(windowWrites),
-      closeReservationsPart(settled, 'settled', settledBy),
-      leaseSpentPart([...leasesDrawn.values()]),
-    );
-    return { metered: usage.length, duplicates: seen.size, credits };
+      return route ? pricingOf(route) : null;
+    });
+    for (const { index, reason } of metered.refused) refused.push({ message: events[index]!.message, batch: events[index]!.batch, reason });
+    writes.push(...meteredBatchParts(metered));
+    return { metered: metered.usage.length, duplicates: seen.size, credits: metered.credits };
   }
 }
 

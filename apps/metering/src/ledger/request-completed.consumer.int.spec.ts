@@ -219,6 +219,35 @@ describe('RequestCompletedConsumer (real PostgreSQL)', () => {
     });
   });
 
+  describe('events metered before (written without a probe first)', () => {
+    it('meters a batch again with the probe when the unique (org_id, event_id) refuses its write: the repeat is not charged, the rest is, nothing is dead-lettered', async () => {
+      const org = await newOrg();
+      const topic = uid('redelivered');
+      const groupId = uid('group');
+      const consumer = new RequestCompletedConsumer(ds, catalog, { groupId });
+      const [old, fresh, later] = [0, 1, 2].map(() => requestCompleted({ org_id: org }));
+
+      await consumer.handle(batchOf(topic, 0, [json(old!)]));
+      // The same event again at another offset (a producer's retry, a replaced log), with a new one behind it.
+      await consumer.handle(batchOf(topic, 1, [json(old!), json(fresh!)]));
+      // And once more after it: metered with the probe, which finds the repeat again.
+      await consumer.handle(batchOf(topic, 3, [json(later!), json(old!)]));
+
+      expect(await charges(org)).toBe(3);
+      expect((await metered([old!.event_id, fresh!.event_id, later!.event_id])).sort()).toEqual([old!.event_id, fresh!.event_id, later!.event_id].sort());
+      const usage = await db.query(`SELECT count(*) AS n FROM usage_records WHERE org_id = $1`, [org]);
+      expect(Number(usage.rows[0].n)).toBe(3);
+      expect(await deadLetters(topic)).toEqual([]);
+      expect(await storedOffset(groupId, topic)).toBe('5');
+      // The balance is the ledger's sum.
+      const sums = await db.query(
+        `SELECT a.balance, (SELECT sum(amount) FROM ledger_entries e WHERE e.org_id = a.org_id) AS total FROM accounts a WHERE a.org_id = $1`,
+        [org],
+      );
+      expect(sums.rows[0].balance).toBe(sums.rows[0].total);
+    });
+  });
+
   describe('group commit: the batches of several partitions handed over together', () => {
     it('meters them in one transaction, each partition with its own offset', async () => {
       const [a, b] = [await newOrg(), await newOrg()];

@@ -33,13 +33,19 @@ export class LedgerOutboxRelay extends LockedRelay {
     // The orgs of the oldest pending rows; for each, its lowest seqs, an equal share of the batch (the (org_id, seq)
     // unique index); then the first of every org, the second of every org, ... up to the batch size. Every org's
     // part is a prefix of its pending entries by seq, whatever is cut.
+    // An outbox row names its entry (org_id, seq); the message is built from the entry (ledger_entries is append-only,
+    // so it is the entry as written). Rows written before SlimLedgerOutbox carry their payload and are sent as they are.
     const rows: Array<{ org_id: string; seq: string; payload: unknown }> = await m.query(
-      `SELECT o.org_id, o.seq, o.payload
+      `SELECT o.org_id, o.seq,
+              COALESCE(o.payload, jsonb_build_object('org_id', e.org_id, 'seq', e.seq, 'type', e.type, 'amount', e.amount,
+                'balance_after', e.balance_after, 'cause', e.cause, 'occurred_at', e.occurred_at, 'recorded_at', e.recorded_at,
+                'bucket_id', e.bucket_id, 'detail', e.detail)) AS payload
          FROM (SELECT org_id, count(*) OVER () AS orgs
                  FROM (SELECT DISTINCT org_id FROM (SELECT org_id FROM ledger_outbox ORDER BY id LIMIT $1) oldest) d) orgs
         CROSS JOIN LATERAL (
               SELECT org_id, seq, payload, row_number() OVER (ORDER BY seq) AS rank
                 FROM ledger_outbox WHERE org_id = orgs.org_id ORDER BY seq LIMIT ($1 + orgs.orgs - 1) / orgs.orgs) o
+         LEFT JOIN ledger_entries e ON o.payload IS NULL AND e.org_id = o.org_id AND e.seq = o.seq
         ORDER BY o.rank, o.org_id LIMIT $1`,
       [this.batchSize],
     );

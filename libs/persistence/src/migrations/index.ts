@@ -8,6 +8,7 @@ import { OptimisticWriteGuard1796215499771 } from './1796215499771-OptimisticWri
 import { Webhooks1796619983943 } from './1796619983943-Webhooks';
 import { CreditLeases1796629446925 } from './1796629446925-CreditLeases';
 import { ClearAlerts1796700000000 } from './1796700000000-ClearAlerts';
+import { SlimLedgerOutbox1796710000000 } from './1796710000000-SlimLedgerOutbox';
 import { WebhookAlertsRotation1796630655981 } from './1796630655981-WebhookAlertsRotation';
 
 /** Every migration, oldest first. `npm run migration:generate -- <Name>` adds new ones here. */
@@ -23,4 +24,5 @@ export const migrations = [
   CreditLeases1796629446925,
   WebhookAlertsRotation1796630655981,
   ClearAlerts1796700000000,
+  SlimLedgerOutbox1796710000000,
 ];

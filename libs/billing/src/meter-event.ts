@@ -1,17 +1,8 @@
-import {
-  Account,
-  Allocation,
-  applyCharges,
-  charge,
-  CostReason,
-  monthOf,
-  LedgerEntryDraft,
-  priceCall,
-  PricedCall,
-  Pricing,
-  settle,
-} from '@tollgate/billing';
 import { RequestCompletedV1 } from '@tollgate/contracts';
+import { charge, settle } from './account';
+import { priceCall } from './pricing';
+import { monthOf } from './time';
+import { Account, Allocation, CostReason, LedgerEntryDraft, PricedCall, Pricing, ReAccessWindows } from './types';
 
 /** A reservation still holding credits for the call the event reports: a hold, or a lease (`lease` not null). */
 export interface HeldReservation {
@@ -42,13 +33,13 @@ export interface MeteredCall {
  * - With a hold the gateway gave back (`givenBack`): nothing, whatever the status (the answer never went out).
  * - Without one (eventual mode, another producer, or a hold that timed out): charged now; this is the only
  *   way a balance can go below zero, and the ledger shows it.
- * `windows` is updated in place with the entities this call paid for.
+ * `windows` is only read: the caller records the entities this call paid for (`priced.chargedEntities`).
  */
 export function meterEvent(
   account: Account,
   event: RequestCompletedV1,
   pricing: Pricing,
-  windows: Map<string, number>,
+  windows: ReAccessWindows,
   reservation: HeldReservation | null,
   givenBack = false,
 ): MeteredCall {
@@ -74,7 +65,6 @@ export function meterEvent(
   } else {
     decided = reservation ? settle(account, reservation.id, reservation.allocation, priced.credits, at, cause) : charge(account, priced.credits, at, cause);
   }
-  applyCharges(windows, priced.chargedEntities, at);
   return { account: decided.account, entries: decided.entries, priced, reason: forwarded ? priced.reason : rejectionReason(decision), fromLease };
 }
 
