@@ -6,6 +6,14 @@ import { UpstreamResponse } from '../clients/upstream';
 import { CreditPolicy, HoldOutcome, PaidCall } from './credit-policy';
 import { Pricing } from './pricing';
 
+/** What the gateway works out once per route, at start, instead of on each call. */
+export interface RoutePlan {
+  /** How the route is paid for (free, fixed, per entity). */
+  readonly pricing: Pricing;
+  /** The upstream path (base path included, no query) when the route's template has no parameter; else null. */
+  readonly upstreamPath: string | null;
+}
+
 /** What one call has established so far; each step adds to it. One object per call, its shape fixed here. */
 export class Call {
   principal: Principal | null = null;
@@ -30,7 +38,7 @@ export class Call {
     readonly method: string,
     readonly requestId: string,
     readonly route: RouteDefinition,
-    readonly pricing: Pricing,
+    readonly plan: RoutePlan,
     readonly params: Record<string, string>,
     readonly ip: string,
     readonly nowMs: number,

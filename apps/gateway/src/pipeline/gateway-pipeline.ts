@@ -9,10 +9,10 @@ import { clientIp, Clock, CounterStore } from '@tollgate/rate-limit';
 import { forwardableHeaders, Upstream, UpstreamResponse } from '../clients/upstream';
 import { Admission } from './admission';
 import { Answers } from './answers';
-import { Call, DependencyUnavailable, Draw, headerValue, joinPath, mark, pathOf, serverTiming, UnrecordableEvent } from './call';
+import { Call, DependencyUnavailable, Draw, headerValue, joinPath, mark, pathOf, RoutePlan, serverTiming, UnrecordableEvent } from './call';
 import { CreditPolicy, HoldOutcome, Need } from './credit-policy';
 import { headerStyle } from './header-styles';
-import { Pricing, pricingOf } from './pricing';
+import { pricingOf } from './pricing';
 
 export interface GatewayDeps {
   profile: Profile;
@@ -74,14 +74,18 @@ const bodyLimit = 10 * 1024 * 1024;
 export class GatewayPipeline {
   private readonly routes: RouteTable;
   private readonly base: string;
-  private readonly pricing = new Map<RouteDefinition, Pricing>();
+  private readonly plans = new Map<RouteDefinition, RoutePlan>();
   private readonly answers: Answers;
   private readonly admission: Admission;
 
   constructor(private readonly d: GatewayDeps) {
     this.routes = new RouteTable(d.profile);
     this.base = d.profile.base_path.replace(/\/+$/, '');
-    for (const route of d.profile.routes) this.pricing.set(route, pricingOf(route));
+    for (const route of d.profile.routes) {
+      const template = route.upstream_path ?? route.path;
+      const upstreamPath = template.includes(':') ? null : joinPath(d.profile.base_path, expandUpstreamPath(template, {}));
+      this.plans.set(route, { pricing: pricingOf(route), upstreamPath });
+    }
     this.answers = new Answers(d.profile, headerStyle(d.profile), d.events, d.maxEventBytes);
     this.admission = new Admission(d, this.answers);
   }
@@ -151,7 +155,7 @@ export class GatewayPipeline {
     const requestId = offered !== undefined && acceptableRequestId.test(offered) ? offered : uuidv7();
     res.setHeader(Headers.RequestId, requestId);
     const call = new Call(
-      req, res, body, match.path, q === -1 ? '' : url.slice(q), method, requestId, match.route, this.pricing.get(match.route)!, match.params,
+      req, res, body, match.path, q === -1 ? '' : url.slice(q), method, requestId, match.route, this.plans.get(match.route)!, match.params,
       clientIp(req.socket.remoteAddress ?? '', headerValue(req.headers['x-forwarded-for']), this.d.trustedProxies),
       this.d.clock.now(),
       process.hrtime.bigint(),
@@ -160,9 +164,9 @@ export class GatewayPipeline {
 
     const admission = this.admission;
     if (!admission.passesBadKeyThrottle(call)) return;
-    if (!(await admission.authenticate(call))) return;
+    if (call.route.auth !== 'none' && !(await admission.authenticate(call))) return;
     mark(call, 'auth');
-    if (!(await admission.passesLockout(call))) return;
+    if (call.route.login && !(await admission.passesLockout(call))) return;
     if (!(await admission.limit(call))) return;
     mark(call, 'limit');
     if (call.route.handler !== 'proxy') return this.answerFromQuery(call);
@@ -201,7 +205,8 @@ export class GatewayPipeline {
 
   /** Holds what the route costs, forwards, prices: everything but the answer (and the release: `proxy`). */
   private async forwardAndPrice(call: Call): Promise<Ending> {
-    const { principal, pricing } = call;
+    const { principal } = call;
+    const pricing = call.plan.pricing;
     // Fixed-cost routes hold their credits before the upstream is asked.
     if (principal && pricing.upfront) {
       const outcome = await this.hold(call, pricing.upfront);
@@ -258,11 +263,11 @@ export class GatewayPipeline {
 
   private forward(call: Call): Promise<UpstreamResponse> {
     const { route } = call;
-    const path = joinPath(this.d.profile.base_path, expandUpstreamPath(route.upstream_path ?? route.path, call.params)) + call.query;
+    const path = (call.plan.upstreamPath ?? joinPath(this.d.profile.base_path, expandUpstreamPath(route.upstream_path ?? route.path, call.params))) + call.query;
     const headers = forwardableHeaders(call.req.headers);
     headers['x-request-id'] = call.requestId;
     // A priced answer is read by the gateway: ask for it uncompressed (decodedBody still copes if it comes compressed).
-    if (call.pricing.readsAnswer) headers['accept-encoding'] = 'identity';
+    if (call.plan.pricing.readsAnswer) headers['accept-encoding'] = 'identity';
     return this.d.upstream.send(call.method, path, headers, call.body);
   }
 
