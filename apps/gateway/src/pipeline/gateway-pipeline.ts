@@ -188,7 +188,7 @@ export class GatewayPipeline {
     try {
       end = await this.forwardAndPrice(call);
       // A 2xx for a known org is recorded before the release: once its event is acknowledged its credits are spent.
-      if (end === 'answer' && call.principal && isSuccess(call.upstream!)) end = await this.record(call);
+      if (end === 'answer' && spends(call)) end = await this.record(call);
     } finally {
       // Crash window: a gateway that dies here has held credits it never gives back; metering's sweeper releases
       // a per-call hold (or ends a lease) once its event can no longer arrive.
@@ -196,7 +196,7 @@ export class GatewayPipeline {
       if (back > 0 && call.credits !== null) call.credits += back;
     }
     // Any other answer is recorded after the release; its event (status non-2xx) costs nothing.
-    if (end === 'answer' && !(call.principal && isSuccess(call.upstream!))) end = await this.record(call);
+    if (end === 'answer' && !spends(call)) end = await this.record(call);
     if (end === 'answer') return this.handOut(call);
     if (end === 'abandon') return this.abandon(call);
     if (end.status === 402) return this.insufficientCredits(call, end.requested, end.shortfall);
@@ -345,6 +345,11 @@ export class GatewayPipeline {
     call.res.writeHead(answer.status, this.answers.decorate(call, false, out));
     call.res.end(answer.body);
   }
+}
+
+/** The call's answer is a 2xx for a known org: the one kind of answer that is charged. */
+function spends(call: Call): boolean {
+  return call.principal !== null && isSuccess(call.upstream!);
 }
 
 function isSuccess(upstream: UpstreamResponse): boolean {
