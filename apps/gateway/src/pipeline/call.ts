@@ -97,7 +97,7 @@ export class Draw implements PaidCall {
   /**
    * Gives back what the call drew, once; resolves with the credits given back now (0 when nothing was held, it
    * was spent or given back already, or metering could not be told now: settlement then releases the hold when
-   * the call's event arrives, and that event says status non-2xx or `client_closed`, which costs nothing).
+   * the call's event arrives, which is never a charged one, or the sweeper does when no event arrives).
    */
   async release(): Promise<number> {
     if (this.state !== 'held') return 0;
