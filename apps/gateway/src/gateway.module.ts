@@ -2,8 +2,9 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { HealthController, MetricsAccess, MetricsAccessPolicy, ReadinessCheck, ReadinessChecks } from '@tollgate/platform';
 
 /**
- * The gateway's Nest part is only health and metrics; calls go through GatewayPipeline (an Express handler). Its
- * port is the public one, so /metrics there follows the public-port policy (main.ts).
+ * The gateway's Nest part is only health, metrics and docs; calls go through GatewayPipeline, a plain node:http
+ * handler that main.ts's server gives every request under the profile's base path, so Nest and Express are never on
+ * a paid call's path. Its port is the public one, so /metrics there follows the public-port policy (main.ts).
  */
 @Module({})
 export class GatewayModule {
