@@ -70,7 +70,8 @@ describe('credit leases across three gateways (trace: per-entity prices)', () =>
         }
       }),
     );
-    expect(answers.every((a) => a.status === 200 || a.status === 402)).toBe(true);
+    // Named on failure: any answer but a 200 or a 402, with its status and request id (to find in the logs).
+    expect(answers.filter((a) => a.status !== 200 && a.status !== 402).map((a) => `${a.status} ${a.requestId}`)).toEqual([]);
 
     for (const org of orgs) {
       const mine = answers.filter((a) => a.org === org);
