@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: everything the fault suite's scenarios share (broker, PostgreSQL cluster, load, checks), kept in one place so run.ts reads as the scenarios alone.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

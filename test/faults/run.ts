@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: the fault suite's nine scenarios, one function each, in the order they run (the README's table follows it).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';

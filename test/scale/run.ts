@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one scale-out run (cluster, instances, load, kills, checks, figures) read top to bottom as it happens.
 import { spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: every rule of the account's pure functions (reserve, settle, release, lease, charge, months, plans) beside the others, as libs/billing states them.
 import { changePlan, charge, grantTopUp, lease, leaseSize, leaseSlice, openAccount, projectAccount, release, reserve, rollForward, settle } from './account';
 import { AccountHistory, deepFreeze, plans, utc } from './testing/account-builder';
 import { Account, LedgerEntryDraft } from './types';

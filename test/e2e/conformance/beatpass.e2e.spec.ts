@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one test per statement of the seed, in the seed's order, so the file reads beside it.
 import { freePort, Stack, uniqueId } from '../../support/stack';
 import { rawHeaderNames } from '../../support/http';
 import { pool, roomInWindow, sleep } from '../../support/windows';

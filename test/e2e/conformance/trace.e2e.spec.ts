@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one test per statement of the seed, in the seed's order, so the file reads beside it.
 import { produce, requestCompleted, testKafka } from '../../support/kafka';
 import { eventually, json, Stack, uniqueId } from '../../support/stack';
 import { roomInWindow, sleep } from '../../support/windows';

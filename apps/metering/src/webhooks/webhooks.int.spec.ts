@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one suite of the notifier and sender against one database and receiver (thresholds, retries, disabling, rotation, SSRF); split, each part would repeat the setup.
 import { DataSource } from 'typeorm';
 import { Webhook } from 'standardwebhooks';
 import { v7 as uuidv7 } from 'uuid';
