@@ -1,5 +1,5 @@
 import { EntityManager } from 'typeorm';
-import { ReserveReply } from '@tollgate/contracts';
+import { ReserveReply, ReserveRequest } from '@tollgate/contracts';
 import { Account, lease, LedgerEntryDraft, leaseSize, priceCall, reserve, rollForward, startOfNextMonth } from '@tollgate/billing';
 import { pricingOf, ProfileCatalog } from '@tollgate/ledger';
 import {
@@ -14,17 +14,12 @@ import {
   writeAll,
 } from '@tollgate/ledger';
 
-export interface ReserveCommand {
-  reservationId: string;
-  orgId: string;
-  profile: string;
-  method: string;
-  route: string;
-  entities: string[];
+/** A Reserve as metering decides it: the request's fields, its instant in ms, and the lease it asks for if any. */
+export type ReserveCommand = Pick<ReserveRequest, 'reservationId' | 'orgId' | 'profile' | 'method' | 'route' | 'entities'> & {
   occurredAt: number;
   /** A lease instead of a hold: up to `wanted` credits, none below `minimum`, for `gateway` (see leaseSize). */
   lease?: { wanted: number; minimum: number; gateway: string };
-}
+};
 
 /** What a hold or lease decided: the gRPC reply itself (a lease: its credits and how long it may be drawn from). */
 export type ReserveOutcome = ReserveReply;
