@@ -74,42 +74,52 @@ export function toAccount(r: AccountRow): Account {
 const accountColumns = `a.org_id, a.plan, a.balance, a.debt, a.next_seq, a.allowance_month, a.allowance_spent,
   a.granted_one_time, a.buckets, o.profile`;
 
-/** Locks the accounts (in org order, so two writers never deadlock) and returns them. */
-export async function lockAccounts(m: EntityManager, orgIds: string[]): Promise<Map<string, LockedAccount>> {
-  const rows: Array<AccountRow & { profile: string }> = await m.query(
-    prepared(`SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id
-      WHERE a.org_id = ANY($1::text[]) ORDER BY a.org_id FOR UPDATE OF a`),
-    [orgIds],
-  );
-  return new Map(rows.map((r) => [r.org_id, { account: toAccount(r), profile: r.profile }]));
+/**
+ * How `loadAccounts` reads the accounts:
+ * - `lock`: row locks (FOR UPDATE), taken in org order so two writers never wait for each other in a cycle; for a
+ *   decision written in the same transaction;
+ * - `optimistic`: no lock; each account comes with its row version (`xmin`, in `versions`) for a write guarded by
+ *   it (`accountsPart` with versions), which fails if another writer got there first;
+ * - `read`: no lock, for a reader.
+ */
+export type AccountLoad = 'lock' | 'optimistic' | 'read';
+
+export interface LoadedAccounts {
+  accounts: Map<string, LockedAccount>;
+  /** The reservations among `holdsAmong` that exist, by `org_id/id` (reservationKey). */
+  existing: Map<string, { orgId: string; credits: number }>;
+  /** Each account's row version (`optimistic` only). */
+  versions: Map<string, string>;
 }
 
 /**
- * `lockAccounts`, and in the same round trip the reservations among `reservationIds` each org already has (a
- * retried Reserve gets the hold it has, not a second one), by `org_id/id`. With `lock: false` nothing is locked
- * and each account comes with its row version (`xmin`), for an optimistic write (`accountsPart` with versions).
+ * The one way to load accounts (with their org's profile), in one round trip. With `holdsAmong`, the same round
+ * trip also says which of those reservation ids each org already has (a retried Reserve gets the hold it has, not
+ * a second one).
  */
-export async function lockAccountsWithHolds(
-  m: EntityManager,
-  orgIds: string[],
-  reservationIds: string[],
-  lock = true,
-): Promise<{ accounts: Map<string, LockedAccount>; existing: Map<string, { orgId: string; credits: number }>; versions: Map<string, string> }> {
-  const rows: Array<AccountRow & { profile: string; version: string; held: Array<{ id: string; credits: number }> }> = await m.query(
-    prepared(`SELECT ${accountColumns}, a.xmin::text AS version,
-            (SELECT COALESCE(json_agg(json_build_object('id', r.id, 'credits', r.credits)), '[]'::json)
-               FROM reservations r WHERE r.org_id = a.org_id AND r.id = ANY($2::text[])) AS held
+export async function loadAccounts(m: EntityManager, orgIds: readonly string[], mode: AccountLoad, holdsAmong?: readonly string[]): Promise<LoadedAccounts> {
+  const held = holdsAmong
+    ? `, (SELECT COALESCE(json_agg(json_build_object('id', r.id, 'credits', r.credits)), '[]'::json)
+           FROM reservations r WHERE r.org_id = a.org_id AND r.id = ANY($2::text[])) AS held`
+    : '';
+  const rows: Array<AccountRow & { profile: string; version?: string; held?: Array<{ id: string; credits: number }> }> = await m.query(
+    prepared(`SELECT ${accountColumns}${mode === 'optimistic' ? ', a.xmin::text AS version' : ''}${held}
        FROM accounts a JOIN orgs o ON o.id = a.org_id
-      WHERE a.org_id = ANY($1::text[]) ORDER BY a.org_id${lock ? ' FOR UPDATE OF a' : ''}`),
-    [orgIds, reservationIds],
+      WHERE a.org_id = ANY($1::text[]) ORDER BY a.org_id${mode === 'lock' ? ' FOR UPDATE OF a' : ''}`),
+    holdsAmong ? [orgIds, holdsAmong] : [orgIds],
   );
   const existing = new Map<string, { orgId: string; credits: number }>();
-  for (const r of rows) for (const h of r.held) existing.set(reservationKey(r.org_id, h.id), { orgId: r.org_id, credits: Number(h.credits) });
+  for (const r of rows) for (const h of r.held ?? []) existing.set(reservationKey(r.org_id, h.id), { orgId: r.org_id, credits: Number(h.credits) });
   return {
     accounts: new Map(rows.map((r) => [r.org_id, { account: toAccount(r), profile: r.profile }])),
     existing,
-    versions: new Map(rows.map((r) => [r.org_id, r.version])),
+    versions: new Map(rows.flatMap((r) => (r.version === undefined ? [] : [[r.org_id, r.version] as const]))),
   };
+}
+
+/** `loadAccounts` for one org: its account, or null when it has none. */
+export async function loadAccount(m: EntityManager, orgId: string, mode: AccountLoad): Promise<LockedAccount | null> {
+  return (await loadAccounts(m, [orgId], mode)).accounts.get(orgId) ?? null;
 }
 
 /**
@@ -119,14 +129,6 @@ export async function lockAccountsWithHolds(
  */
 export function leasedUnspentSql(org: string): string {
   return `(SELECT COALESCE(SUM(l.credits - l.spent - l.returned), 0) FROM reservations l WHERE l.org_id = ${org} AND l.status = 'held' AND l.kind = 'lease')`;
-}
-
-export async function readAccount(m: EntityManager, orgId: string): Promise<LockedAccount | null> {
-  const rows: Array<AccountRow & { profile: string }> = await m.query(
-    `SELECT ${accountColumns} FROM accounts a JOIN orgs o ON o.id = a.org_id WHERE a.org_id = $1`,
-    [orgId],
-  );
-  return rows[0] ? { account: toAccount(rows[0]), profile: rows[0].profile } : null;
 }
 
 export async function insertAccount(m: EntityManager, a: Account): Promise<void> {
@@ -142,7 +144,7 @@ export async function saveAccounts(m: EntityManager, accounts: Account[]): Promi
 }
 
 /**
- * The accounts' new state. With `versions` (each org's `xmin` as read, see lockAccountsWithHolds) a row is written
+ * The accounts' new state. With `versions` (each org's `xmin` as read, see loadAccounts, `optimistic`) a row is written
  * only if it is still that version; the part is named `accounts_written` and RETURNs the rows written, for
  * `writeAll`'s `expect`.
  */

@@ -1,7 +1,7 @@
 import { MeteredBatch, MeterState, reservationKey } from '@tollgate/billing';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { EntityManager } from 'typeorm';
-import { accountsPart, entriesParts, lockAccounts } from './account-rows';
+import { accountsPart, entriesParts, loadAccounts } from './account-rows';
 import { closeReservationsPart, givenBackReservations, leaseSpentPart, lockHeldReservations, pendingEntityHolds, ReservationRef } from './reservation-rows';
 import { WritePart } from './sql';
 import { loadWindows, usageCountPart, usagePart, windowsPart } from './usage-rows';
@@ -18,7 +18,7 @@ import { loadWindows, usageCountPart, usagePart, windowsPart } from './usage-row
  */
 export async function loadMeterState(m: EntityManager, events: readonly RequestCompletedV1[]): Promise<MeterState> {
   const orgIds = [...new Set(events.map((e) => e.org_id))];
-  const accounts = await lockAccounts(m, orgIds);
+  const { accounts } = await loadAccounts(m, orgIds, 'lock');
   // A reservation is named by the event's org and its id: an event settles only a hold of its own org.
   const named: ReservationRef[] = events.flatMap((e) => (e.reservation_id === null ? [] : [{ orgId: e.org_id, id: e.reservation_id }]));
   const reservations = await lockHeldReservations(m, named);

@@ -2,7 +2,7 @@ import { ConflictException, NotFoundException } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { changePlan, grantTopUp, openAccount } from '@tollgate/billing';
 import { hashKey, KeyPrefixLength, newId, newSecret } from '@tollgate/persistence';
-import { appendEntries, insertAccount, leasedUnspentSql, lockAccounts, ProfileCatalog, readAccount, saveAccounts } from '@tollgate/ledger';
+import { appendEntries, insertAccount, leasedUnspentSql, loadAccount, ProfileCatalog, saveAccounts } from '@tollgate/ledger';
 import { ChangePlanDto, CreateKeyDto, CreateOrgDto, GrantCreditsDto } from './admin.dto';
 import { fieldError } from '@tollgate/platform';
 import { answer, commandCause, DefaultActor, idempotencyKeyReused, sameGrant } from './admin-commands';
@@ -60,7 +60,7 @@ export class AdminService {
       await this.ds.query(`SELECT id, name, profile, plan, limit_overrides, created_at FROM orgs WHERE id = $1`, [orgId]);
     const org = rows[0];
     if (!org) throw this.orgNotFound(orgId);
-    const account = await readAccount(this.ds.manager, orgId);
+    const account = await loadAccount(this.ds.manager, orgId, 'read');
     const leased = await leasedUnspent(this.ds.manager, orgId);
     return {
       id: org.id,
@@ -130,7 +130,7 @@ export class AdminService {
     if (expiresAt !== null && !Number.isFinite(expiresAt)) throw fieldError('expires_at', 'must be an ISO 8601 instant');
     if (expiresAt !== null && expiresAt <= now) throw fieldError('expires_at', 'must be in the future');
     return this.ds.transaction(async (m) => {
-      const locked = (await lockAccounts(m, [orgId])).get(orgId);
+      const locked = await loadAccount(m, orgId, 'lock');
       if (!locked) throw this.orgNotFound(orgId);
       // The account lock serialises grants of one org, so this read-then-insert cannot race.
       const prior: Array<{ id: string; command: string; input: Record<string, unknown>; result: Record<string, unknown> }> = await m.query(
@@ -171,7 +171,7 @@ export class AdminService {
     const commandId = newId('cmd');
     const now = this.clock();
     return this.ds.transaction(async (m) => {
-      const locked = (await lockAccounts(m, [orgId])).get(orgId);
+      const locked = await loadAccount(m, orgId, 'lock');
       if (!locked) throw this.orgNotFound(orgId);
       const plan = this.catalog.plan(locked.profile, dto.plan);
       if (!plan) {

@@ -6,7 +6,7 @@ import {
   accountsPart,
   entriesParts,
   loadWindows,
-  lockAccountsWithHolds,
+  loadAccounts,
   PendingEntityHold,
   pendingEntityHolds,
   reservationKey,
@@ -68,7 +68,7 @@ export async function reserveBatch(
   if (optimistic && perEntity.length > 0) throw new NeedsLocks('per-entity holds are decided under locks');
   // Retried commands (a gateway that timed out and asked again) get the hold they already have. A reservation is
   // its id within its org (the key is (org_id, id)): the same id under another org is another hold.
-  const { accounts, existing, versions } = await lockAccountsWithHolds(m, [...new Set(cmds.map((c) => c.orgId))], cmds.map((c) => c.reservationId), !optimistic);
+  const { accounts, existing, versions } = await loadAccounts(m, [...new Set(cmds.map((c) => c.orgId))], optimistic ? 'optimistic' : 'lock', cmds.map((c) => c.reservationId));
 
   const pairs = perEntity.flatMap((c) => c.entities.map((e) => [c.orgId, e] as const));
   const windows = pairs.length > 0 ? await loadWindows(m, pairs.map((p) => p[0]), pairs.map((p) => p[1])) : new Map<string, Map<string, number>>();

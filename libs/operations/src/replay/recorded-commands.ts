@@ -1,6 +1,6 @@
 import { DataSource, EntityManager } from 'typeorm';
 import { changePlan, grantTopUp, openAccount } from '@tollgate/billing';
-import { appendEntries, insertAccount, lockAccounts, ProfileCatalog, saveAccounts } from '@tollgate/ledger';
+import { appendEntries, insertAccount, loadAccount, ProfileCatalog, saveAccounts } from '@tollgate/ledger';
 
 /**
  * The operator's commands a Kafka replay re-applies around the events: an org opened with its plan, plan changes,
@@ -140,7 +140,7 @@ export async function applyCommands(scratch: DataSource, catalog: ProfileCatalog
         await appendEntries(m, opened.entries);
         continue;
       }
-      const locked = (await lockAccounts(m, [c.orgId])).get(c.orgId);
+      const locked = await loadAccount(m, c.orgId, 'lock');
       if (!locked) continue;
       const decided =
         c.kind === 'change-plan'

@@ -1,7 +1,7 @@
 import { PoolClient } from 'pg';
 import { DataSource, EntityManager } from 'typeorm';
 import { Account, evolve, foldAccount, PlanTerms } from '@tollgate/billing';
-import { accountParams, AccountRow, accountRowColumns, accountsPart, EntryRow, entryRowColumns, lockAccounts, toAccount, toEntry, writeAll } from '@tollgate/ledger';
+import { accountParams, AccountRow, accountRowColumns, accountsPart, EntryRow, entryRowColumns, loadAccount, toAccount, toEntry, writeAll } from '@tollgate/ledger';
 
 // The ledger replay's shadow projections (ledger-replay.ts): their tables, their writes, and `--apply`'s repair.
 
@@ -65,14 +65,14 @@ export async function repairOrg(ds: DataSource, shadow: ShadowTables, orgId: str
   await ds.transaction(async (m: EntityManager) => {
     const shadowRows: AccountRow[] = await m.query(`SELECT ${accountRowColumns} FROM ${shadow.accounts} WHERE org_id = $1`, [orgId]);
     const shadowRow = shadowRows[0];
-    let locked = (await lockAccounts(m, [orgId])).get(orgId);
+    let locked = await loadAccount(m, orgId, 'lock');
     if (!locked && shadowRow) {
       // A ledger without its account row: the row is created from the shadow, then locked like any other.
       await m.query(
         `INSERT INTO accounts (${accountRowColumns}) SELECT ${accountRowColumns} FROM ${shadow.accounts} WHERE org_id = $1 ON CONFLICT (org_id) DO NOTHING`,
         [orgId],
       );
-      locked = (await lockAccounts(m, [orgId])).get(orgId);
+      locked = await loadAccount(m, orgId, 'lock');
     }
     if (!locked) return;
     const plan = locked.account.plan;
