@@ -67,20 +67,7 @@ export class ReservationService {
    * command is tried alone (its own transaction), and answered as soon as it is decided.
    */
   private async decide(cmds: ReserveCommand[], settle: (i: number, o: ReserveOutcome | Error) => void): Promise<Array<ReserveOutcome | Error>> {
-    let outcomes: Array<ReserveOutcome | Error>;
-    try {
-      outcomes = await this.write(cmds);
-    } catch (e) {
-      if (cmds.length === 1) outcomes = [e as Error];
-      else {
-        outcomes = [];
-        for (const [i, cmd] of cmds.entries()) {
-          const o = await this.write([cmd]).then((r) => r[0]!, (err: Error) => err);
-          outcomes.push(o);
-          settle(i, o);
-        }
-      }
-    }
+    const outcomes = await batchOrEachAlone(cmds, (batch) => this.write(batch), settle);
     for (const o of outcomes) this.tally.holds[o instanceof Error ? 'failed' : o.granted ? 'granted' : 'refused']++;
     return outcomes;
   }
@@ -133,19 +120,8 @@ export class ReservationService {
    * seconds per org and gateway) and the sweeper's releases (a page at a time) each cost one transaction per batch
    * instead of one each. Should the batch fail, each is tried alone, as holds are.
    */
-  private async giveBackBatch(cmds: GiveBack[], settle: (i: number, o: GivenBack | Error) => void): Promise<Array<GivenBack | Error>> {
-    try {
-      return await this.ds.transaction((m) => this.giveBackIn(m, cmds));
-    } catch (e) {
-      if (cmds.length === 1) return [e as Error];
-      const outcomes: Array<GivenBack | Error> = [];
-      for (const [i, cmd] of cmds.entries()) {
-        const o = await this.ds.transaction((m) => this.giveBackIn(m, [cmd])).then((r) => r[0]!, (err: Error) => err);
-        outcomes.push(o);
-        settle(i, o);
-      }
-      return outcomes;
-    }
+  private giveBackBatch(cmds: GiveBack[], settle: (i: number, o: GivenBack | Error) => void): Promise<Array<GivenBack | Error>> {
+    return batchOrEachAlone(cmds, (batch) => this.ds.transaction((m) => this.giveBackIn(m, batch)), settle);
   }
 
   /**
@@ -212,6 +188,25 @@ export class ReservationService {
           WHERE reservations.org_id = u.org_id AND reservations.id = u.id`,
         [r.map((x) => x.orgId), r.map((x) => x.id), r.map((x) => x.credits)],
       );
+    }
+    return outcomes;
+  }
+}
+
+/**
+ * Writes a batch in one go; should that fail, each item alone (its own transaction), answered through `settle`
+ * as soon as it is decided, so one item's bad data refuses only that item.
+ */
+async function batchOrEachAlone<T, R>(items: T[], write: (batch: T[]) => Promise<Array<R | Error>>, settle: (i: number, o: R | Error) => void): Promise<Array<R | Error>> {
+  try {
+    return await write(items);
+  } catch (e) {
+    if (items.length === 1) return [e as Error];
+    const outcomes: Array<R | Error> = [];
+    for (const [i, item] of items.entries()) {
+      const o = await write([item]).then((r) => r[0]!, (err: Error) => err);
+      outcomes.push(o);
+      settle(i, o);
     }
     return outcomes;
   }
