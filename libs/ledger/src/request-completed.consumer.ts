@@ -4,8 +4,9 @@ import { meterBatch } from '@tollgate/billing';
 import { DeadLetterHeaders, EventValidation, MeteringConsumerGroup, parseRequestCompleted, printable, RequestCompletedV1 } from '@tollgate/contracts';
 import { IncomingBatch, IncomingMessage } from '@tollgate/messaging';
 import { databaseFailure } from '@tollgate/persistence';
-import { creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
+import { Batcher, creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
 import { deadLettersPart } from './dead-letter-store';
+import { groupCommit } from './group-commit';
 import { ProfileCatalog, pricingOf } from './profile-catalog';
 import { loadMeterState, meteredBatchParts } from './metering-store';
 import { lockOffsets, moveStoredOffset, offsetsPart, storedOffsets } from './offset-rows';
@@ -26,13 +27,6 @@ interface Slice {
   nextOffset: string;
   /** Dead-letter every message for this reason instead of metering it. */
   refusedBecause?: string;
-}
-
-/** A partition's batch waiting for the next group commit. */
-interface Waiting {
-  batch: IncomingBatch;
-  resolve: () => void;
-  reject: (e: unknown) => void;
 }
 
 export interface RequestCompletedConsumerOptions {
@@ -82,11 +76,8 @@ export class RequestCompletedConsumer {
   readonly groupId: string;
   private readonly clock: () => number;
   private readonly parse: NonNullable<RequestCompletedConsumerOptions['parse']>;
-  /** Batches handed over and not yet in a transaction, and the partitions of the transactions in flight (see handle). */
-  private waiting: Waiting[] = [];
-  private readonly writing = new Set<string>();
-  private scheduled = false;
-  private readonly groupMessages: number;
+  /** The group commit (see handle): each flush is one transaction of several partitions' batches. */
+  private readonly groups: Batcher<IncomingBatch>;
   /** Probe for events metered before (see fold): set by a duplicate, cleared by a probed batch without one. */
   private probing = false;
 
@@ -98,7 +89,8 @@ export class RequestCompletedConsumer {
     this.groupId = options.groupId ?? MeteringConsumerGroup;
     this.clock = options.clock ?? Date.now;
     this.parse = options.parse ?? parseRequestCompleted;
-    this.groupMessages = options.groupMessages ?? 2000;
+    const groupMessages = options.groupMessages ?? 2000;
+    this.groups = groupCommit((group, settle) => this.commit(group, settle), groupMessages);
   }
 
   storedOffsets(topic: string, partitions: number[]): Promise<Map<number, string>> {
@@ -120,67 +112,32 @@ export class RequestCompletedConsumer {
    * together in the next transaction, each with its own offset, up to `groupMessages` messages. An idle consumer
    * adds no delay; a busy one pays the round trips and the commit once per fetch instead of once per partition.
    * Two transactions may be in flight, so that one is parsed and priced while PostgreSQL writes the other; a
-   * partition is in at most one of them (its offset row would make the second wait anyway).
+   * partition is in at most one of them (its offset row would make the second wait anyway). The schedule is a
+   * Batcher (`groupCommit`: linger one turn, two flushes in flight, `admit` the group rule `joinsGroup`); the promise
+   * settles once the batch's transaction has committed (or failed), never before.
    */
   handle(batch: IncomingBatch): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ batch, resolve, reject });
-      this.schedule();
-    });
+    return this.groups.add(batch);
   }
 
-  private schedule(): void {
-    if (this.scheduled || this.writing.size >= 2 || this.waiting.length === 0) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.startGroups();
-    });
-  }
-
-  private startGroups(): void {
-    while (this.writing.size < 2) {
-      const group = this.nextGroup();
-      if (group.length === 0) return;
-      const partitions = group.map((w) => `${w.batch.topic}:${w.batch.partition}`);
-      for (const p of partitions) this.writing.add(p);
-      void this.commit(group).finally(() => {
-        for (const p of partitions) this.writing.delete(p);
-        this.startGroups();
-      });
-    }
-  }
-
-  /** The waiting batches of one topic, one per partition and none of a partition being written, up to the cap. */
-  private nextGroup(): Waiting[] {
-    const group: Waiting[] = [];
-    const later: Waiting[] = [];
-    let messages = 0;
-    for (const w of this.waiting) {
-      const fits =
-        (group.length === 0 || messages + w.batch.messages.length <= this.groupMessages) &&
-        w.batch.topic === (group[0]?.batch.topic ?? w.batch.topic) &&
-        !this.writing.has(`${w.batch.topic}:${w.batch.partition}`) &&
-        !group.some((g) => g.batch.partition === w.batch.partition);
-      if (fits) messages += w.batch.messages.length;
-      (fits ? group : later).push(w);
-    }
-    this.waiting = later;
-    return group;
-  }
-
-  private async commit(group: Waiting[]): Promise<void> {
+  /**
+   * One group in one transaction. Refused for its data, each batch of the group is metered again alone, and a group
+   * of one message by message; each batch is settled with its own outcome as soon as it has one, so a partition
+   * whose batch went through is not held back by the others. Any other failure rejects the whole group.
+   */
+  private async commit(group: IncomingBatch[], settle: (index: number, outcome: void | Error) => void): Promise<void> {
     const stop = ledgerAppendSeconds.startTimer();
     try {
-      await this.fold(group.map(({ batch }) => ({ batch, messages: batch.messages, nextOffset: batch.nextOffset })));
-      for (const w of group) w.resolve();
+      await this.fold(group.map((batch) => ({ batch, messages: batch.messages, nextOffset: batch.nextOffset })));
     } catch (e) {
-      if (databaseFailure(e) !== 'data') {
-        for (const w of group) w.reject(e);
-        return;
-      }
+      if (databaseFailure(e) !== 'data') throw e;
       // One partition's poison must not hold the others back: each batch alone, and the refused one message by message.
-      for (const w of group) await (group.length === 1 ? this.oneByOne(w.batch, e) : this.alone(w.batch)).then(w.resolve, w.reject);
+      for (const [i, batch] of group.entries()) {
+        await (group.length === 1 ? this.oneByOne(batch, e) : this.alone(batch)).then(
+          () => settle(i, undefined),
+          (failure: unknown) => settle(i, failure instanceof Error ? failure : new Error(String(failure))),
+        );
+      }
     } finally {
       stop();
     }
