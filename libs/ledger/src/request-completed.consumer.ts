@@ -4,7 +4,7 @@ import { meterBatch } from '@tollgate/billing';
 import { DeadLetterHeaders, EventValidation, MeteringConsumerGroup, parseRequestCompleted, printable, RequestCompletedV1 } from '@tollgate/contracts';
 import { IncomingBatch, IncomingMessage } from '@tollgate/messaging';
 import { databaseFailure } from '@tollgate/persistence';
-import { Batcher, creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
+import { asError, Batcher, creditsCharged, eventsMetered, ledgerAppendSeconds } from '@tollgate/platform';
 import { deadLettersPart } from './dead-letter-store';
 import { groupCommit } from './group-commit';
 import { ProfileCatalog, pricingOf } from './profile-catalog';
@@ -135,7 +135,7 @@ export class RequestCompletedConsumer {
       for (const [i, batch] of group.entries()) {
         await (group.length === 1 ? this.oneByOne(batch, e) : this.alone(batch)).then(
           () => settle(i, undefined),
-          (failure: unknown) => settle(i, failure instanceof Error ? failure : new Error(String(failure))),
+          (failure: unknown) => settle(i, asError(failure)),
         );
       }
     } finally {

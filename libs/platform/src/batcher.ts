@@ -1,7 +1,9 @@
+import { types } from 'node:util';
+
 /**
- * What a flush gives back: one outcome per item, in the items' order (an Error rejects that item alone, anything
- * else resolves it), or nothing at all when the items resolve with no value. A flush that throws or rejects
- * fails every item of its batch with that error.
+ * What a flush gives back: one outcome per item, in the items' order (an Error, see isError, rejects that item
+ * alone, anything else resolves it), or nothing at all when the items resolve with no value. A flush that throws or
+ * rejects fails every item of its batch with that error.
  */
 export type BatchOutcomes<R> = ReadonlyArray<R | Error> | (R extends void ? void : never);
 
@@ -48,7 +50,14 @@ interface Waiting<T, R> {
   reject: (e: Error) => void;
 }
 
-const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
+/**
+ * Whether `e` is an Error, made in this realm or another: node's own errors (a refused connection's, say) come from
+ * the main realm, which under a vm context (as jest runs code) has another Error, and must still reject, unwrapped.
+ */
+export const isError = (e: unknown): e is Error => e instanceof Error || types.isNativeError(e);
+
+/** `e` if it is an Error (see isError), else an Error saying what it is. */
+export const asError = (e: unknown): Error => (isError(e) ? e : new Error(String(e)));
 
 /**
  * Coalesces concurrent calls into batches: `add` queues an item and returns a promise of that item's own outcome;
@@ -211,7 +220,7 @@ export class Batcher<T, R = void> {
     const early = (i: number, o: R | Error) => {
       const w = batch[i];
       if (!w) return;
-      if (o instanceof Error) w.reject(o);
+      if (isError(o)) w.reject(o);
       else w.resolve(o);
     };
     let flushed: Promise<BatchOutcomes<R>>;
@@ -248,7 +257,7 @@ export class Batcher<T, R = void> {
     }
     batch.forEach((w, i) => {
       const o = list[i] as R | Error;
-      if (o instanceof Error) w.reject(o);
+      if (isError(o)) w.reject(o);
       else w.resolve(o);
     });
   }

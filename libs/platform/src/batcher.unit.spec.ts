@@ -1,4 +1,5 @@
-// Over 400 lines: the one coalescer four hot paths rely on, tested case by case (order, caps, slots, errors, shutdown, linger, admit).
+// Over 400 lines: the one coalescer five hot paths rely on, tested case by case (order, caps, slots, errors, shutdown, linger, admit).
+import { runInNewContext } from 'node:vm';
 import { Batcher, BatcherClosedError, BatcherOptions, BatchOutcomes } from './batcher';
 
 /** One turn of the event loop (what the default linger waits for). */
@@ -227,6 +228,19 @@ describe('Batcher: errors reach their callers and nowhere else', () => {
       throw new Error('sync, linger none');
     }, { linger: 'none' });
     await expect(now.add(1)).rejects.toThrow('sync, linger none');
+  });
+
+  it("an Error from another realm (node's own, under jest's vm) rejects as it is, whether thrown, returned or settled", async () => {
+    const foreign = () => Object.assign(runInNewContext('new Error("connect ECONNREFUSED")') as Error, { code: 'ECONNREFUSED' });
+    expect(foreign() instanceof Error).toBe(false);
+    const codeOf = (p: Promise<unknown>) => p.then(() => 'resolved', (e: Error & { code?: string }) => e.code);
+    const thrown = new Batcher<number>(() => Promise.reject(foreign()));
+    const returned = new Batcher<number, number>(async (items) => items.map(() => foreign()));
+    const settled = new Batcher<number, number>(async (items, settle) => {
+      settle(0, foreign());
+      return [1];
+    });
+    expect(await Promise.all([codeOf(thrown.add(1)), codeOf(returned.add(1)), codeOf(settled.add(1))])).toEqual(['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED']);
   });
 
   it('a thrown non-Error becomes an Error', async () => {
