@@ -2,8 +2,10 @@ import { IncomingBatch } from '@tollgate/messaging';
 import { Batcher, Flush } from '@tollgate/platform';
 
 /**
- * The consumer's group-commit schedule (see RequestCompletedConsumer.handle): batches handed over in one turn go
- * together, two transactions in flight at most, each group as `joinsGroup` admits it; `commit` writes one group.
+ * The consumer's group-commit schedule (see RequestCompletedConsumer.handle): the batches handed over in one turn of
+ * the event loop go together, as `joinsGroup` admits them; at most two transactions are in flight, and what queues
+ * while both are goes as soon as one settles, with no linger. `commit` writes one group in one transaction and
+ * settles each batch of it (a batch's promise settles only once its transaction has committed or failed).
  */
 export function groupCommit(commit: Flush<IncomingBatch, void>, groupMessages: number): Batcher<IncomingBatch> {
   return new Batcher<IncomingBatch>(commit, {
