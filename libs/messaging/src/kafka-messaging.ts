@@ -177,7 +177,15 @@ class KafkaMessaging implements Messaging {
       }
       return producer;
     };
-    const publisher = new SerialisedPublisher(await connect(), connect, this.maxMessageBytes, this.lingerMs);
+    const producer = await connect();
+    // Partition counts, best effort: without them a failed send is retried whole (see Publisher.partitionOf).
+    const partitions = new Map<string, number>();
+    const topics = Object.keys(this.opts.topics ?? TopicPartitions);
+    await this.connectedAdmin()
+      .then((admin) => admin.fetchTopicMetadata({ topics }))
+      .then((meta) => meta.topics.forEach((t) => t.partitions.length > 0 && partitions.set(t.name, t.partitions.length)))
+      .catch((e: Error) => this.opts.log?.('warn', `kafka: partition counts unknown (${e.message}); a failed send is retried whole`));
+    const publisher = new SerialisedPublisher(producer, connect, this.maxMessageBytes, this.lingerMs, (topic) => partitions.get(topic));
     this.closers.push(() => publisher.close());
     return publisher;
   }

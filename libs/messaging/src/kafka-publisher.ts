@@ -66,6 +66,8 @@ export class SerialisedPublisher implements Publisher {
     maxBatchBytes: number,
     /** KAFKA_LINGER_MS: 0 gathers one event-loop turn (no timer); more waits that long for a send to fill. */
     lingerMs = 0,
+    /** Each topic's partition count, when known (read from the broker when the publisher was made): partitionOf. */
+    private readonly partitions: (topic: string) => number | undefined = () => undefined,
   ) {
     this.producer = producer;
     this.sends = new Batcher((pending) => this.send(pending), { concurrency: 1, maxWeight: maxBatchBytes, weigh: (p) => p.bytes, linger: lingerMs > 0 ? lingerMs : 'turn' });
@@ -74,6 +76,11 @@ export class SerialisedPublisher implements Publisher {
   publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('publisher is closed'));
     return this.sends.add({ topic, messages, bytes: recordBatchBytesBound(messages) });
+  }
+
+  partitionOf(topic: string, key: string): number | undefined {
+    const count = this.partitions(topic);
+    return count === undefined ? undefined : partitionOfKey(key, count);
   }
 
   /** One send of the coalesced calls (the first always goes, alone if it is larger than the limit). */

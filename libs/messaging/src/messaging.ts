@@ -63,6 +63,12 @@ export interface Publisher {
    * MessageRefusedError when the broker refused them for what they are (see there).
    */
   publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  /**
+   * The partition a message with this key goes to, when the publisher knows (undefined otherwise). A sender that
+   * must retry after a failed send uses it to send each partition's messages on their own, so that what the live
+   * leaders acknowledged is not written again while one leader is away (see SpoolingPublisher.sendRun).
+   */
+  partitionOf?(topic: string, key: string): number | undefined;
   close(): Promise<void>;
 }
 

@@ -3,6 +3,12 @@ import { DeadLetterFile, deadLetterNotice, describeDeadLetter, LocalDeadLetter }
 import { MessageRefusedError, OutgoingMessage, Publisher, recordBatchBytesBound } from './messaging';
 import { SpoolBatch, SpoolLog } from './spool-log';
 
+/** A spooled message and its position in the batch being drained. */
+interface Positioned {
+  at: number;
+  m: OutgoingMessage;
+}
+
 /** Why a message was dead-lettered, for the metric: larger than the broker takes, or refused as a record. */
 export type DeadLetterCause = 'too_large' | 'invalid_record';
 
@@ -66,6 +72,8 @@ export class SpoolingPublisher implements Publisher {
   private inner: Publisher | null = null;
   private connecting = false;
   private noticing: Promise<void> | null = null;
+  /** The batch being drained (its first record) and the positions in it a broker acknowledged (see send). */
+  private progress: { start: string; delivered: Set<number> } | null = null;
 
   /**
    * `inner` is the broker publisher, or its creation under way (the gateway does not wait for an unreachable
@@ -275,6 +283,7 @@ export class SpoolingPublisher implements Publisher {
         await this.send(batch);
         // Crash here (acked, not yet deleted): sent again at start; event_id dedupes.
         await this.spool.acknowledge(batch);
+        this.progress = null;
         pause = this.opts.retryMs ?? 250;
         failures = 0;
       } catch (e) {
@@ -307,22 +316,30 @@ export class SpoolingPublisher implements Publisher {
 
   /**
    * Consecutive records of one topic go in one send, in spool order, each send within maxMessageBytes. A message
-   * larger than that is dead-lettered unsent (a spool written before the limit was lowered).
+   * larger than that is dead-lettered unsent (a spool written before the limit was lowered). What a broker
+   * acknowledged of this batch on an earlier attempt is not sent again (see sendRun).
    */
   private async send(batch: SpoolBatch): Promise<void> {
+    const first = batch.messages[0];
+    // The batch starts at the oldest record not yet acknowledged, so the same start is the same batch (it may have
+    // grown at its end since); its records keep their positions, which is what `delivered` remembers.
+    const start = `${batch.segment}\0${first ? String(first.message.value) : ''}`;
+    if (this.progress?.start !== start) this.progress = { start, delivered: new Set() };
     let i = 0;
     while (i < batch.messages.length) {
       const topic = batch.messages[i]!.topic;
-      let run: OutgoingMessage[] = [];
+      let run: Positioned[] = [];
       let bytes = 61;
       while (i < batch.messages.length && batch.messages[i]!.topic === topic) {
+        const at = i;
         const m = batch.messages[i++]!.message;
         const size = recordBatchBytesBound([m]) - 61;
         if (size + 61 > this.maxMessageBytes) {
           await this.sendRun(topic, run);
           run = [];
           bytes = 61;
-          await this.deadLetter(topic, m, this.tooLarge(m), 'too_large');
+          if (!this.progress.delivered.has(at)) await this.deadLetter(topic, m, this.tooLarge(m), 'too_large');
+          this.progress.delivered.add(at);
           continue;
         }
         if (bytes + size > this.maxMessageBytes) {
@@ -330,7 +347,7 @@ export class SpoolingPublisher implements Publisher {
           run = [];
           bytes = 61;
         }
-        run.push(m);
+        run.push({ at, m });
         bytes += size;
       }
       await this.sendRun(topic, run);
@@ -338,23 +355,51 @@ export class SpoolingPublisher implements Publisher {
   }
 
   /**
-   * Sends `run`; when the broker refuses it for its content, sends its messages one by one, and dead-letters each
-   * one the broker refuses alone. Any other failure propagates: the batch is retried whole (a copy already
-   * acknowledged is a duplicate; one already dead-lettered is not recorded twice).
+   * Sends what of `run` was not delivered yet. When the broker refuses it for its content, its messages go one by
+   * one, and each one the broker refuses alone is dead-lettered. Any other failure (a leader away: a broker died)
+   * is retried per partition at once, when the publisher knows the partitions: the partitions whose leaders are
+   * alive are written now, and only the rest waits for the batch's next attempt. (Before, the whole batch was sent
+   * again on every attempt: a broker's death wrote the live partitions' events 4-5 times, each copy deduped by
+   * event_id but carried by the broker, the consumer and the disk.) Delivered positions are kept in memory only: a
+   * crash sends the batch again whole, as before (event_id dedupes).
    */
-  private async sendRun(topic: string, run: OutgoingMessage[]): Promise<void> {
-    if (run.length === 0) return;
+  private async sendRun(topic: string, run: Positioned[]): Promise<void> {
+    const delivered = this.progress!.delivered;
+    const left = run.filter((p) => !delivered.has(p.at));
+    if (left.length === 0) return;
     try {
-      await this.inner!.publish(topic, run);
+      await this.inner!.publish(topic, left.map((p) => p.m));
+      for (const p of left) delivered.add(p.at);
     } catch (e) {
-      if (!(e instanceof MessageRefusedError)) throw e;
-      if (run.length > 1) {
-        for (const m of run) await this.sendRun(topic, [m]);
+      if (e instanceof MessageRefusedError) {
+        if (left.length > 1) {
+          for (const p of left) await this.sendRun(topic, [p]);
+          return;
+        }
+        const cause: DeadLetterCause = e.type === 'INVALID_RECORD' ? 'invalid_record' : 'too_large';
+        await this.deadLetter(topic, left[0]!.m, e.message, cause);
+        delivered.add(left[0]!.at);
         return;
       }
-      const cause: DeadLetterCause = e.type === 'INVALID_RECORD' ? 'invalid_record' : 'too_large';
-      await this.deadLetter(topic, run[0]!, e.message, cause);
+      const parts = this.byPartition(topic, left);
+      if (parts.length <= 1) throw e;
+      let failed: unknown = null;
+      for (const part of parts) await this.sendRun(topic, part).catch((err: unknown) => (failed ??= err));
+      if (failed) throw failed;
     }
+  }
+
+  /** `run` split by partition, each part in spool order; one part when the partitions are unknown. */
+  private byPartition(topic: string, run: Positioned[]): Positioned[][] {
+    const parts = new Map<number, Positioned[]>();
+    for (const p of run) {
+      const partition = this.inner?.partitionOf?.(topic, p.m.key);
+      if (partition === undefined) return [run];
+      const part = parts.get(partition) ?? [];
+      part.push(p);
+      parts.set(partition, part);
+    }
+    return [...parts.values()];
   }
 
   private sleep(ms: number): Promise<void> {

@@ -169,3 +169,71 @@ describe('SpoolingPublisher without a broker at start', () => {
     await publisher.close();
   });
 });
+
+/**
+ * A broker of `partitions` partitions (key `org-N` on partition N mod partitions) whose partition `down` has no
+ * leader while `away` is set: a send holding any of its messages fails, and the rest of that send is written anyway
+ * (as kafkajs's per-broker requests are), so a naive retry writes the live partitions again.
+ */
+class PartitionedBroker implements Publisher {
+  readonly written: string[] = [];
+  away = true;
+  constructor(
+    private readonly partitions: number,
+    private readonly down: number,
+    private readonly knowsPartitions = true,
+  ) {}
+  partitionOf(_topic: string, key: string): number | undefined {
+    return this.knowsPartitions ? Number(key.slice(4)) % this.partitions : undefined;
+  }
+  async publish(_topic: string, messages: OutgoingMessage[]): Promise<void> {
+    const onDown = (m: OutgoingMessage) => Number(m.key.slice(4)) % this.partitions === this.down;
+    for (const m of messages) if (!(this.away && onDown(m))) this.written.push((JSON.parse(String(m.value)) as { event_id: string }).event_id);
+    if (this.away && messages.some(onDown)) throw new Error('There is no leader for this topic-partition (test)');
+  }
+  async close(): Promise<void> {}
+}
+
+const orgEvent = (i: number, org: number): OutgoingMessage => ({ key: `org-${org}`, value: JSON.stringify({ event_id: `e-${i}`, org_id: `org-${org}` }) });
+
+describe('SpoolingPublisher: a partition whose leader is away', () => {
+  async function drainWith(broker: PartitionedBroker) {
+    const dir = await tempDir();
+    const spool = await SpoolLog.open(dir, { maxBytes: 1024 * 1024 });
+    // 12 events over 6 orgs on 3 partitions, spooled (the broker missed the deadline), in one batch.
+    const events = Array.from({ length: 12 }, (_, i) => orgEvent(i + 1, i % 6));
+    await spool.append('t', events);
+    const publisher = new SpoolingPublisher(broker, spool, await DeadLetterFile.open(dir), { deadlineMs: 50, retryMs: 5, maxRetryMs: 10 });
+    publisher.start();
+    return { publisher, spool, events };
+  }
+
+  it('writes the live partitions once while the batch waits for the one away, then the rest once, in order per key', async () => {
+    const broker = new PartitionedBroker(3, 1);
+    const { publisher, spool } = await drainWith(broker);
+    // Several attempts fail on partition 1 meanwhile.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(spool.holdsAny()).toBe(true);
+    const live = ['e-1', 'e-3', 'e-4', 'e-6', 'e-7', 'e-9', 'e-10', 'e-12']; // orgs 0, 2, 3, 5
+    const count = (id: string) => broker.written.filter((w) => w === id).length;
+    // The first attempt (the batch whole) wrote them, the retry by partition again: never more than twice.
+    for (const id of live) expect(count(id)).toBeLessThanOrEqual(2);
+    expect(broker.written.filter((w) => !live.includes(w))).toEqual([]);
+    broker.away = false;
+    await until(() => !spool.holdsAny());
+    for (const id of live) expect(count(id)).toBeLessThanOrEqual(2);
+    // Partition 1's events (orgs 1 and 4), once each, in spool order.
+    expect(broker.written.filter((w) => ['e-2', 'e-5', 'e-8', 'e-11'].includes(w))).toEqual(['e-2', 'e-5', 'e-8', 'e-11']);
+    await publisher.close();
+  });
+
+  it('without partition counts the batch is sent again whole on every attempt (the behaviour before), and nothing is lost', async () => {
+    const broker = new PartitionedBroker(3, 1, false);
+    const { publisher, spool } = await drainWith(broker);
+    await until(() => broker.written.filter((w) => w === 'e-1').length >= 3);
+    broker.away = false;
+    await until(() => !spool.holdsAny());
+    for (let i = 1; i <= 12; i++) expect(broker.written).toContain(`e-${i}`);
+    await publisher.close();
+  });
+});
