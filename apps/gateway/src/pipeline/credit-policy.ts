@@ -120,11 +120,14 @@ export class BalanceCache {
 
   private refresh(orgId: string, ahead: boolean): Promise<number> {
     const out: Fetch = { promise: Promise.resolve(0), spent: 0, superseded: false };
+    // Its age counts from the ask, before metering read it (however long the answer took to come back), so "at most
+    // maxAgeMs old" holds of metering's read itself: the README's overdraw bound rests on it.
+    const askedAt = this.clock.now();
     out.promise = new Promise<number>((resolve) => resolve(this.fetch(orgId, ahead))).then(
       (fetched) => {
         this.fetching.delete(orgId);
         if (out.superseded) return this.seen.get(orgId)?.balance ?? fetched - out.spent;
-        this.seen.set(orgId, { balance: fetched - out.spent, at: this.clock.now() });
+        this.seen.set(orgId, { balance: fetched - out.spent, at: askedAt });
         return fetched - out.spent;
       },
       (e: unknown) => {
