@@ -66,7 +66,8 @@ interface Fetch {
  * finds it past `refreshAfterMs` asks again; a call that waits for a fetch that fails gets that error.
  */
 export class BalanceCache {
-  private readonly seen = new Map<string, { balance: number; at: number }>();
+  /** `used`: a call read it since it was fetched (only such balances are refreshed along with another org's). */
+  private readonly seen = new Map<string, { balance: number; at: number; used: boolean }>();
   private readonly fetching = new Map<string, Fetch>();
   private readonly refreshAfterMs: number;
 
@@ -82,7 +83,7 @@ export class BalanceCache {
 
   /** A balance metering just answered (a hold's or a lease's reply): it replaces the cached one and any fetch's. */
   remember(orgId: string, balance: number): void {
-    this.seen.set(orgId, { balance, at: this.clock.now() });
+    this.seen.set(orgId, { balance, at: this.clock.now(), used: false });
     const out = this.fetching.get(orgId);
     if (out) out.superseded = true;
   }
@@ -104,10 +105,14 @@ export class BalanceCache {
     const hit = this.seen.get(orgId);
     if (hit) {
       const age = this.clock.now() - hit.at;
+      hit.used = true;
       if (age < this.refreshAfterMs) return hit.balance;
       if (age < this.maxAgeMs) {
         // Young enough to use; old enough to refresh. A refresh that fails leaves this balance (a later call retries).
-        if (!this.fetching.has(orgId)) this.refresh(orgId, true).catch(() => undefined);
+        if (!this.fetching.has(orgId)) {
+          this.refresh(orgId, true).catch(() => undefined);
+          this.refreshAlong(orgId);
+        }
         return hit.balance;
       }
     }
@@ -116,6 +121,19 @@ export class BalanceCache {
     // What this gateway admitted since the fetch was asked for (or since, by the calls that resumed before this one)
     // is spent from the fetched balance too.
     return this.seen.get(orgId)?.balance ?? pending;
+  }
+
+  /**
+   * Refreshes, with `orgId`'s, every balance in use that is past half the refresh point: they go in the same
+   * GetBalances, and their next refreshes fall together too, so a gateway's orgs settle into a few batches per
+   * refresh period instead of one call each (orgs refresh at scattered times, which no linger of a few ms gathers).
+   * One pass over the orgs per batch started, not per call. Balances no call read since their fetch are left to age.
+   */
+  private refreshAlong(orgId: string): void {
+    const now = this.clock.now();
+    for (const [other, e] of this.seen) {
+      if (other !== orgId && e.used && now - e.at >= this.refreshAfterMs / 2 && !this.fetching.has(other)) this.refresh(other, true).catch(() => undefined);
+    }
   }
 
   private refresh(orgId: string, ahead: boolean): Promise<number> {
@@ -127,7 +145,7 @@ export class BalanceCache {
       (fetched) => {
         this.fetching.delete(orgId);
         if (out.superseded) return this.seen.get(orgId)?.balance ?? fetched - out.spent;
-        this.seen.set(orgId, { balance: fetched - out.spent, at: askedAt });
+        this.seen.set(orgId, { balance: fetched - out.spent, at: askedAt, used: false });
         return fetched - out.spent;
       },
       (e: unknown) => {

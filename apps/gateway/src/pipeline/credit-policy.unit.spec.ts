@@ -122,6 +122,37 @@ describe('eventual credits: the balance cache', () => {
     expect(metering.calls).toBe(2);
   });
 
+  it('refreshes along with an org the balances in use past half the refresh point, so they go in one batch; not the unread ones', async () => {
+    const metering = new SlowMetering();
+    const asked: string[] = [];
+    const cache = new BalanceCache(clock, (orgId, ahead) => {
+      asked.push(`${orgId}${ahead ? ' ahead' : ''}`);
+      return metering.balance(orgId, ahead);
+    });
+    const known = ['a', 'b', 'c', 'd'].map((org) => cache.get(org));
+    metering.answer(10);
+    await Promise.all(known);
+    now += 200;
+    await cache.get('b'); // read at 200 ms: in use
+    await cache.get('d');
+    now += 100;
+    await cache.get('c'); // read at 300 ms
+    now += 200;
+    // a at 500 ms: its refresh takes b, c and d along (read since their fetch, over 250 ms old).
+    await cache.get('a');
+    cache.spend('b', 1);
+    expect(asked.slice(4)).toEqual(['a ahead', 'b ahead', 'c ahead', 'd ahead']);
+    metering.answer(20);
+    await turns();
+    expect(['a', 'b', 'c', 'd'].map((org) => cache.peek(org))).toEqual([20, 19, 20, 20]);
+    now += 200;
+    await cache.get('b'); // b read at 200 ms; a, c and d not read since their refresh
+    now += 300;
+    // a at 500 ms: its refresh takes b along, and leaves c and d to age.
+    await cache.get('a');
+    expect(asked.slice(8)).toEqual(['a ahead', 'b ahead']);
+  });
+
   it('keeps a balance remembered while a fetch was out (a hold answered) and drops the fetched one', async () => {
     const metering = new SlowMetering();
     const cache = new BalanceCache(clock, (orgId, ahead) => metering.balance(orgId, ahead));
