@@ -35,12 +35,13 @@ describe("metering's gRPC requires the internal token", () => {
 
   const reserve = (orgId: string) => ({ reservation_id: uuidv7(), org_id: orgId, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurred_at: new Date().toISOString() });
 
-  it('refuses Reserve and GetBalance without the token, with a wrong one, or with the admin token: UNAUTHENTICATED, and nothing is held', async () => {
+  it('refuses Reserve, GetBalance and GetBalances without the token, with a wrong one, or with the admin token: UNAUTHENTICATED, and nothing is held', async () => {
     const { orgId } = await stack.orgWithKey('free', uniqueId('grpc-auth'));
     const client = reservations();
     for (const authorization of [null, 'Bearer wrong-token', `Bearer ${stack.adminToken}`, stack.internalToken, `Basic ${stack.internalToken}`]) {
       await expect(call(client, 'Reserve', reserve(orgId), authorization)).rejects.toMatchObject({ code: GrpcStatus.UNAUTHENTICATED });
       await expect(call(client, 'GetBalance', { org_id: orgId }, authorization)).rejects.toMatchObject({ code: GrpcStatus.UNAUTHENTICATED });
+      await expect(call(client, 'GetBalances', { org_ids: [orgId] }, authorization)).rejects.toMatchObject({ code: GrpcStatus.UNAUTHENTICATED });
     }
     const org = await stack.admin<{ balance: number }>('GET', `/admin/orgs/${orgId}`);
     expect(org.body.balance).toBe(50);
@@ -54,6 +55,8 @@ describe("metering's gRPC requires the internal token", () => {
     expect(held).toMatchObject({ granted: true, balance: '49' });
     const balance = await call<{ balance: string }>(client, 'GetBalance', { org_id: orgId }, `Bearer ${stack.internalToken}`);
     expect(balance.balance).toBe('49');
+    const balances = await call<{ balances: Array<{ org_id: string; balance: string }> }>(client, 'GetBalances', { org_ids: [orgId, 'no-such-org'] }, `Bearer ${stack.internalToken}`);
+    expect(balances.balances).toEqual([{ org_id: orgId, balance: '49' }]);
     client.close();
   });
 

@@ -63,3 +63,22 @@ export interface ReserveStreamReply {
   id: number;
   results: ReserveResult[];
 }
+
+/** GetBalances: several orgs' balances in one call (at most `MaxBalancesPerCall` ids). */
+export interface BalancesRequest {
+  orgIds: string[];
+}
+
+/** One org's spendable balance at metering (holds and leases taken off), as GetBalance answers it. */
+export interface BalanceReply {
+  orgId: string;
+  balance: number;
+}
+
+/** The orgs metering knows among those asked for, each once; an unknown org is left out. */
+export interface BalancesReply {
+  balances: BalanceReply[];
+}
+
+/** The most org ids one GetBalances may name. */
+export const MaxBalancesPerCall = 1000;

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { ProtoFiles, ReserveRequest, ReserveStreamReply, ReserveStreamRequest } from '@tollgate/contracts';
+import { BalancesReply, BalancesRequest, ProtoFiles, ReserveRequest, ReserveStreamReply, ReserveStreamRequest } from '@tollgate/contracts';
 import { grpcLoaderOptions } from '@tollgate/platform';
 import { GrpcMeteringClient } from './metering-client';
 
@@ -9,13 +9,18 @@ type HoldStream = grpc.ServerDuplexStream<ReserveStreamRequest, ReserveStreamRep
 /**
  * The gateway's hold client over a real gRPC connection, against a Reservations server whose ReserveStream each
  * test scripts (answering late, out of order, or not at all; the real metering is driven by the e2e tests): every
- * hold gets exactly one outcome, and a stream that stops answering is replaced.
+ * hold gets exactly one outcome, and a stream that stops answering is replaced. Balance fetches go in batches, one
+ * GetBalances each.
  */
-describe('GrpcMeteringClient over ReserveStream (real gRPC)', () => {
+describe('GrpcMeteringClient over ReserveStream and GetBalances (real gRPC)', () => {
   let server: grpc.Server;
   let address: string;
   let onStream: (call: HoldStream) => void;
   let streams = 0;
+  /** What GetBalances and GetBalance answer (each test scripts them), and what they were asked. */
+  let balances: (req: BalancesRequest) => BalancesReply | grpc.ServiceError;
+  let balancesAsked: string[][] = [];
+  let balanceAsked: string[] = [];
 
   beforeAll(async () => {
     const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(ProtoFiles.Metering, grpcLoaderOptions)) as unknown as {
@@ -27,7 +32,16 @@ describe('GrpcMeteringClient over ReserveStream (real gRPC)', () => {
       Reserve: unimplemented,
       ReserveBatch: unimplemented,
       Release: unimplemented,
-      GetBalance: unimplemented,
+      GetBalance: (call: grpc.ServerUnaryCall<{ orgId: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        balanceAsked.push(call.request.orgId);
+        cb(null, { orgId: call.request.orgId, balance: 5 });
+      },
+      GetBalances: (call: grpc.ServerUnaryCall<BalancesRequest, BalancesReply>, cb: grpc.sendUnaryData<BalancesReply>) => {
+        balancesAsked.push(call.request.orgIds);
+        const reply = balances(call.request);
+        if ('code' in reply) cb(reply);
+        else cb(null, reply);
+      },
       ReserveStream: (call: HoldStream) => {
         streams++;
         onStream(call);
@@ -40,7 +54,11 @@ describe('GrpcMeteringClient over ReserveStream (real gRPC)', () => {
   });
 
   afterAll(() => server?.forceShutdown());
-  beforeEach(() => (streams = 0));
+  beforeEach(() => {
+    streams = 0;
+    balancesAsked = [];
+    balanceAsked = [];
+  });
 
   const hold = (orgId: string): ReserveRequest => ({ reservationId: `r-${orgId}`, orgId, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: new Date().toISOString() });
   const granted = (r: ReserveRequest) => ({ reply: { granted: true, reservationId: r.reservationId, requested: 1, shortfall: 0, balance: 7 }, errorCode: 0, errorMessage: '' });
@@ -154,6 +172,56 @@ describe('GrpcMeteringClient over ReserveStream (real gRPC)', () => {
       await expect(client.reserve(hold('cut'))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
       expect((await client.reserve(hold('after'))).granted).toBe(true);
       expect(streams).toBe(2);
+    } finally {
+      client.close();
+    }
+  });
+
+  const byOrg = (req: BalancesRequest, known = (id: string) => !id.startsWith('ghost')) => ({
+    balances: req.orgIds.filter(known).map((orgId) => ({ orgId, balance: orgId.length })),
+  });
+
+  it('fetches the balances asked for in one loop turn with one GetBalances (each org once); an unknown org fails alone, NOT_FOUND', async () => {
+    balances = (req) => byOrg(req);
+    const client = new GrpcMeteringClient(address, 'token');
+    try {
+      const asked = await Promise.allSettled([client.balance('a'), client.balance('bbb'), client.balance('a'), client.balance('ghost')]);
+      expect(asked.slice(0, 3)).toEqual([1, 3, 1].map((value) => ({ status: 'fulfilled', value })));
+      expect(asked[3]).toMatchObject({ status: 'rejected', reason: { code: grpc.status.NOT_FOUND, message: 'unknown org "ghost"' } });
+      expect(balancesAsked).toEqual([['a', 'bbb', 'ghost']]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('lets refreshes ahead of need wait for company: those asked for within the linger go in one GetBalances', async () => {
+    balances = (req) => byOrg(req);
+    const client = new GrpcMeteringClient(address, 'token', 3000, 1000);
+    try {
+      const first = client.balance('a', true);
+      await new Promise((r) => setTimeout(r, 20));
+      const second = client.balance('bb', true);
+      expect(balancesAsked).toEqual([]);
+      // A fetch a call waits for does not linger.
+      expect(await client.balance('ccc')).toBe(3);
+      expect(await Promise.all([first, second])).toEqual([1, 2]);
+      expect(balancesAsked).toEqual([['ccc'], ['a', 'bb']]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('fails the batch when GetBalances fails, and asks GetBalance per org when metering does not have GetBalances (an older one)', async () => {
+    balances = () => Object.assign(new Error('metering is busy'), { code: grpc.status.UNAVAILABLE, details: 'metering is busy', metadata: new grpc.Metadata() });
+    const client = new GrpcMeteringClient(address, 'token');
+    try {
+      const failed = await Promise.allSettled([client.balance('a'), client.balance('b')]);
+      expect(failed.map((f) => f.status === 'rejected' && (f.reason as grpc.ServiceError).code)).toEqual([grpc.status.UNAVAILABLE, grpc.status.UNAVAILABLE]);
+      balances = () => Object.assign(new Error('unimplemented'), { code: grpc.status.UNIMPLEMENTED, details: '', metadata: new grpc.Metadata() });
+      expect(await Promise.all([client.balance('a'), client.balance('b')])).toEqual([5, 5]);
+      expect(await client.balance('c')).toBe(5);
+      expect(balancesAsked).toEqual([['a', 'b'], ['a', 'b']]);
+      expect(balanceAsked).toEqual(['a', 'b', 'c']);
     } finally {
       client.close();
     }

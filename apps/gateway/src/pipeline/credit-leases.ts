@@ -78,7 +78,7 @@ export class LeasedCredits implements CreditPolicy {
   ) {
     // At most 2 s old: every lease granted refreshes it, so an org with traffic rarely needs a GetBalance of its own
     // (measured: a 1 s bound made quiet orgs ask about once per call at 3 calls/s).
-    this.cache = new BalanceCache(clock, (orgId) => metering.balance(orgId), 2000);
+    this.cache = new BalanceCache(clock, (orgId, ahead) => metering.balance(orgId, ahead), 2000);
     this.now = opts.monotonic ?? (() => performance.now());
     this.minimumCalls = opts.minimumCalls ?? 8;
     this.marginMs = opts.marginMs ?? 250;

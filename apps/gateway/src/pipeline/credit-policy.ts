@@ -37,19 +37,55 @@ export interface CreditPolicy {
   close?(): Promise<void>;
 }
 
+/** A fetch of one org's balance that is out, and what this gateway spent from the org meanwhile. */
+interface Fetch {
+  promise: Promise<number>;
+  /** Credits spent (given back: negative) since the fetch was asked for: taken off the fetched balance. */
+  spent: number;
+  /** A balance was remembered (a hold's reply) while the fetch was out: it stands, the fetched one is dropped. */
+  superseded: boolean;
+}
+
 /**
- * The last balance a gateway saw per org, with what it admitted since (eventual mode spends it locally). One fetch
- * per org at a time: the calls that find the balance stale while it is being fetched wait for that fetch instead of
- * each asking metering.
+ * The last balance a gateway saw per org, with what it admitted since (eventual mode spends it locally).
+ *
+ * Refreshed ahead of need: once a balance is `refreshAfterMs` old, the next call asks metering for a new one in the
+ * background (a refresh that may linger a few ms to go with other orgs': see GrpcMeteringClient) and goes on with
+ * the cached one; a call waits only for a balance older than `maxAgeMs`, or none at all. One fetch per org at a
+ * time: the calls that must wait while one is out wait for that one instead of each asking metering.
+ *
+ * A fetch racing local spends: metering's answer may have been read after some of the calls this gateway admitted
+ * since the fetch was asked for, but it can't contain their charges unless their events were metered meanwhile.
+ * So every spend (and give-back) made while a fetch is out is counted, and the fetched balance stands less them:
+ * exactly what the cached balance would be had the fetch answered at once and each spend come after it. (At worst
+ * that counts a call twice, metered and spent: the balance is under-, never over-stated for it.) As before, a call
+ * admitted before the fetch was asked for and not yet metered is missing from the fetched balance: the overdraw
+ * bound's calls not yet metered (README, "How money moves").
+ *
+ * Failures: a refresh that fails leaves the cached balance as it is (spent as calls go), and the next call that
+ * finds it past `refreshAfterMs` asks again; a call that waits for a fetch that fails gets that error.
  */
 export class BalanceCache {
-  private readonly seen = new Map<string, { balance: number; at: number }>();
-  private readonly fetching = new Map<string, Promise<number>>();
+  /** `used`: a call read it since it was fetched (only such balances are refreshed along with another org's). */
+  private readonly seen = new Map<string, { balance: number; at: number; used: boolean }>();
+  private readonly fetching = new Map<string, Fetch>();
+  private readonly refreshAfterMs: number;
 
-  constructor(private readonly clock: Clock, private readonly fetch: (orgId: string) => Promise<number>, private readonly maxAgeMs = 1000) {}
+  /** `fetch(orgId, ahead)`: `ahead` when no call waits for it (a refresh ahead of need). */
+  constructor(
+    private readonly clock: Clock,
+    private readonly fetch: (orgId: string, ahead: boolean) => Promise<number>,
+    private readonly maxAgeMs = 1000,
+    refreshAfterMs?: number,
+  ) {
+    this.refreshAfterMs = Math.min(refreshAfterMs ?? maxAgeMs / 2, maxAgeMs);
+  }
 
+  /** A balance metering just answered (a hold's or a lease's reply): it replaces the cached one and any fetch's. */
   remember(orgId: string, balance: number): void {
-    this.seen.set(orgId, { balance, at: this.clock.now() });
+    this.seen.set(orgId, { balance, at: this.clock.now(), used: false });
+    const out = this.fetching.get(orgId);
+    if (out) out.superseded = true;
   }
 
   /** The balance last seen, however old, without asking metering. */
@@ -57,32 +93,68 @@ export class BalanceCache {
     return this.seen.get(orgId)?.balance ?? null;
   }
 
+  /** Takes `credits` off the org's balance (negative: gives them back), and off the balance being fetched. */
   spend(orgId: string, credits: number): void {
     const hit = this.seen.get(orgId);
     if (hit) hit.balance -= credits;
+    const out = this.fetching.get(orgId);
+    if (out) out.spent += credits;
   }
 
   async get(orgId: string): Promise<number> {
     const hit = this.seen.get(orgId);
-    if (hit && this.clock.now() - hit.at < this.maxAgeMs) return hit.balance;
-    let pending = this.fetching.get(orgId);
-    if (!pending) {
-      pending = this.fetch(orgId).then(
-        (balance) => {
-          this.fetching.delete(orgId);
-          this.remember(orgId, balance);
-          return balance;
-        },
-        (e: unknown) => {
-          this.fetching.delete(orgId);
-          throw e;
-        },
-      );
-      this.fetching.set(orgId, pending);
+    if (hit) {
+      const age = this.clock.now() - hit.at;
+      hit.used = true;
+      if (age < this.refreshAfterMs) return hit.balance;
+      if (age < this.maxAgeMs) {
+        // Young enough to use; old enough to refresh. A refresh that fails leaves this balance (a later call retries).
+        if (!this.fetching.has(orgId)) {
+          this.refresh(orgId, true).catch(() => undefined);
+          this.refreshAlong(orgId);
+        }
+        return hit.balance;
+      }
     }
+    const pending = this.fetching.get(orgId)?.promise ?? this.refresh(orgId, false);
     await pending;
-    // What this gateway admitted while the fetch was out is spent from the fetched balance too.
+    // What this gateway admitted since the fetch was asked for (or since, by the calls that resumed before this one)
+    // is spent from the fetched balance too.
     return this.seen.get(orgId)?.balance ?? pending;
+  }
+
+  /**
+   * Refreshes, with `orgId`'s, every balance in use that is past half the refresh point: they go in the same
+   * GetBalances, and their next refreshes fall together too, so a gateway's orgs settle into a few batches per
+   * refresh period instead of one call each (orgs refresh at scattered times, which no linger of a few ms gathers).
+   * One pass over the orgs per batch started, not per call. Balances no call read since their fetch are left to age.
+   */
+  private refreshAlong(orgId: string): void {
+    const now = this.clock.now();
+    for (const [other, e] of this.seen) {
+      if (other !== orgId && e.used && now - e.at >= this.refreshAfterMs / 2 && !this.fetching.has(other)) this.refresh(other, true).catch(() => undefined);
+    }
+  }
+
+  private refresh(orgId: string, ahead: boolean): Promise<number> {
+    const out: Fetch = { promise: Promise.resolve(0), spent: 0, superseded: false };
+    // Its age counts from the ask, before metering read it (however long the answer took to come back), so "at most
+    // maxAgeMs old" holds of metering's read itself: the README's overdraw bound rests on it.
+    const askedAt = this.clock.now();
+    out.promise = new Promise<number>((resolve) => resolve(this.fetch(orgId, ahead))).then(
+      (fetched) => {
+        this.fetching.delete(orgId);
+        if (out.superseded) return this.seen.get(orgId)?.balance ?? fetched - out.spent;
+        this.seen.set(orgId, { balance: fetched - out.spent, at: askedAt, used: false });
+        return fetched - out.spent;
+      },
+      (e: unknown) => {
+        this.fetching.delete(orgId);
+        throw e;
+      },
+    );
+    this.fetching.set(orgId, out);
+    return out.promise;
   }
 }
 
@@ -94,7 +166,7 @@ export class StrictCredits implements CreditPolicy {
   private readonly cache: BalanceCache;
 
   constructor(private readonly metering: CreditReservations, clock: Clock) {
-    this.cache = new BalanceCache(clock, (orgId) => metering.balance(orgId));
+    this.cache = new BalanceCache(clock, (orgId, ahead) => metering.balance(orgId, ahead));
   }
 
   hold(call: PaidCall, need: Need, reservationId: string): Promise<HoldOutcome> {
@@ -134,14 +206,16 @@ export async function holdPerCall(metering: CreditReservations, cache: BalanceCa
 
 /**
  * Eventual: no round trip on the paid path. A call is admitted when the org's last known balance (at most 1 s
- * old, less what this gateway admitted since) covers it; metering charges it when its event arrives. The
- * overdraw bound is in the README ("How money moves").
+ * old, less what this gateway admitted since) covers it; metering charges it when its event arrives. The balance
+ * is refreshed in the background once it is 0.5 s old, so a call with traffic before it never waits for metering;
+ * only one that finds it over 1 s old (a quiet org) or unknown does. The overdraw bound is in the README ("How money
+ * moves").
  */
 export class EventualCredits implements CreditPolicy {
   private readonly cache: BalanceCache;
 
   constructor(metering: CreditReservations, clock: Clock) {
-    this.cache = new BalanceCache(clock, (orgId) => metering.balance(orgId));
+    this.cache = new BalanceCache(clock, (orgId, ahead) => metering.balance(orgId, ahead));
   }
 
   async hold(call: PaidCall, need: Need): Promise<HoldOutcome> {

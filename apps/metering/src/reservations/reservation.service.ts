@@ -90,9 +90,15 @@ export class ReservationService {
     return this.ds.transaction((m) => reserveBatch(m, this.catalog, cmds, expiresAt));
   }
 
+  /** The org's spendable balance (holds and leases are entries that already took it off), or null: unknown org. */
   async balance(orgId: string): Promise<number | null> {
-    const rows: Array<{ balance: string }> = await this.ds.query(`SELECT balance FROM accounts WHERE org_id = $1`, [orgId]);
-    return rows[0] ? Number(rows[0].balance) : null;
+    return (await this.balances([orgId])).get(orgId) ?? null;
+  }
+
+  /** `balance` of several orgs in one read; an unknown org is absent from the map. */
+  async balances(orgIds: readonly string[]): Promise<Map<string, number>> {
+    const rows: Array<{ org_id: string; balance: string }> = await this.ds.query(`SELECT org_id, balance FROM accounts WHERE org_id = ANY($1::text[])`, [orgIds]);
+    return new Map(rows.map((r) => [r.org_id, Number(r.balance)]));
   }
 
   /**
