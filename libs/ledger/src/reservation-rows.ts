@@ -23,16 +23,6 @@ export async function pendingEntityHolds(m: EntityManager, orgIds: string[], ent
   return rows.map((r) => ({ id: r.id, orgId: r.org_id, entities: r.entities, occurredAt: r.occurred_at.getTime() }));
 }
 
-/**
- * `status = 'held'` for statements that find reservations by primary key (org_id, id) from a batch's ids. Written
- * as `IS TRUE` (the same for a NOT NULL column) so that the planner cannot answer it from the partial indexes of
- * held rows (reservations_open, reservations_held_by_org): with stale statistics (a fresh database's first minute,
- * when `held` was rare at the last ANALYZE) it took them for a row or two and scanned every held reservation once
- * per row of the batch, 16 ms for a consumer batch of 50 at 400 leases held (auto_explain, the gateway bench). The
- * primary key finds each row whatever the statistics say.
- */
-export const heldByKey = (alias: string): string => `(${alias}.status = 'held') IS TRUE`;
-
 /** A reservation's identity: its id within its org (ids are unique per org only). */
 export interface ReservationRef {
   orgId: string;
@@ -47,7 +37,7 @@ export async function lockHeldReservations(m: EntityManager, refs: readonly Rese
       prepared(`SELECT r.id, r.org_id, r.credits, r.allocation, r.kind, r.spent, r.returned, (extract(epoch FROM r.occurred_at) * 1000)::int8 AS occurred_ms
        FROM unnest($1::text[], $2::text[]) AS p(org_id, id)
        JOIN reservations r ON r.org_id = p.org_id AND r.id = p.id
-      WHERE ${heldByKey('r')} FOR UPDATE OF r`),
+      WHERE r.status = 'held' FOR UPDATE OF r`),
       [refs.map((r) => r.orgId), refs.map((r) => r.id)],
     );
   return new Map(
@@ -70,7 +60,7 @@ export function leaseSpentPart(leases: ReadonlyArray<{ orgId: string; id: string
   return {
     sql: `UPDATE reservations r SET spent = u.spent
        FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(org_id, id, spent)
-      WHERE r.org_id = u.org_id AND r.id = u.id AND ${heldByKey('r')} AND r.kind = 'lease'`,
+      WHERE r.org_id = u.org_id AND r.id = u.id AND r.status = 'held' AND r.kind = 'lease'`,
     params: [leases.map((l) => l.orgId), leases.map((l) => l.id), leases.map((l) => l.spent)],
   };
 }
@@ -99,7 +89,7 @@ export function closeReservationsPart(refs: readonly ReservationRef[], status: '
   return {
     sql: `UPDATE reservations r SET status = $4, closed_at = now(), closed_by = u.by
        FROM unnest($1::text[], $2::text[], $3::text[]) AS u(org_id, id, by)
-      WHERE r.org_id = u.org_id AND r.id = u.id AND ${heldByKey('r')}`,
+      WHERE r.org_id = u.org_id AND r.id = u.id AND r.status = 'held'`,
     params: [refs.map((r) => r.orgId), refs.map((r) => r.id), by, status],
   };
 }

@@ -3,7 +3,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { Batcher } from '@tollgate/platform';
 import { Allocation, LedgerEntryDraft, leaseSlice, release } from '@tollgate/billing';
 import { MaxClockSkewMs } from '@tollgate/contracts';
-import { appendEntries, closeReservations, heldByKey, loadAccounts, optimisticConflict, ProfileCatalog, ReservationRef, reservationKey, saveAccounts } from '@tollgate/ledger';
+import { appendEntries, closeReservations, loadAccounts, optimisticConflict, ProfileCatalog, ReservationRef, reservationKey, saveAccounts } from '@tollgate/ledger';
 import { NeedsLocks, ReserveCommand, ReserveOutcome, reserveBatch } from './reservation-batch';
 
 export type { ReserveCommand, ReserveOutcome } from './reservation-batch';
@@ -139,7 +139,7 @@ export class ReservationService {
     const accounts = new Map([...(await loadAccounts(m, [...new Set(cmds.map((c) => c.orgId))], 'lock')).accounts].map(([org, l]) => [org, l.account]));
     const rows: Array<{ org_id: string; id: string; allocation: Allocation[]; kind: 'hold' | 'lease'; credits: string; spent: string; returned: string }> = await m.query(
       `SELECT org_id, id, allocation, kind, credits, spent, returned FROM reservations
-        WHERE (org_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND ${heldByKey('reservations')}
+        WHERE (org_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND status = 'held'
         ORDER BY org_id, id FOR UPDATE`,
       [cmds.map((c) => c.orgId), cmds.map((c) => c.id)],
     );
