@@ -204,6 +204,16 @@ export async function gatewayBench(): Promise<{ rows: GatewayRow[]; notes: strin
     // came out at half the throughput of the same path measured later).
     const warmSeconds = Number(process.env.BENCH_WARMUP_SECONDS || 8);
     for (const t of targets) if (t.keys.length > 0) await load(t.url, t.keys, 32, warmSeconds);
+    // Statistics as a database in service has them. Autovacuum analyses a table once a tenth of it has changed, but
+    // visits a database about once a minute (autovacuum_naptime), so the bench's new database would be timed with
+    // statistics taken while its tables were nearly empty: the plans then read every held lease once per row of a
+    // consumer batch (auto_explain: 16-100 ms a batch of 50, against 1-4 ms with current statistics), and PostgreSQL's
+    // CPU per call swung 3x between runs with when autovacuum happened to come. BENCH_ANALYZE=0 times it as it is.
+    if (process.env.BENCH_ANALYZE !== '0') {
+      const db = new Client({ connectionString: process.env.DATABASE_URL });
+      await db.connect();
+      await db.query('ANALYZE').finally(() => db.end());
+    }
 
     let answered2xx = 0;
     let directP50 = 0;
