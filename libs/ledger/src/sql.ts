@@ -59,10 +59,12 @@ export async function writeAll(m: EntityManager, parts: Array<WritePart | null>,
 
 /**
  * Did an optimistic write lose to a concurrent one? Its guard refused it (40001), or a row it meant to add was
- * added meanwhile (23505: the ledger seq it read as next, or a reservation id a retried call took first). Either
- * way nothing of it was written, and deciding again under locks is the answer.
+ * added meanwhile (23505: the ledger seq it read as next, or a reservation id a retried call took first), or
+ * PostgreSQL chose it as a deadlock's victim (40P01; the guarded write locks in org order as the locking writers do,
+ * so this is a defence, not a path taken). Either way nothing of it was written, and deciding again under locks is
+ * the answer.
  */
 export function optimisticConflict(e: unknown): boolean {
   const code = sqlState(e);
-  return code === '40001' || code === '23505';
+  return code === '40001' || code === '23505' || code === '40P01';
 }

@@ -3,7 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { RequestCompletedV1 } from '@tollgate/contracts';
 import { connectDatabase } from '@tollgate/persistence';
 import { AdminService } from '../admin/admin.service';
-import { optimisticConflict, ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
+import { loadAccounts, optimisticConflict, ProfileCatalog, RequestCompletedConsumer } from '@tollgate/ledger';
 import { reserveBatch } from './reservation-batch';
 import { ReservationService } from './reservation.service';
 
@@ -230,5 +230,35 @@ describe('group-committed reservations (real PostgreSQL)', () => {
     // One batch of six failed, then each tried alone (its own transaction): five granted, one failed.
     expect(reservations.takeTally().holds).toEqual({ granted: 5, refused: 0, failed: 1 });
     expect((await ledgerSums(id)).held).toBe(5);
+  });
+
+  it('an optimistic batch of two orgs locks them in org order, so a writer that locks them in order does not deadlock with it', async () => {
+    // The scale test's PostgreSQL log showed "deadlock detected" between an optimistic batch of holds (its UPDATE
+    // locked the accounts in the order its plan met them) and writers that lock in org order (a consumer batch, an
+    // admin grant, which then answered 500). Here: B is created first and asked first, so the UPDATE meets B first.
+    const admin = new AdminService(ds, catalog);
+    const [a, b] = [`${run}-order-a`, `${run}-order-b`];
+    await admin.createOrg({ id: b, name: b, plan: 'free' });
+    await admin.createOrg({ id: a, name: a, plan: 'free' });
+    const cmd = (orgId: string) => ({ reservationId: uuidv7(), orgId, profile: 'trackyard', method: 'POST', route: '/search', entities: [], occurredAt: Date.now() });
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+    let aLocked!: () => void;
+    const holdingA = new Promise<void>((r) => (aLocked = r));
+    // The locking writer: A, then (once the batch's write is under way) B, in org order as every locking writer does.
+    const locker = ds.transaction(async (m) => {
+      await loadAccounts(m, [a], 'lock');
+      aLocked();
+      await sleep(400);
+      await loadAccounts(m, [b], 'lock');
+    });
+    await holdingA;
+    const batch = reserveBatch(ds.manager, catalog, [cmd(b), cmd(a)], () => Date.now() + 120_000, true);
+    const [lockerResult, batchResult] = await Promise.allSettled([locker, batch]);
+    // Before the fix one of the two was PostgreSQL's deadlock victim (40P01) about a second later.
+    expect(lockerResult).toMatchObject({ status: 'fulfilled' });
+    expect(batchResult).toMatchObject({ status: 'fulfilled' });
+    expect(await ledgerSums(a)).toMatchObject({ balance: 49, held: 1 });
+    expect(await ledgerSums(b)).toMatchObject({ balance: 49, held: 1 });
   });
 });
