@@ -2,6 +2,7 @@ import { DataSource } from 'typeorm';
 import { DatabaseEnv, readConfig } from '@tollgate/platform';
 import { AdvisoryLocks } from './advisory-locks';
 import { migrations } from './migrations';
+import { QueryLogger } from './query-logger';
 
 export { DefaultDatabaseUrl } from '@tollgate/platform';
 
@@ -41,6 +42,7 @@ export function createDataSource(url = databaseUrl(), poolSize = 10, searchPath?
       ...(searchPath === undefined ? {} : { options: `-c search_path=${searchPath}` }),
     },
     logging: ['error'],
+    logger: new QueryLogger(['error']),
   });
 }
 
