@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { BalancesReply, BalancesRequest, EndLeaseRequest, MaxBalancesPerCall, ProtoFiles, ReserveReply, ReserveRequest, ReserveStreamReply, ReserveStreamRequest } from '@tollgate/contracts';
-import { Batcher, bearerMetadata, grpcLoaderOptions, internalToken } from '@tollgate/platform';
+import { asError, Batcher, bearerMetadata, grpcLoaderOptions, internalToken } from '@tollgate/platform';
 
 /** The gateway's port to metering: credit holds and balances. */
 export interface CreditReservations {
@@ -163,7 +163,7 @@ export class GrpcMeteringClient implements CreditReservations {
       orgIds.map((orgId) =>
         this.call<{ orgId: string }, { balance: number }>('GetBalance', { orgId }).then(
           (r) => Number(r.balance),
-          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+          asError,
         ),
       ),
     );

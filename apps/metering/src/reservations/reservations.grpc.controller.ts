@@ -129,12 +129,7 @@ export class ReservationsGrpcController {
     const distinct = [...new Set(orgIds)];
     if (distinct.length === 0) return { balances: [] };
     const found = await this.reservations.balances(distinct);
-    const balances: BalancesReply['balances'] = [];
-    for (const orgId of distinct) {
-      const balance = found.get(orgId);
-      if (balance !== undefined) balances.push({ orgId, balance });
-    }
-    return { balances };
+    return { balances: distinct.filter((orgId) => found.has(orgId)).map((orgId) => ({ orgId, balance: found.get(orgId)! })) };
   }
 }
 
